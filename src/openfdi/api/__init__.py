@@ -1,0 +1,1 @@
+"""The ASGI application: FDI routers, IAM subset, auth, error rendering, operations endpoints."""

@@ -1,0 +1,17 @@
+"""FDI v2 routers, one per resource group, under /v2/{project_id}/fdi/instances/{instance_id}."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from openfdi.wire.common import ErrorResponse
+
+PREFIX = "/v2/{project_id}/fdi/instances/{instance_id}"
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "Bad Request (FDI.3002, FDI.3033, ...)"},
+    401: {"model": ErrorResponse, "description": "Unauthorized (APIG.0301, APIG.0307)"},
+    404: {"model": ErrorResponse, "description": "Not Found"},
+    413: {"model": ErrorResponse, "description": "Request entity too large (APIG.0201)"},
+    500: {"model": ErrorResponse, "description": "Internal Server Error (FDI.9999)"},
+}

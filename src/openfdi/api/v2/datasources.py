@@ -1,0 +1,95 @@
+"""Data sources."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response
+from starlette.concurrency import run_in_threadpool
+
+from openfdi.api.auth import RuntimeDep, ScopeDep
+from openfdi.api.v2 import ERRORS, PREFIX
+from openfdi.services import datasources
+from openfdi.wire.datasources import (
+    DatasourceInfoRequest,
+    DatasourceResponse,
+    ListDatasourcesResponse,
+)
+
+router = APIRouter(prefix=PREFIX, tags=["Data Sources"], responses=ERRORS)
+Id = Annotated[str, Path(max_length=64)]
+OptStr = Annotated[str | None, Query(max_length=255)]
+
+
+@router.post(
+    "/datasources",
+    status_code=201,
+    response_model=DatasourceResponse,
+    summary="Create a data source",
+)
+async def create_datasource_info(
+    scope: ScopeDep, rt: RuntimeDep, body: DatasourceInfoRequest
+) -> DatasourceResponse:
+    return await run_in_threadpool(datasources.create_datasource_info, rt, scope, body)
+
+
+@router.get("/datasources", response_model=ListDatasourcesResponse, summary="List data sources")
+async def list_datasources(
+    scope: ScopeDep,
+    rt: RuntimeDep,
+    limit: int | None = None,
+    offset: int | None = None,
+    datasource_type: OptStr = None,
+    name: OptStr = None,
+    app_id: OptStr = None,
+    sort_field: OptStr = None,
+    sort_type: OptStr = None,
+    custom_plugin_id: OptStr = None,
+) -> ListDatasourcesResponse:
+    return await run_in_threadpool(
+        lambda: datasources.list_datasources(
+            rt,
+            scope,
+            offset=offset,
+            limit=limit,
+            datasource_type=datasource_type,
+            name=name,
+            app_id=app_id,
+            sort_type=(sort_type or "").upper() or None,
+        )
+    )
+
+
+@router.get(
+    "/datasources/{datasource_id}", response_model=DatasourceResponse, summary="Show a data source"
+)
+async def show_dataource_detail(
+    scope: ScopeDep, rt: RuntimeDep, datasource_id: Id
+) -> DatasourceResponse:
+    return await run_in_threadpool(datasources.show_datasource, rt, scope, datasource_id)
+
+
+@router.put(
+    "/datasources/{datasource_id}",
+    response_model=DatasourceResponse,
+    summary="Modify a data source",
+)
+async def update_datasource_info(
+    scope: ScopeDep, rt: RuntimeDep, datasource_id: Id, body: DatasourceInfoRequest
+) -> DatasourceResponse:
+    return await run_in_threadpool(
+        datasources.update_datasource_info, rt, scope, datasource_id, body
+    )
+
+
+@router.delete(
+    "/datasources/{datasource_id}",
+    status_code=204,
+    response_class=Response,
+    summary="Delete a data source",
+)
+async def delete_datasource_info_by_id(
+    scope: ScopeDep, rt: RuntimeDep, datasource_id: Id
+) -> Response:
+    await run_in_threadpool(datasources.delete_datasource_info_by_id, rt, scope, datasource_id)
+    return Response(status_code=204)

@@ -1,0 +1,1 @@
+"""The IAM subset (v3): password tokens and project look-up."""

@@ -1,0 +1,107 @@
+"""`openfdi serve | migrate | admin …`."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import sys
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from openfdi.api.app import create_app
+from openfdi.cli.admin import admin
+from openfdi.domain.scope import Scope
+from openfdi.services import demo, identity
+from openfdi.services.runtime import Runtime
+from openfdi.settings import Settings
+
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="openfdi: FDI-compatible data integration"
+)
+app.add_typer(admin, name="admin")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _print_bootstrap(created: identity.Bootstrap) -> None:
+    lines = [
+        "openfdi: first start, created (shown once; keep the SK and password):",
+        f"  project_id   {created.project_id}",
+        f"  instance_id  {created.instance_id}",
+        f"  user         {created.user}",
+        f"  password     {created.password}",
+        f"  AK           {created.ak}",
+        f"  SK           {created.sk}",
+    ]
+    typer.echo("\n".join(lines), err=True)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8080,
+    demo_mode: Annotated[
+        bool,
+        typer.Option("--demo", help="on first start, use the documented demo credentials and data"),
+    ] = False,
+    access_log: Annotated[bool, typer.Option(help="log every request")] = True,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
+) -> None:
+    """Run the API server (migrations are applied first)."""
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    overrides: dict[str, str] = {}
+    if demo_mode:
+        if not _is_loopback(host):
+            typer.echo("--demo uses public credentials and listens on loopback only", err=True)
+            raise typer.Exit(2)
+        overrides = {
+            "bootstrap_project_id": demo.DEMO_PROJECT_ID,
+            "bootstrap_instance_id": demo.DEMO_INSTANCE_ID,
+            "bootstrap_ak": demo.DEMO_AK,
+            "bootstrap_sk": demo.DEMO_SK,
+            "bootstrap_user": demo.DEMO_USER,
+            "bootstrap_password": demo.DEMO_PASSWORD,
+        }
+    settings = Settings()
+    # Values from the environment win over the demo's, so a user can still fix their own.
+    settings = settings.model_copy(
+        update={k: v for k, v in overrides.items() if getattr(settings, k) is None}
+    )
+    runtime = Runtime.open(settings)
+    created = identity.bootstrap(runtime)
+    if created is not None:
+        _print_bootstrap(created)
+        if demo_mode:
+            demo.install_demo(runtime, Scope(created.project_id, created.instance_id))
+            typer.echo("openfdi: demo data sources and tasks created", err=True)
+    uvicorn.run(
+        create_app(runtime),
+        host=host,
+        port=port,
+        access_log=access_log,
+        log_level=log_level,
+        timeout_graceful_shutdown=5,
+    )
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations up to the newest."""
+    runtime = Runtime.open(Settings())
+    runtime.close()
+    typer.echo("migrations applied")
+
+
+def run() -> None:  # pragma: no cover - python -m entry
+    sys.exit(app())

@@ -1,0 +1,1 @@
+"""Use cases: one function per FDI operation; each owns its transaction."""

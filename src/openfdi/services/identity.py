@@ -1,0 +1,290 @@
+"""Projects, instances, users, AK/SK credentials and tokens: bootstrap, admin, authentication."""
+
+from __future__ import annotations
+
+import secrets
+import string
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from openfdi.domain.ids import is_hex_id, is_instance_id, new_hex_id, new_instance_id
+from openfdi.domain.scope import Principal, Scope
+from openfdi.errors import (
+    AuthenticationFailed,
+    InstanceNotFound,
+    InvalidParameters,
+    ProjectMismatch,
+    TokenMustBeUpdated,
+)
+from openfdi.services.runtime import Runtime
+from openfdi.store.crypto import (
+    DUMMY_PASSWORD_HASH,
+    hash_password,
+    token_digest,
+    verify_password,
+)
+from openfdi.store.tables import (
+    CredentialRow,
+    InstanceRow,
+    ProjectRow,
+    TokenRow,
+    UserRow,
+)
+
+_AK_ALPHABET = string.ascii_uppercase + string.digits
+_SK_ALPHABET = string.ascii_letters + string.digits
+
+
+def new_access_key() -> str:
+    """20 upper-case alphanumerics, the shape of a Huawei Cloud AK."""
+    return "".join(secrets.choice(_AK_ALPHABET) for _ in range(20))
+
+
+def new_secret_key() -> str:
+    return "".join(secrets.choice(_SK_ALPHABET) for _ in range(40))
+
+
+@dataclass(frozen=True, slots=True)
+class Bootstrap:
+    """What the first start created; the password and SK are shown exactly once."""
+
+    project_id: str
+    project_name: str
+    instance_id: str
+    user: str
+    password: str
+    ak: str
+    sk: str
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialInfo:
+    ak: str
+    project_id: str
+    created_at: int
+    revoked_at: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    token: str
+    expires_at_ms: int
+    issued_at_ms: int
+    project_id: str
+    project_name: str
+    user_id: str
+    user_name: str
+
+
+def bootstrap(rt: Runtime) -> Bootstrap | None:
+    """On an empty database, create one project, instance, user and AK/SK; else do nothing.
+
+    The OPENFDI_BOOTSTRAP_* settings fix those values instead of random ones.
+    """
+    s = rt.settings
+    with rt.db.write() as session:
+        if session.scalar(select(func.count()).select_from(ProjectRow)):
+            return None
+        project_id = s.bootstrap_project_id or new_hex_id()
+        instance_id = s.bootstrap_instance_id or new_instance_id()
+        if not is_hex_id(project_id):
+            raise ValueError("OPENFDI_BOOTSTRAP_PROJECT_ID must be 32 lowercase hex characters")
+        if not is_instance_id(instance_id):
+            raise ValueError("OPENFDI_BOOTSTRAP_INSTANCE_ID must be a hyphenated lowercase UUID")
+        user = s.bootstrap_user or "admin"
+        password = s.bootstrap_password or secrets.token_urlsafe(12)
+        ak = s.bootstrap_ak or new_access_key()
+        sk = s.bootstrap_sk or new_secret_key()
+        now = rt.clock_ms()
+        session.add(ProjectRow(id=project_id, name=s.bootstrap_project_name, created_at=now))
+        session.flush()
+        session.add(
+            InstanceRow(id=instance_id, project_id=project_id, name="default", created_at=now)
+        )
+        session.add(
+            UserRow(
+                id=new_hex_id(),
+                project_id=project_id,
+                name=user,
+                password_hash=hash_password(password),
+                created_at=now,
+            )
+        )
+        session.add(
+            CredentialRow(
+                ak=ak, project_id=project_id, sk_encrypted=rt.box.encrypt(sk), created_at=now
+            )
+        )
+    return Bootstrap(project_id, s.bootstrap_project_name, instance_id, user, password, ak, sk)
+
+
+# --- admin operations (the `openfdi admin` commands)
+
+
+def _require_project(session: Session, project_id: str) -> ProjectRow:
+    row = session.get(ProjectRow, project_id)
+    if row is None:
+        raise InvalidParameters(detail=f"project {project_id} does not exist")
+    return row
+
+
+def create_project(rt: Runtime, name: str) -> str:
+    project_id = new_hex_id()
+    try:
+        with rt.db.write() as session:
+            session.add(ProjectRow(id=project_id, name=name, created_at=rt.clock_ms()))
+    except IntegrityError as exc:
+        raise InvalidParameters(detail=f"a project named {name!r} exists already") from exc
+    return project_id
+
+
+def create_instance(rt: Runtime, project_id: str, name: str = "default") -> str:
+    instance_id = new_instance_id()
+    with rt.db.write() as session:
+        _require_project(session, project_id)
+        session.add(
+            InstanceRow(id=instance_id, project_id=project_id, name=name, created_at=rt.clock_ms())
+        )
+    return instance_id
+
+
+def create_user(rt: Runtime, project_id: str, name: str, password: str) -> str:
+    if len(password) < 8:
+        raise InvalidParameters(detail="a password has at least 8 characters")
+    user_id = new_hex_id()
+    try:
+        with rt.db.write() as session:
+            _require_project(session, project_id)
+            session.add(
+                UserRow(
+                    id=user_id,
+                    project_id=project_id,
+                    name=name,
+                    password_hash=hash_password(password),
+                    created_at=rt.clock_ms(),
+                )
+            )
+    except IntegrityError as exc:
+        raise InvalidParameters(detail=f"a user named {name!r} exists already") from exc
+    return user_id
+
+
+def create_credential(rt: Runtime, project_id: str) -> tuple[str, str]:
+    ak, sk = new_access_key(), new_secret_key()
+    with rt.db.write() as session:
+        _require_project(session, project_id)
+        session.add(
+            CredentialRow(
+                ak=ak,
+                project_id=project_id,
+                sk_encrypted=rt.box.encrypt(sk),
+                created_at=rt.clock_ms(),
+            )
+        )
+    return ak, sk
+
+
+def list_credentials(rt: Runtime, project_id: str) -> list[CredentialInfo]:
+    with rt.db.read() as session:
+        rows = session.scalars(
+            select(CredentialRow)
+            .where(CredentialRow.project_id == project_id)
+            .order_by(CredentialRow.created_at)
+        )
+        return [CredentialInfo(r.ak, r.project_id, r.created_at, r.revoked_at) for r in rows]
+
+
+def revoke_credential(rt: Runtime, project_id: str, ak: str) -> bool:
+    with rt.db.write() as session:
+        row = session.get(CredentialRow, ak)
+        if row is None or row.project_id != project_id:
+            return False
+        if row.revoked_at is None:
+            row.revoked_at = rt.clock_ms()
+        return True
+
+
+# --- authentication
+
+
+def secret_key_for(rt: Runtime, ak: str) -> tuple[str, str] | None:
+    """(project_id, SK) of an active access key, or None."""
+    with rt.db.read() as session:
+        row = session.get(CredentialRow, ak)
+        if row is None or row.revoked_at is not None:
+            return None
+        return row.project_id, rt.box.decrypt(row.sk_encrypted)
+
+
+def issue_token(
+    rt: Runtime,
+    *,
+    user_name: str,
+    password: str,
+    project_id: str | None,
+    project_name: str | None,
+) -> IssuedToken:
+    with rt.db.read() as session:
+        user = session.scalar(select(UserRow).where(UserRow.name == user_name))
+        stored = user.password_hash if user is not None else DUMMY_PASSWORD_HASH
+        if not verify_password(password, stored) or user is None:
+            raise AuthenticationFailed(detail="the username or password is wrong")
+        project = session.get(ProjectRow, user.project_id)
+        assert project is not None
+        wanted_id = project_id or None
+        if (wanted_id and wanted_id != project.id) or (
+            project_name and project_name != project.name
+        ):
+            raise AuthenticationFailed(detail="the user has no access to the requested project")
+        user_id, name = user.id, user.name
+    token = "fdi-" + secrets.token_urlsafe(48)
+    now = rt.clock_ms()
+    expires = now + rt.settings.token_ttl_seconds * 1000
+    with rt.db.write() as session:
+        session.add(
+            TokenRow(
+                digest=token_digest(token),
+                user_id=user_id,
+                project_id=project.id,
+                created_at=now,
+                expires_at=expires,
+            )
+        )
+    return IssuedToken(token, expires, now, project.id, project.name, user_id, name)
+
+
+def principal_for_token(rt: Runtime, token: str) -> Principal:
+    with rt.db.read() as session:
+        row = session.get(TokenRow, token_digest(token))
+        if row is None:
+            raise AuthenticationFailed(detail="decrypt token fail")
+        if row.expires_at <= rt.clock_ms():
+            raise TokenMustBeUpdated()
+        return Principal(project_id=row.project_id, subject=row.user_id, via="token")
+
+
+def project_of(rt: Runtime, project_id: str) -> tuple[str, str] | None:
+    """(id, name) of a project, or None."""
+    with rt.db.read() as session:
+        row = session.get(ProjectRow, project_id)
+        return (row.id, row.name) if row is not None else None
+
+
+def resolve_scope(rt: Runtime, principal: Principal, project_id: str, instance_id: str) -> Scope:
+    """Check that the path's project is the caller's and that the instance exists in it."""
+    if project_id != principal.project_id:
+        raise ProjectMismatch()
+    with rt.db.read() as session:
+        instance = session.get(InstanceRow, instance_id)
+        if instance is None or instance.project_id != project_id:
+            raise InstanceNotFound(project_id=project_id, instance_id=instance_id)
+    return Scope(project_id=project_id, instance_id=instance_id)
+
+
+def iso_utc(ms: int) -> str:
+    """`2026-11-23T07:38:25.123000Z`, the form IAM uses for token times."""
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -1,0 +1,46 @@
+"""Settings: the only module that reads the environment (prefix OPENFDI_); built once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OPENFDI_", extra="ignore")
+
+    data_dir: Path = Field(default=Path(".openfdi"), description="SQLite file, key file, logs")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default is SQLite in data_dir"
+    )
+    secret_key: str | None = Field(
+        default=None,
+        description="Fernet key for secrets at rest; default is the key file in data_dir",
+    )
+    host: str = "127.0.0.1"
+    port: int = 8080
+    token_ttl_seconds: int = 24 * 3600
+    signature_max_skew_seconds: int = 15 * 60
+    max_body_bytes: int = 12 * 1024 * 1024
+    stop_deadline_seconds: float = 1.0
+    lease_seconds: float = 15.0
+
+    bootstrap_project_id: str | None = None
+    bootstrap_project_name: str = "default"
+    bootstrap_instance_id: str | None = None
+    bootstrap_ak: str | None = None
+    bootstrap_sk: str | None = None
+    bootstrap_user: str | None = None
+    bootstrap_password: str | None = None
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'openfdi.db').resolve()}"
+
+    @property
+    def key_file(self) -> Path:
+        return self.data_dir / "secret.key"

@@ -1,0 +1,1 @@
+"""Metadata store: SQLAlchemy tables (*Row), repositories, migrations, secrets at rest."""

@@ -1,0 +1,1 @@
+"""FDI request/response models, with the field names and types the official SDK expects."""

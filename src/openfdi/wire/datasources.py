@@ -1,0 +1,39 @@
+"""Data sources: DatasourceInfo in, DataSourceRsp out. `content` varies by type and is kept open."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from openfdi.wire.common import WireModel
+
+
+class DatasourceInfoRequest(WireModel):
+    datasource_name: str
+    datasource_type: str
+    app_id: str | None = None
+    content: dict[str, Any] | None = None
+    description: str | None = None
+
+
+class DatasourceResponse(BaseModel):
+    datasource_id: str
+    datasource_name: str
+    datasource_type: str
+    vpc_id: str | None = None
+    app_id: str | None = None
+    app_name: str | None = None
+    instance_id: str
+    create_time: int
+    update_time: int
+    custom_plugin_id: str | None = None
+    content: dict[str, Any]
+    description: str | None = None
+    app_permission: list[str] | None = None
+
+
+class ListDatasourcesResponse(BaseModel):
+    total: int
+    size: int
+    entities: list[DatasourceResponse]
