@@ -169,8 +169,5 @@ def sdk(server: LiveServer, creds: Credentials):  # type: ignore[no-untyped-def]
 
     credentials = BasicCredentials(ak=creds.ak, sk=creds.sk, project_id=creds.project_id)
     return (
-        RomaClient.new_builder()
-        .with_credentials(credentials)
-        .with_endpoints([server.url])
-        .build()
+        RomaClient.new_builder().with_credentials(credentials).with_endpoints([server.url]).build()
     )

@@ -1,0 +1,104 @@
+"""The metadata store on SQLite and PostgreSQL: migrations, drift, and single flight in the DB."""
+
+from __future__ import annotations
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect, text
+from sqlalchemy.exc import IntegrityError
+
+from openfdi.store.tables import Base, DatasourceRow, RunRow, TaskRow
+
+both_databases = pytest.mark.parametrize("backend", ["sqlite", "postgres"], indirect=True)
+
+
+@both_databases
+def test_migrations_match_the_table_definitions(runtime) -> None:
+    """A migration forgotten after a change to tables.py fails here."""
+    with runtime.db.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == []
+
+
+@both_databases
+def test_migrate_is_idempotent(runtime) -> None:
+    runtime.db.migrate()
+    runtime.db.migrate()
+    names = set(inspect(runtime.db.engine).get_table_names())
+    assert {"tasks", "runs", "dispatches", "datasources", "credentials"} <= names
+
+
+def test_sqlite_pragmas(runtime) -> None:
+    with runtime.db.engine.connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+
+
+def _task(runtime, creds) -> str:  # type: ignore[no-untyped-def]
+    now = runtime.clock_ms()
+    with runtime.db.write() as session:
+        session.add(
+            DatasourceRow(
+                id="d" * 32,
+                project_id=creds.project_id,
+                instance_id=creds.instance_id,
+                name="ds",
+                type="SQLITE",
+                content="{}",
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        session.flush()
+        session.add(
+            TaskRow(
+                id="t" * 32,
+                project_id=creds.project_id,
+                instance_id=creds.instance_id,
+                name="task-1",
+                task_type="TIMING",
+                source_datasource_id="d" * 32,
+                target_datasource_id="d" * 32,
+                task_detail="{}",
+                status=0,
+                version=1,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    return "t" * 32
+
+
+def _run(run_id: str, task_id: str, state: str, fire_time: int | None = None) -> RunRow:
+    return RunRow(
+        id=run_id,
+        task_id=task_id,
+        trigger="schedule" if fire_time else "manual",
+        fire_time=fire_time,
+        state=state,
+        epoch=1,
+        created_at=0,
+    )
+
+
+@both_databases
+def test_database_refuses_a_second_active_run(runtime, creds) -> None:
+    task_id = _task(runtime, creds)
+    with runtime.db.write() as session:
+        session.add(_run("1" * 32, task_id, "running"))
+    with pytest.raises(IntegrityError), runtime.db.write() as session:
+        session.add(_run("2" * 32, task_id, "starting"))
+    # Finished runs are not limited: history keeps as many as there were.
+    with runtime.db.write() as session:
+        session.add(_run("3" * 32, task_id, "succeeded"))
+        session.add(_run("4" * 32, task_id, "cancelled"))
+
+
+@both_databases
+def test_a_fire_time_is_taken_once(runtime, creds) -> None:
+    task_id = _task(runtime, creds)
+    with runtime.db.write() as session:
+        session.add(_run("1" * 32, task_id, "succeeded", fire_time=1_000))
+    with pytest.raises(IntegrityError), runtime.db.write() as session:
+        session.add(_run("2" * 32, task_id, "skipped", fire_time=1_000))
