@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,6 +14,7 @@ from sqlalchemy.orm import Session, aliased
 from openfdi.domain.ids import new_hex_id
 from openfdi.domain.scope import Scope
 from openfdi.domain.states import DesiredState, ExecuteStatus, TaskType
+from openfdi.domain.task_detail import TaskDetailError, parse_task_detail
 from openfdi.errors import (
     DatasourceNotFound,
     InvalidParameter,
@@ -76,11 +76,9 @@ def _validate(req: CreateCommonTaskRequest) -> _ValidTask:
     if len(req.task_detail.encode()) > MAX_TASK_DETAIL_BYTES:
         raise InvalidParameter(name="task_detail", detail="At most 1 MiB.")
     try:
-        detail = json.loads(req.task_detail)
-    except ValueError as exc:
-        raise InvalidParameter(name="task_detail", detail=f"Not JSON: {exc}.") from exc
-    if not isinstance(detail, dict):
-        raise InvalidParameter(name="task_detail", detail="Must be the JSON text of an object.")
+        parse_task_detail(req.task_detail)
+    except TaskDetailError as exc:
+        raise InvalidParameter(name="task_detail", detail=f"{exc}.") from exc
     return _ValidTask(t.task_name, task_type, t.description, t.task_tag or None, req.task_detail)
 
 

@@ -1,0 +1,182 @@
+"""The run lifecycle in the database: create (single flight), claim with a fencing epoch,
+renew the lease, record progress, finish, and close runs whose lease expired.
+
+Every write by an executor names the epoch it claimed; a newer claim bumps the epoch, so a
+zombie executor (paused, partitioned, or presumed dead) can never move a run it no longer owns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import ColumnElement, and_, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from openfdi.domain.ids import new_hex_id
+from openfdi.domain.states import ACTIVE_RUN_STATES, RunState
+from openfdi.store.db import Database
+from openfdi.store.tables import RunRow
+
+_ACTIVE = tuple(s.value for s in ACTIVE_RUN_STATES)
+
+
+class RunConflictError(Exception):
+    """The task has an active run already (the partial unique index refused a second one)."""
+
+
+class FencedError(Exception):
+    """A newer claim owns the run: this executor must stop writing at once."""
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    run_id: str
+    epoch: int
+    owner: str
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """Totals of a run so far; written with the epoch guard."""
+
+    data_count: int = 0
+    dirty_data_count: int = 0
+    data_size_bytes: int = 0
+    read_ms: int = 0
+    write_ms: int = 0
+
+
+def create_run(
+    db: Database, task_id: str, trigger: str, now_ms: int, fire_time: int | None = None
+) -> str:
+    """Insert a run in state `starting`; RunConflictError if one is active for the task."""
+    run_id = new_hex_id()
+    try:
+        with db.write() as session:
+            session.add(
+                RunRow(
+                    id=run_id,
+                    task_id=task_id,
+                    trigger=trigger,
+                    fire_time=fire_time,
+                    state=RunState.STARTING.value,
+                    epoch=0,
+                    created_at=now_ms,
+                )
+            )
+    except IntegrityError as exc:
+        raise RunConflictError(task_id) from exc
+    return run_id
+
+
+def claim(db: Database, run_id: str, owner: str, now_ms: int, lease_ms: int) -> Claim | None:
+    """Take a `starting` run: bump its epoch, set the lease, mark it running. None if taken."""
+    with db.write() as session:
+        row = session.get(RunRow, run_id, with_for_update=True)
+        if row is None or row.state != RunState.STARTING.value:
+            return None
+        row.epoch += 1
+        row.lease_owner = owner
+        row.lease_expires_at = now_ms + lease_ms
+        row.state = RunState.RUNNING.value
+        row.started_at = row.started_at or now_ms
+        return Claim(run_id, row.epoch, owner)
+
+
+def _guarded(claim_: Claim) -> ColumnElement[bool]:
+    """Only the claimed epoch may write, and only while the run is active."""
+    return and_(RunRow.id == claim_.run_id, RunRow.epoch == claim_.epoch, RunRow.state.in_(_ACTIVE))
+
+
+def renew(db: Database, claim_: Claim, now_ms: int, lease_ms: int) -> None:
+    with db.write() as session:
+        result = session.execute(
+            update(RunRow).where(_guarded(claim_)).values(lease_expires_at=now_ms + lease_ms)
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            raise FencedError(claim_.run_id)
+
+
+def record_progress(session: Session, claim_: Claim, progress: Progress, position: str) -> None:
+    """Write the run's totals inside the caller's transaction (the checkpoint's transaction)."""
+    result = session.execute(
+        update(RunRow)
+        .where(_guarded(claim_))
+        .values(
+            data_count=progress.data_count,
+            dirty_data_count=progress.dirty_data_count,
+            data_size_bytes=progress.data_size_bytes,
+            read_ms=progress.read_ms,
+            write_ms=progress.write_ms,
+            position=position,
+        )
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise FencedError(claim_.run_id)
+
+
+def finish(
+    db: Database,
+    claim_: Claim,
+    state: RunState,
+    now_ms: int,
+    remarks: str | None = None,
+    position_status: str | None = None,
+) -> None:
+    """End the run in a final state; FencedError if a newer claim owns it."""
+    if state.is_active:
+        raise ValueError(f"{state} is not a final state")
+    with db.write() as session:
+        result = session.execute(
+            update(RunRow)
+            .where(_guarded(claim_))
+            .values(
+                state=state.value,
+                ended_at=now_ms,
+                remarks=remarks,
+                position_status=position_status,
+                lease_owner=None,
+                lease_expires_at=None,
+            )
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            raise FencedError(claim_.run_id)
+
+
+def request_stop(db: Database, task_id: str) -> list[str]:
+    """Mark the task's active run `stopping`; the owner sees it and stops. Returns run ids."""
+    with db.write() as session:
+        rows = session.scalars(
+            update(RunRow)
+            .where(RunRow.task_id == task_id, RunRow.state.in_(_ACTIVE))
+            .values(state=RunState.STOPPING.value)
+            .returning(RunRow.id)
+        ).all()
+        return list(rows)
+
+
+def expire_leases(db: Database, now_ms: int, starting_grace_ms: int) -> list[str]:
+    """Close runs whose owner is gone: a lease past its expiry, or a run never claimed.
+
+    Bumping the epoch fences the old owner, should it wake up again.
+    """
+    expired = (RunRow.lease_expires_at.is_not(None) & (RunRow.lease_expires_at < now_ms)) | (
+        (RunRow.state == RunState.STARTING.value) & (RunRow.created_at < now_ms - starting_grace_ms)
+    )
+    with db.write() as session:
+        rows = session.scalars(
+            update(RunRow)
+            .where(RunRow.state.in_(_ACTIVE), expired)
+            .values(
+                state=RunState.INTERRUPTED.value,
+                epoch=RunRow.epoch + 1,
+                ended_at=now_ms,
+                remarks="interrupted: the executor stopped renewing its lease",
+                position_status="INTERNAL_ERR",
+                lease_owner=None,
+                lease_expires_at=None,
+            )
+            .returning(RunRow.id)
+        ).all()
+        return list(rows)

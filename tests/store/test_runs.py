@@ -1,0 +1,97 @@
+"""Run lifecycle in the database: single flight, fencing epochs, lease expiry (both dialects)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from openfdi.domain.states import RunState
+from openfdi.store import runs
+from openfdi.store.tables import RunRow
+from tests.store.test_store import _task
+
+pytestmark = pytest.mark.parametrize("backend", ["sqlite", "postgres"], indirect=True)
+LEASE = 15_000
+
+
+def test_second_run_of_a_task_is_refused_until_the_first_ends(runtime, creds) -> None:
+    task_id = _task(runtime, creds)
+    first = runs.create_run(runtime.db, task_id, "manual", now_ms=1)
+    with pytest.raises(runs.RunConflictError):
+        runs.create_run(runtime.db, task_id, "manual", now_ms=2)
+    claim = runs.claim(runtime.db, first, "worker-a", now_ms=3, lease_ms=LEASE)
+    assert claim is not None
+    runs.finish(runtime.db, claim, RunState.SUCCEEDED, now_ms=4)
+    runs.create_run(runtime.db, task_id, "manual", now_ms=5)
+
+
+def test_racing_creators_get_exactly_one_run(runtime, creds) -> None:
+    task_id = _task(runtime, creds)
+    outcomes: list[str] = []
+    barrier = threading.Barrier(8)
+
+    def race() -> None:
+        barrier.wait()
+        try:
+            runs.create_run(runtime.db, task_id, "manual", now_ms=1)
+            outcomes.append("created")
+        except runs.RunConflictError:
+            outcomes.append("conflict")
+
+    threads = [threading.Thread(target=race) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["conflict"] * 7 + ["created"]
+
+
+def test_a_run_is_claimed_once(runtime, creds) -> None:
+    run_id = runs.create_run(runtime.db, _task(runtime, creds), "manual", now_ms=1)
+    assert runs.claim(runtime.db, run_id, "a", now_ms=2, lease_ms=LEASE) is not None
+    assert runs.claim(runtime.db, run_id, "b", now_ms=2, lease_ms=LEASE) is None
+
+
+def test_expired_lease_interrupts_and_fences_the_old_owner(runtime, creds) -> None:
+    task_id = _task(runtime, creds)
+    run_id = runs.create_run(runtime.db, task_id, "manual", now_ms=1)
+    claim = runs.claim(runtime.db, run_id, "zombie", now_ms=1, lease_ms=LEASE)
+    assert claim is not None
+    runs.renew(runtime.db, claim, now_ms=5_000, lease_ms=LEASE)
+
+    assert runs.expire_leases(runtime.db, now_ms=10_000, starting_grace_ms=60_000) == []
+    assert runs.expire_leases(runtime.db, now_ms=30_000, starting_grace_ms=60_000) == [run_id]
+
+    with pytest.raises(runs.FencedError):
+        runs.renew(runtime.db, claim, now_ms=30_001, lease_ms=LEASE)
+    with pytest.raises(runs.FencedError), runtime.db.write() as session:
+        runs.record_progress(session, claim, runs.Progress(data_count=10), "WRITER")
+    with pytest.raises(runs.FencedError):
+        runs.finish(runtime.db, claim, RunState.SUCCEEDED, now_ms=30_002)
+    with runtime.db.read() as session:
+        row = session.get_one(RunRow, run_id)
+        assert (row.state, row.data_count, row.epoch) == ("interrupted", 0, 2)
+    # The task is free again: the next run can start.
+    runs.create_run(runtime.db, task_id, "resume", now_ms=30_003)
+
+
+def test_unclaimed_runs_expire_after_the_grace(runtime, creds) -> None:
+    run_id = runs.create_run(runtime.db, _task(runtime, creds), "manual", now_ms=1_000)
+    assert runs.expire_leases(runtime.db, now_ms=2_000, starting_grace_ms=5_000) == []
+    assert runs.expire_leases(runtime.db, now_ms=7_000, starting_grace_ms=5_000) == [run_id]
+
+
+def test_stop_request_is_seen_by_the_owner_and_progress_is_kept(runtime, creds) -> None:
+    task_id = _task(runtime, creds)
+    run_id = runs.create_run(runtime.db, task_id, "manual", now_ms=1)
+    claim = runs.claim(runtime.db, run_id, "a", now_ms=1, lease_ms=LEASE)
+    assert claim is not None
+    with runtime.db.write() as session:
+        runs.record_progress(session, claim, runs.Progress(data_count=7, read_ms=3), "WRITER")
+    assert runs.request_stop(runtime.db, task_id) == [run_id]
+    runs.finish(runtime.db, claim, RunState.CANCELLED, now_ms=9, remarks="stopped")
+    with runtime.db.read() as session:
+        row = session.get_one(RunRow, run_id)
+        assert (row.state, row.data_count, row.remarks) == ("cancelled", 7, "stopped")
+    assert runs.request_stop(runtime.db, task_id) == []
