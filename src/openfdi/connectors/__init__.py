@@ -1,0 +1,1 @@
+"""Connectors (layer: store | connectors): the source/target plugins behind `connectors.spi`."""

@@ -1,0 +1,445 @@
+"""What the SQL connectors share (layer: connectors): read, prepare and write around dialect hooks.
+
+`SqlConnector` holds the algorithm: build the SELECT from checked identifiers, stream it in
+bounded batches, create a missing target from the source schema, convert values for the target
+and write them in bulk while isolating refused rows. A dialect supplies the hooks: quoting, type
+mapping, value conversion, its bulk statement, savepoints, and its driver's error seam.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, ClassVar, Protocol
+
+from openfdi.connectors._batching import stream_batches
+from openfdi.connectors._rejects import write_isolating_rejects
+from openfdi.connectors._sql import quote_ident, split_qualified
+from openfdi.connectors._values import as_naive_utc, as_utc, parse_datetime, typed_sizer
+from openfdi.connectors.errors import (
+    InvalidContentError,
+    QueryCancelledError,
+    TableNotFoundError,
+    TerminalConnectorError,
+    redact,
+)
+from openfdi.connectors.spi import (
+    Batch,
+    Column,
+    Connector,
+    LogicalType,
+    ReadPlan,
+    RejectedRow,
+    Row,
+    TableSchema,
+    WriteMode,
+    WritePlan,
+    WriteResult,
+)
+from openfdi.domain.datasource import SECRET_FIELDS
+
+Convert = Callable[[Any], Any]
+
+_INTEGERS = frozenset({LogicalType.BIGINT, LogicalType.INT, LogicalType.SMALLINT})
+_VARIABLE = frozenset({LogicalType.VARCHAR, LogicalType.TEXT, LogicalType.JSON, LogicalType.BINARY})
+_FIXED_BYTES = {LogicalType.BOOLEAN: 1, LogicalType.DECIMAL: 16, LogicalType.DATE: 4}
+
+
+class Stream(Protocol):
+    """A server-side (streaming) result set."""
+
+    def fetchmany(self, size: int) -> Sequence[Row]: ...
+
+    def close(self, *, exhausted: bool) -> None:
+        """Release it; `exhausted` is False when the reader stopped before the end."""
+
+
+def row_converter(converters: Sequence[Convert | None]) -> Callable[[Row], Row] | None:
+    """One function applying a converter per column (None values stay None), or None if no-op."""
+    active = [(i, f) for i, f in enumerate(converters) if f is not None]
+    if not active:
+        return None
+
+    def convert(row: Row) -> Row:
+        out = list(row)
+        for i, func in active:
+            value = out[i]
+            if value is not None:
+                out[i] = func(value)
+        return tuple(out)
+
+    return convert
+
+
+def sizer_for(columns: Sequence[Column]) -> Callable[[Sequence[Row]], int]:
+    """A row-size estimator that measures only the text and binary columns."""
+    variable = [i for i, c in enumerate(columns) if c.type in _VARIABLE]
+    fixed = sum(_FIXED_BYTES.get(c.type, 8) for c in columns if c.type not in _VARIABLE)
+    return typed_sizer(variable, fixed)
+
+
+def coerce_watermark(value: Any, column: Column) -> Any:
+    """Turn a saved watermark (often the JSON text of a checkpoint) into the column's value type."""
+    kind = column.type
+    if kind in (LogicalType.TIMESTAMP, LogicalType.TIMESTAMPTZ):
+        stamp = parse_datetime(value) if isinstance(value, str) else value
+        if isinstance(stamp, datetime):
+            return as_utc(stamp) if kind is LogicalType.TIMESTAMPTZ else as_naive_utc(stamp)
+        return stamp
+    if kind is LogicalType.DATE and isinstance(value, str):
+        return date.fromisoformat(value[:10])
+    if kind in _INTEGERS and isinstance(value, str | float):
+        return int(value)
+    if kind is LogicalType.DECIMAL and isinstance(value, str | int | float):
+        return Decimal(str(value))
+    if kind in (LogicalType.DOUBLE, LogicalType.FLOAT) and isinstance(value, str | int):
+        return float(value)
+    return value
+
+
+def require(content: Mapping[str, Any], *keys: str) -> None:
+    """Raise InvalidContentError naming the first of `keys` missing or empty in `content`."""
+    for key in keys:
+        value = content.get(key)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            raise InvalidContentError(f"datasource content is missing {key!r}")
+
+
+def port_of(content: Mapping[str, Any], default: int) -> int:
+    """The `port` field (string or int) as an int in 1..65535."""
+    raw = content.get("port", default)
+    try:
+        port = int(str(raw).strip())
+    except ValueError:
+        raise InvalidContentError(f"port {raw!r} is not a number") from None
+    if not 0 < port < 65536:
+        raise InvalidContentError(f"port {port} is out of range")
+    return port
+
+
+class SqlConnector(Connector):
+    """A connector over a SQL database reached through a DB-API driver."""
+
+    quote: ClassVar[str] = '"'
+    """The identifier quote character."""
+    qualified_names: ClassVar[bool] = True
+    """`schema.table` names a table in another schema (database, for MySQL)."""
+    nulls_first: ClassVar[str] = ""
+    """What to add to ORDER BY so NULLs sort first, if the dialect does not by default."""
+
+    def __init__(self, content: Mapping[str, Any]) -> None:
+        self._content = dict(content)
+        self._secrets = tuple(
+            str(v) for k, v in content.items() if k in SECRET_FIELDS and v not in (None, "")
+        )
+        self._cancelled = threading.Event()
+        self._targets: dict[str, TableSchema] = {}
+
+    # --- dialect hooks -------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def _errors(self) -> AbstractContextManager[None]:
+        """The driver's error seam, with this datasource's secrets and cancel flag."""
+
+    @abc.abstractmethod
+    def _describe_or_none(self, table: str) -> TableSchema | None:
+        """The schema, or None if the table does not exist. Runs inside `_errors()`."""
+
+    @abc.abstractmethod
+    def _render_type(self, column: Column, *, in_key: bool) -> str:
+        """Native DDL type for a logical column (`in_key`: part of a primary or unique key)."""
+
+    @abc.abstractmethod
+    def _select_expression(self, column: Column) -> str:
+        """How to select a column so the driver returns it in its SPI type (quoted name, cast)."""
+
+    @abc.abstractmethod
+    def _read_converter(self, column: Column) -> Convert | None:
+        """Driver value -> SPI value for one column; must not raise (keep the raw value)."""
+
+    @abc.abstractmethod
+    def _write_converter(self, column: Column) -> Convert | None:
+        """SPI value -> driver value for one column; ValueError/TypeError rejects the row."""
+
+    @abc.abstractmethod
+    def _literal(self, value: Any) -> str:
+        """`value` (as `_write_converter` made it) as a SQL literal of the dialect."""
+
+    @abc.abstractmethod
+    def _execute(self, sql: str) -> None:
+        """Run one statement inside the current write transaction (starting it if needed)."""
+
+    @abc.abstractmethod
+    def _open_stream(self, sql: str) -> Stream:
+        """Start a streaming query in a read transaction."""
+
+    @abc.abstractmethod
+    def _end_read(self) -> None:
+        """End the read transaction, so the next poll sees new rows."""
+
+    @abc.abstractmethod
+    def _savepoint(self) -> AbstractContextManager[None]:
+        """Make the block atomic inside the write transaction: on error, undo it and re-raise."""
+
+    @abc.abstractmethod
+    def _bulk_write(
+        self, table: str, columns: Sequence[Column], rows: list[Row], plan: WritePlan
+    ) -> None:
+        """Write rows (already converted) with the dialect's bulk path and plan.write_mode."""
+
+    @abc.abstractmethod
+    def _row_error(self, exc: Exception) -> str | None:
+        """The reason if `exc` means a row's values were refused; None for any other failure."""
+
+    @abc.abstractmethod
+    def _commit_ddl(self) -> None:
+        """Commit after CREATE TABLE."""
+
+    @abc.abstractmethod
+    def _interrupt(self) -> None:
+        """Interrupt the running statement (called from another thread)."""
+
+    def _truncate_sql(self, qualified: str) -> str:
+        # DELETE, not TRUNCATE: it stays inside the write transaction, so a failed run leaves
+        # the old rows in place. PostgreSQL overrides this (its TRUNCATE is transactional).
+        return f"DELETE FROM {qualified}"
+
+    def _create_suffix(self) -> str:
+        return ""
+
+    # --- shared algorithm ------------------------------------------------------------------------
+
+    def q(self, name: str) -> str:
+        """Quote one identifier."""
+        return quote_ident(name, self.quote)
+
+    def qualified(self, table: str) -> str:
+        """Quote a table name, `schema.table` included."""
+        if not self.qualified_names:
+            return self.q(table)
+        schema, name = split_qualified(table)
+        return f"{self.q(schema)}.{self.q(name)}" if schema else self.q(name)
+
+    def _redact(self, text: str) -> str:
+        return redact(text, self._secrets)
+
+    def _ensure_live(self) -> None:
+        if self._cancelled.is_set():
+            raise QueryCancelledError("the connector was cancelled")
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+        # Never raises: if the interrupt cannot be sent, the flag still stops the next batch.
+        with contextlib.suppress(Exception):
+            self._interrupt()
+
+    def describe(self, table: str) -> TableSchema:
+        self._ensure_live()
+        with self._errors():
+            schema = self._describe_or_none(table)
+        if schema is None:
+            raise TableNotFoundError(f"table {table!r} does not exist")
+        return schema
+
+    def read(self, plan: ReadPlan) -> Iterator[Batch]:
+        schema = self.describe(plan.table)
+        columns = _pick(schema, plan.columns or schema.names)
+        incremental = None
+        if plan.incremental_column:
+            incremental = _pick(schema, (plan.incremental_column,))[0]
+        position = columns.index(incremental) if incremental in columns else None
+        if incremental is not None and position is None:
+            # The incremental column is needed for the watermark even if not asked for; it is
+            # read as an extra last field and dropped from the rows the caller sees.
+            return self._read_with_hidden_position(plan, columns, incremental)
+        with self._errors():
+            sql = self._select_sql(plan, columns, incremental)
+        convert = row_converter([self._read_converter(c) for c in columns])
+        return self._stream(sql, columns, plan, position, convert)
+
+    def _read_with_hidden_position(
+        self, plan: ReadPlan, columns: list[Column], incremental: Column
+    ) -> Iterator[Batch]:
+        widened = [*columns, incremental]
+        with self._errors():
+            sql = self._select_sql(plan, widened, incremental)
+        convert = row_converter([self._read_converter(c) for c in widened])
+        names = tuple(c.name for c in columns)
+        size = sizer_for(columns)
+        for batch in self._stream(sql, widened, plan, len(columns), convert):
+            rows = [row[:-1] for row in batch.rows]
+            yield Batch(names, rows, size(rows), batch.position)
+
+    def _select_sql(
+        self, plan: ReadPlan, columns: Sequence[Column], incremental: Column | None
+    ) -> str:
+        # No bound parameters: the watermark is rendered as a literal by the driver's own quoting,
+        # so user SQL in `where` never has to be escaped for a placeholder syntax.
+        select = ", ".join(self._select_expression(c) for c in columns)
+        sql = f"SELECT {select} FROM {self.qualified(plan.table)}"
+        conditions: list[str] = []
+        if plan.where:
+            conditions.append(f"({plan.where})")
+        if plan.watermark is not None and incremental is not None:
+            value = coerce_watermark(plan.watermark, incremental)
+            to_driver = self._write_converter(incremental)
+            literal = self._literal(to_driver(value) if to_driver is not None else value)
+            conditions.append(f"{self.q(incremental.name)} > {literal}")
+        if conditions:
+            sql += " WHERE " + " AND ".join(conditions)
+        if incremental is not None:
+            sql += f" ORDER BY {self.q(incremental.name)}{self.nulls_first}"
+        return sql
+
+    def _stream(
+        self,
+        sql: str,
+        columns: Sequence[Column],
+        plan: ReadPlan,
+        position: int | None,
+        convert: Callable[[Row], Row] | None,
+    ) -> Iterator[Batch]:
+        self._ensure_live()
+        stream: Stream | None = None
+        try:
+            with self._errors():
+                stream = self._open_stream(sql)
+                yield from stream_batches(
+                    stream.fetchmany,
+                    tuple(c.name for c in columns),
+                    plan,
+                    position_index=position,
+                    convert=convert,
+                    before_fetch=self._ensure_live,
+                    sizer=sizer_for(columns),
+                )
+                # A cancel can land after the last fetch, or be swallowed by the server (MySQL's
+                # SLEEP() returns 1 when killed): the flag, not the driver, decides.
+                self._ensure_live()
+        except BaseException:
+            # Failed, cancelled, or the caller stopped early (GeneratorExit): release quietly,
+            # the original exception is the one worth reporting.
+            with contextlib.suppress(Exception):
+                if stream is not None:
+                    stream.close(exhausted=False)
+                self._end_read()
+            raise
+        with self._errors():
+            if stream is not None:
+                stream.close(exhausted=True)
+            self._end_read()
+
+    def prepare_target(self, plan: WritePlan) -> TableSchema:
+        self._ensure_live()
+        with self._errors():
+            schema = self._describe_or_none(plan.table)
+            if schema is None:
+                if not plan.create_table:
+                    raise TableNotFoundError(f"target table {plan.table!r} does not exist")
+                self._execute(self._create_table_sql(plan))
+                self._commit_ddl()
+                schema = self._describe_or_none(plan.table)
+                if schema is None:
+                    raise TerminalConnectorError(f"table {plan.table!r} vanished after creation")
+            wanted = plan.columns or (plan.source_schema.names if plan.source_schema else ())
+            _pick(schema, (*wanted, *plan.key_columns))
+            if plan.write_mode is WriteMode.TRUNCATE_INSERT:
+                self._execute(self._truncate_sql(self.qualified(plan.table)))
+        self._targets[plan.table] = schema
+        return schema
+
+    def _create_table_sql(self, plan: WritePlan) -> str:
+        source = plan.source_schema
+        if source is None or not source.columns:
+            raise TerminalConnectorError(
+                f"target table {plan.table!r} does not exist and no source schema was given"
+            )
+        columns = source.columns
+        if plan.columns is not None:
+            columns = tuple(_pick(source, plan.columns))
+        names = {c.name for c in columns}
+        primary = source.primary_key if all(k in names for k in source.primary_key) else ()
+        if not primary and plan.write_mode is WriteMode.UPSERT:
+            primary = plan.key_columns  # upserts need a unique key to conflict on
+        unique = (
+            plan.key_columns
+            if plan.write_mode is WriteMode.UPSERT and set(plan.key_columns) != set(primary)
+            else ()
+        )
+        keyed = set(primary) | set(unique)
+        parts = []
+        for col in columns:
+            not_null = "" if col.nullable and col.name not in primary else " NOT NULL"
+            rendered = self._render_type(col, in_key=col.name in keyed)
+            parts.append(f"{self.q(col.name)} {rendered}{not_null}")
+        if primary:
+            parts.append(f"PRIMARY KEY ({', '.join(map(self.q, primary))})")
+        if unique:
+            parts.append(f"UNIQUE ({', '.join(map(self.q, unique))})")
+        body = ",\n  ".join(parts)
+        return f"CREATE TABLE {self.qualified(plan.table)} (\n  {body}\n){self._create_suffix()}"
+
+    def write(self, batch: Batch, plan: WritePlan) -> WriteResult:
+        self._ensure_live()
+        target = self._targets.get(plan.table)
+        if target is None:
+            target = self._targets[plan.table] = self.describe(plan.table)
+        names = plan.columns or batch.columns
+        if len(names) != len(batch.columns):
+            raise TerminalConnectorError(
+                f"{len(names)} target columns for a batch of {len(batch.columns)} columns"
+            )
+        columns = _pick(target, names)
+        convert = row_converter([self._write_converter(c) for c in columns])
+        rejected: list[tuple[int, str]] = []
+        good: list[Row] = []
+        origin: list[int] = []
+        for index, row in enumerate(batch.rows):
+            try:
+                good.append(convert(row) if convert is not None else row)
+            except (ValueError, TypeError, ArithmeticError) as exc:
+                rejected.append((index, self._value_reason(columns, row, exc)))
+            else:
+                origin.append(index)
+
+        def attempt(rows: list[Row]) -> None:
+            with self._savepoint():
+                self._bulk_write(plan.table, columns, rows, plan)
+
+        def row_error(exc: Exception) -> str | None:
+            reason = self._row_error(exc)
+            return None if reason is None else self._redact(reason)
+
+        with self._errors():
+            written, refused = write_isolating_rejects(good, attempt, row_error)
+        rejected.extend((origin[i], reason) for i, reason in refused)
+        rejected.sort(key=lambda item: item[0])
+        return WriteResult(written, [RejectedRow(batch.rows[i], reason) for i, reason in rejected])
+
+    def _value_reason(self, columns: Sequence[Column], row: Row, exc: Exception) -> str:
+        # Name the column whose value failed, found by converting the values one at a time.
+        for col, value in zip(columns, row, strict=True):
+            func = self._write_converter(col)
+            if func is None or value is None:
+                continue
+            try:
+                func(value)
+            except (ValueError, TypeError, ArithmeticError) as err:
+                return self._redact(f"column {col.name!r}: {err}")
+        return self._redact(str(exc))
+
+
+def _pick(schema: TableSchema, names: Sequence[str]) -> list[Column]:
+    """The columns called `names`, or TerminalConnectorError naming those that do not exist."""
+    by_name = {c.name: c for c in schema.columns}
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        raise TerminalConnectorError(
+            f"table {schema.name!r} has no column {', '.join(map(repr, missing))}"
+        )
+    return [by_name[n] for n in names]

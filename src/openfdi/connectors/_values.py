@@ -1,0 +1,92 @@
+"""Plain value helpers shared by the connectors (layer: connectors): sizes, dates and times."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from operator import itemgetter
+from typing import Any
+
+# Approximate in-transit sizes of fixed-width values; strings and bytes count their length.
+_FIXED_BYTES: dict[type, int] = {
+    int: 8,
+    float: 8,
+    bool: 1,
+    type(None): 1,
+    Decimal: 16,
+    date: 4,
+    time: 8,
+    datetime: 8,
+    timedelta: 8,
+}
+
+
+def estimate_row_bytes(row: Sequence[Any]) -> int:
+    """Estimate the bytes a row carries (characters count as one byte each)."""
+    total = 0
+    for value in row:
+        kind = type(value)
+        if kind is str or kind is bytes:
+            total += len(value)
+        else:
+            total += _FIXED_BYTES.get(kind, 16)
+    return total
+
+
+def estimate_rows_bytes(rows: Sequence[Sequence[Any]]) -> int:
+    """`estimate_row_bytes` summed over rows."""
+    return sum(map(estimate_row_bytes, rows))
+
+
+def typed_sizer(
+    variable: Sequence[int], fixed_bytes: int
+) -> Callable[[Sequence[Sequence[Any]]], int]:
+    """A fast `estimate_rows_bytes` for rows whose variable-size fields sit at known positions.
+
+    Args:
+        variable: Indexes of the text and binary fields; only these are measured.
+        fixed_bytes: What the other fields of one row count for together.
+    """
+    getters = [itemgetter(i) for i in variable]
+
+    def size(rows: Sequence[Sequence[Any]]) -> int:
+        total = fixed_bytes * len(rows)
+        try:
+            for get in getters:
+                total += sum(len(v) for v in map(get, rows) if v is not None)
+        except TypeError:  # a value of another type where text was declared (SQLite allows it)
+            return estimate_rows_bytes(rows)
+        return total
+
+    return size
+
+
+def parse_datetime(text: str) -> datetime:
+    """Parse an ISO-8601 timestamp, with `T` or a space, with or without an offset or `Z`."""
+    return datetime.fromisoformat(text.strip())
+
+
+def as_utc(value: datetime) -> datetime:
+    """The same instant as an aware UTC datetime; a naive value is taken to be UTC already."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def as_naive_utc(value: datetime) -> datetime:
+    """An aware datetime as naive UTC wall time; a naive one is returned as it is."""
+    if value.tzinfo is None:
+        return value
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
+def time_from_timedelta(value: timedelta) -> time:
+    """A time of day from the timedelta MySQL drivers return for TIME; ValueError outside a day."""
+    if value < timedelta(0) or value >= timedelta(days=1):
+        raise ValueError(f"{value} is not a time of day")
+    micros = value // timedelta(microseconds=1)
+    seconds, micro = divmod(micros, 1_000_000)
+    minutes, second = divmod(seconds, 60)
+    hour, minute = divmod(minutes, 60)
+    return time(hour, minute, second, micro)

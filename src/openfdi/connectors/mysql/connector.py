@@ -1,0 +1,337 @@
+"""The MySQL/MariaDB connector (layer: connectors), on PyMySQL.
+
+Reads stream through an unbuffered `SSCursor`. Writes are multi-row INSERTs (PyMySQL's
+`executemany` packs rows into statements of up to about 1 MB), with `ON DUPLICATE KEY UPDATE` for
+upserts, each attempt inside a SAVEPOINT so refused rows can be isolated. `cancel()` sends
+`KILL QUERY <thread id>` from a second, short-lived connection.
+
+Sessions use UTC (`time_zone = '+00:00'`, so TIMESTAMP columns read and write as UTC instants)
+and a fixed strict `sql_mode`, so bad values fail loudly instead of being silently truncated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pymysql  # type: ignore[import-untyped]
+import pymysql.cursors  # type: ignore[import-untyped]
+
+from openfdi.connectors._sql import split_qualified
+from openfdi.connectors._sqlbase import Convert, SqlConnector, port_of, require
+from openfdi.connectors._values import as_naive_utc, time_from_timedelta
+from openfdi.connectors.mysql import errors, types
+from openfdi.connectors.spi import Column, LogicalType, Row, TableSchema, WriteMode, WritePlan
+
+__all__ = ["MysqlConnector"]
+
+CONNECT_TIMEOUT_SECONDS = 10
+# No NO_BACKSLASH_ESCAPES: PyMySQL's quoting relies on backslash escapes.
+SQL_MODE = (
+    "STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,"
+    "NO_ENGINE_SUBSTITUTION"
+)
+
+_COLUMNS_SQL = """
+SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, CHARACTER_MAXIMUM_LENGTH,
+       NUMERIC_PRECISION, NUMERIC_SCALE
+FROM information_schema.COLUMNS
+WHERE TABLE_SCHEMA = COALESCE(%s, DATABASE()) AND TABLE_NAME = %s
+ORDER BY ORDINAL_POSITION
+"""
+_PRIMARY_KEY_SQL = """
+SELECT COLUMN_NAME
+FROM information_schema.KEY_COLUMN_USAGE
+WHERE TABLE_SCHEMA = COALESCE(%s, DATABASE()) AND TABLE_NAME = %s AND CONSTRAINT_NAME = 'PRIMARY'
+ORDER BY ORDINAL_POSITION
+"""
+# MariaDB's JSON is LONGTEXT plus a json_valid() check named after the column.
+_JSON_CHECKS_SQL = """
+SELECT CONSTRAINT_NAME, CHECK_CLAUSE
+FROM information_schema.CHECK_CONSTRAINTS
+WHERE CONSTRAINT_SCHEMA = COALESCE(%s, DATABASE()) AND TABLE_NAME = %s
+"""
+
+
+class _Stream:
+    def __init__(self, cursor: Any, on_abandon: Callable[[], None]) -> None:
+        self._cursor = cursor
+        self._on_abandon = on_abandon
+
+    def fetchmany(self, size: int) -> list[Row]:
+        return list(self._cursor.fetchmany(size))
+
+    def close(self, *, exhausted: bool) -> None:
+        if exhausted:
+            self._cursor.close()
+            return
+        # Closing an unbuffered cursor early would read (and drop) every remaining row; dropping
+        # the connection ends the query at once. Mark the result finished first, or PyMySQL
+        # tries to drain it from the closed socket when the cursor is collected.
+        result = getattr(self._cursor, "_result", None)
+        if result is not None:
+            result.unbuffered_active = False
+        self._on_abandon()
+        self._cursor.close()
+
+
+class MysqlConnector(SqlConnector):
+    """MYSQL datasource (MySQL 8 or MariaDB 10.5+)."""
+
+    quote = "`"
+
+    def __init__(self, content: Mapping[str, Any]) -> None:
+        super().__init__(content)
+        require(content, "host", "database_name", "user_name")
+        self._params: dict[str, Any] = {
+            "host": str(content["host"]).strip(),
+            "port": port_of(content, 3306),
+            "database": str(content["database_name"]),
+            "user": str(content["user_name"]),
+            "password": str(content.get("password") or ""),
+        }
+        self._conn: Any = None
+        self._thread_id: int | None = None
+        self._is_mariadb = False
+
+    # --- connection ----------------------------------------------------------------------------
+
+    def _connect(self) -> Any:
+        return pymysql.connect(
+            **self._params,
+            charset="utf8mb4",
+            autocommit=False,
+            connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            binary_prefix=True,  # bytes go as _binary'...', never reinterpreted as text
+            local_infile=False,
+            init_command=f"SET time_zone = '+00:00', sql_mode = '{SQL_MODE}'",
+        )
+
+    def _connection(self) -> Any:
+        if self._conn is None:
+            conn = self._connect()
+            self._thread_id = conn.thread_id()
+            self._is_mariadb = "mariadb" in conn.get_server_info().lower()
+            self._conn = conn
+        return self._conn
+
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn._force_close()  # just the socket: the server may be mid-result, or gone
+
+    def _errors(self) -> AbstractContextManager[None]:
+        return errors.map_driver_errors(self._secrets, self._cancelled.is_set)
+
+    def _query(self, sql: str, params: Sequence[Any] | None = None) -> list[Row]:
+        with self._connection().cursor() as cursor:
+            cursor.execute(sql, params)
+            return list(cursor.fetchall())
+
+    def check(self) -> None:
+        self._ensure_live()
+        with self._errors():
+            self._query("SELECT 1")
+            self._conn.rollback()
+
+    def list_tables(self) -> list[str]:
+        self._ensure_live()
+        with self._errors():
+            rows = self._query(
+                "SELECT TABLE_NAME FROM information_schema.TABLES "
+                "WHERE TABLE_SCHEMA = DATABASE() ORDER BY TABLE_NAME"
+            )
+            self._conn.rollback()
+        return [name for (name,) in rows]
+
+    def _describe_or_none(self, table: str) -> TableSchema | None:
+        self.q(table)  # validate the name, though it travels as parameters
+        schema, name = split_qualified(table)
+        rows = self._query(_COLUMNS_SQL, (schema, name))
+        if not rows:
+            return None
+        primary = tuple(col for (col,) in self._query(_PRIMARY_KEY_SQL, (schema, name)))
+        json_columns: set[str] = set()
+        if self._is_mariadb and any(row[1] == "longtext" for row in rows):
+            for constraint, clause in self._query(_JSON_CHECKS_SQL, (schema, name)):
+                if clause.replace(" ", "") == f"json_valid({self.q(constraint)})":
+                    json_columns.add(constraint)
+        columns = tuple(
+            types.column_from_catalog(
+                col,
+                data_type,
+                column_type,
+                nullable=is_nullable == "YES",
+                is_primary_key=col in primary,
+                char_length=length,
+                precision=precision,
+                scale=scale,
+                is_json=col in json_columns,
+            )
+            for col, data_type, column_type, is_nullable, length, precision, scale in rows
+        )
+        return TableSchema(table, columns, primary)
+
+    # --- reading -------------------------------------------------------------------------------
+
+    def _select_expression(self, column: Column) -> str:
+        name = self.q(column.name)
+        base = column.native_type.split("(")[0].split(" ")[0].lower()
+        if column.type is LogicalType.FLOAT:
+            # The text protocol prints FLOAT with 6 digits; as DOUBLE it arrives exact.
+            return f"CAST({name} AS DOUBLE)"
+        if base and base not in types.DIRECT_TYPES:
+            return f"CAST({name} AS CHAR)"
+        return name
+
+    def _read_converter(self, column: Column) -> Convert | None:
+        kind = column.type
+        if kind is LogicalType.BOOLEAN:
+            return lambda v: bool(v) if isinstance(v, int) else v
+        if kind is LogicalType.TIME:
+            return _read_time
+        if kind is LogicalType.TIMESTAMPTZ:
+            # The session zone is UTC, so a naive TIMESTAMP value is UTC wall time.
+            return lambda v: v.replace(tzinfo=UTC) if isinstance(v, datetime) else v
+        return None
+
+    def _literal(self, value: Any) -> str:
+        literal: str = self._connection().literal(value)
+        return literal
+
+    def _open_stream(self, sql: str) -> _Stream:
+        cursor = self._connection().cursor(pymysql.cursors.SSCursor)
+        cursor.execute(sql)
+        return _Stream(cursor, self._drop_connection)
+
+    def _end_read(self) -> None:
+        if self._conn is not None:
+            self._conn.rollback()
+
+    # --- writing -------------------------------------------------------------------------------
+
+    def _render_type(self, column: Column, *, in_key: bool) -> str:
+        return types.ddl_type(column, in_key=in_key)
+
+    def _create_suffix(self) -> str:
+        # A binary collation compares and uniquely indexes text like PostgreSQL and SQLite do
+        # (case-sensitive); MariaDB's NOPAD variant also keeps 'a' and 'a ' apart.
+        collation = "utf8mb4_nopad_bin" if self._is_mariadb else "utf8mb4_bin"
+        return f" ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={collation}"
+
+    def prepare_target(self, plan: WritePlan) -> TableSchema:
+        with self._errors():
+            self._connection()  # learn the server flavour before rendering DDL
+        return super().prepare_target(plan)
+
+    def _write_converter(self, column: Column) -> Convert | None:
+        kind = column.type
+        if kind in (LogicalType.TIMESTAMP, LogicalType.TIMESTAMPTZ):
+            # PyMySQL drops tzinfo when quoting: make it UTC wall time first (session is UTC).
+            return lambda v: as_naive_utc(v) if isinstance(v, datetime) else v
+        if kind in (LogicalType.DOUBLE, LogicalType.FLOAT, LogicalType.DECIMAL):
+            return _finite
+        if kind is LogicalType.JSON:
+            return lambda v: v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
+        return None
+
+    def _execute(self, sql: str) -> None:
+        with self._connection().cursor() as cursor:
+            cursor.execute(sql)
+
+    @contextmanager
+    def _savepoint(self) -> Iterator[None]:
+        with self._connection().cursor() as cursor:
+            cursor.execute("SAVEPOINT openfdi_write")
+            try:
+                yield
+            except BaseException:
+                # After a deadlock the server has rolled everything back: no savepoint left.
+                with contextlib.suppress(pymysql.err.Error):
+                    cursor.execute("ROLLBACK TO SAVEPOINT openfdi_write")
+                raise
+            cursor.execute("RELEASE SAVEPOINT openfdi_write")
+
+    def _bulk_write(
+        self, table: str, columns: Sequence[Column], rows: list[Row], plan: WritePlan
+    ) -> None:
+        names = [self.q(c.name) for c in columns]
+        # executemany %-formats the statement text, so any % in a name is doubled.
+        prefix = f"INSERT INTO {self.qualified(table)} ({', '.join(names)}) VALUES ".replace(
+            "%", "%%"
+        )
+        suffix = ""
+        if plan.write_mode is WriteMode.UPSERT:
+            keys = {self.q(k) for k in plan.key_columns}
+            # VALUES(col) is understood by MariaDB and (deprecated but working) by MySQL 8.
+            updates = [f"{n} = VALUES({n})" for n in names if n not in keys] or [
+                f"{n} = {n}" for n in names[:1]
+            ]
+            suffix = " ON DUPLICATE KEY UPDATE " + ", ".join(updates).replace("%", "%%")
+        values = "(" + ", ".join("%s" for _ in names) + ")"
+        with self._connection().cursor() as cursor:
+            cursor.executemany(prefix + values + suffix, rows)
+
+    def _row_error(self, exc: Exception) -> str | None:
+        if not errors.is_row_error(exc):
+            return None
+        return str(exc.args[1]) if len(exc.args) > 1 else str(exc)
+
+    def _commit_ddl(self) -> None:
+        self.commit()
+
+    def commit(self) -> None:
+        self._ensure_live()
+        if self._conn is not None:
+            with self._errors():
+                self._conn.commit()
+
+    def rollback(self) -> None:
+        if self._conn is not None:
+            with self._errors():
+                self._conn.rollback()
+
+    def _interrupt(self) -> None:
+        thread_id = self._thread_id
+        if self._conn is None or thread_id is None:
+            return
+        killer = self._connect()
+        try:
+            with killer.cursor() as cursor:
+                cursor.execute("KILL QUERY %s", (thread_id,))
+        finally:
+            killer.close()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.rollback()
+            except pymysql.err.Error:
+                pass  # a dead connection has nothing left to roll back
+            finally:
+                self._drop_connection()
+
+
+def _read_time(value: Any) -> Any:
+    if isinstance(value, timedelta):
+        try:
+            return time_from_timedelta(value)
+        except ValueError:
+            return str(value)  # MySQL TIME also holds durations (-838:59:59..838:59:59)
+    return value
+
+
+def _finite(value: Any) -> Any:
+    # MySQL cannot store NaN or infinities, and PyMySQL would quote them as bare words that
+    # break the whole statement; refusing the row here makes it dirty data instead.
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{value} cannot be stored by MySQL")
+    if isinstance(value, Decimal) and not value.is_finite():
+        raise ValueError(f"{value} cannot be stored by MySQL")
+    return value

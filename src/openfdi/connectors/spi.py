@@ -1,0 +1,327 @@
+"""The connector SPI (layer: connectors): what every source/target plugin implements and exchanges.
+
+A connector is synchronous (its driver is); the engine runs it off the event loop, one instance
+per role (source or target) of one run. Construction only validates `content`; the connection is
+opened on first use. Values cross the SPI as the plain Python types of `LogicalType` (see there),
+so any source can feed any target without knowing its dialect.
+"""
+
+from __future__ import annotations
+
+import abc
+import builtins
+import enum
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from types import TracebackType
+from typing import Any, NamedTuple, Self
+
+from openfdi.connectors._values import estimate_rows_bytes
+
+__all__ = [
+    "Batch",
+    "Capabilities",
+    "Column",
+    "Connector",
+    "ConnectorSpec",
+    "LogicalType",
+    "ReadPlan",
+    "RejectedRow",
+    "Row",
+    "TableSchema",
+    "WriteMode",
+    "WritePlan",
+    "WriteResult",
+]
+
+Row = tuple[Any, ...]
+
+
+class LogicalType(enum.StrEnum):
+    """The portable column types, with the Python type each value travels as.
+
+    Every dialect maps its native types onto these when reading a schema, and these back onto
+    native DDL when creating a target table, so a copy keeps precision and meaning.
+    """
+
+    BIGINT = "bigint"  # int, 64-bit
+    INT = "int"  # int, 32-bit
+    SMALLINT = "smallint"  # int, 16-bit
+    DECIMAL = "decimal"  # decimal.Decimal; Column.precision / Column.scale when bounded
+    DOUBLE = "double"  # float (IEEE binary64, carried exactly)
+    FLOAT = "float"  # float holding an IEEE binary32 value
+    VARCHAR = "varchar"  # str; Column.length when bounded
+    TEXT = "text"  # str, unbounded
+    BOOLEAN = "boolean"  # bool
+    DATE = "date"  # datetime.date
+    TIME = "time"  # datetime.time, naive, microseconds
+    TIMESTAMP = "timestamp"  # datetime.datetime, naive (no time zone), microseconds
+    TIMESTAMPTZ = "timestamptz"  # datetime.datetime, aware, normalised to UTC
+    BINARY = "binary"  # bytes; Column.length when bounded
+    JSON = "json"  # str holding the JSON document's text as the source stored it
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One column of a table, in logical terms."""
+
+    name: str
+    type: LogicalType
+    nullable: bool = True
+    length: int | None = None
+    """Maximum characters (VARCHAR) or bytes (BINARY); None when unbounded."""
+    precision: int | None = None
+    """Total significant digits of a DECIMAL; None when unconstrained."""
+    scale: int | None = None
+    """Digits after the decimal point of a DECIMAL; None when unconstrained."""
+    is_primary_key: bool = False
+    native_type: str = field(default="", compare=False)
+    """The type as the source dialect declares it, for display (the columns API). Never used to
+    create a table, and left out of comparisons: two columns are equal when logically equal."""
+
+
+@dataclass(frozen=True, slots=True)
+class TableSchema:
+    """A table's columns in order and its primary key (possibly empty)."""
+
+    name: str
+    columns: tuple[Column, ...]
+    primary_key: tuple[str, ...] = ()
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    def column(self, name: str) -> Column:
+        """Return the column called `name`; raise KeyError if there is none."""
+        for col in self.columns:
+            if col.name == name:
+                return col
+        raise KeyError(name)
+
+    def select(self, names: Sequence[str], *, renames: Mapping[str, str] | None = None) -> Self:
+        """Return the schema of `names` only, in that order, optionally renamed (old -> new).
+
+        The primary key survives only if all of its columns are kept. This is how the engine turns
+        a source schema into the schema of the target table to create.
+        """
+        renames = renames or {}
+        kept = {n: self.column(n) for n in names}
+        has_pk = bool(self.primary_key) and all(k in kept for k in self.primary_key)
+        columns = tuple(
+            replace(
+                col,
+                name=renames.get(name, name),
+                is_primary_key=has_pk and name in self.primary_key,
+            )
+            for name, col in kept.items()
+        )
+        pk = tuple(renames.get(k, k) for k in self.primary_key) if has_pk else ()
+        return replace(self, columns=columns, primary_key=pk)
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """A bounded run of rows, all with the same `columns`.
+
+    `position` is the incremental column's value in the last row when the read is incremental:
+    a read never splits rows that share that value across two batches, so saving `position`
+    as the watermark after committing this batch loses nothing.
+    """
+
+    columns: tuple[str, ...]
+    rows: list[Row]
+    nbytes: int
+    """Estimated size of the values in bytes (what the monitor reports as data size)."""
+    position: Any = None
+
+    @classmethod
+    def of(cls, columns: Sequence[str], rows: list[Row], position: Any = None) -> Batch:
+        """Build a batch, estimating its size."""
+        return cls(tuple(columns), rows, estimate_rows_bytes(rows), position)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+@dataclass(frozen=True, slots=True)
+class ReadPlan:
+    """What to read. Batches end at whichever bound comes first: rows, seconds or bytes."""
+
+    table: str
+    columns: tuple[str, ...] | None = None
+    """Columns to read, in this order; None reads all columns in table order."""
+    where: str | None = None
+    """A boolean SQL expression in the source's dialect, already vetted by the caller."""
+    incremental_column: str | None = None
+    """When set, rows come ordered by this column and only those past `watermark`."""
+    watermark: Any = None
+    """Read rows whose incremental column is strictly greater; None reads from the start.
+    ISO-8601 strings are accepted for date and time columns, digits for numeric ones."""
+    batch_rows: int = 10_000
+    batch_seconds: float = 0.2
+    batch_bytes: int = 16 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        if self.columns is not None:
+            object.__setattr__(self, "columns", tuple(self.columns))
+        if self.batch_rows < 1 or self.batch_seconds <= 0 or self.batch_bytes < 1:
+            raise ValueError("batch bounds must be positive")
+        if self.watermark is not None and self.incremental_column is None:
+            raise ValueError("a watermark needs an incremental column")
+
+
+class WriteMode(enum.StrEnum):
+    INSERT = "insert"
+    UPSERT = "upsert"
+    TRUNCATE_INSERT = "truncate_insert"
+
+
+@dataclass(frozen=True, slots=True)
+class WritePlan:
+    """Where and how to write.
+
+    `source_schema` is the schema of the incoming columns already named as in the target (see
+    `TableSchema.select`); it is what a missing target table is created from, primary key included.
+    """
+
+    table: str
+    columns: tuple[str, ...] | None = None
+    """Target columns, matching the batch's columns one for one; None means the batch's names."""
+    write_mode: WriteMode = WriteMode.INSERT
+    key_columns: tuple[str, ...] = ()
+    create_table: bool = True
+    source_schema: TableSchema | None = None
+
+    def __post_init__(self) -> None:
+        # Accept the plain strings and lists a task detail carries.
+        object.__setattr__(self, "write_mode", WriteMode(self.write_mode))
+        object.__setattr__(self, "key_columns", tuple(self.key_columns))
+        if self.columns is not None:
+            object.__setattr__(self, "columns", tuple(self.columns))
+        if self.write_mode is WriteMode.UPSERT and not self.key_columns:
+            raise ValueError("upsert needs key columns")
+
+
+class RejectedRow(NamedTuple):
+    """A row the target refused ("dirty data"), with the target's reason."""
+
+    row: Row
+    reason: str
+
+
+@dataclass(slots=True)
+class WriteResult:
+    rows_written: int
+    rejected: list[RejectedRow] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a connector can do; the engine and the conformance suite select by these.
+
+    `realtime` means a native change feed (a message source). A table source without one can still
+    serve a REALTIME task when it is `incremental`: the engine polls past the watermark.
+    """
+
+    read: bool = False
+    write: bool = False
+    incremental: bool = False
+    realtime: bool = False
+    bulk: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectorSpec:
+    """The cheap-to-import description of a connector, registered as an entry point.
+
+    `load` imports the implementation (and so its driver) only when called; an ImportError from it
+    means the connector is unavailable, never that openfdi cannot start.
+    """
+
+    type: str
+    """The datasource type it serves, as the FDI API spells it (e.g. "MYSQL")."""
+    required_content: tuple[str, ...]
+    capabilities: Capabilities
+    load: Callable[[], builtins.type[Connector]]
+
+    def open(self, content: Mapping[str, Any]) -> Connector:
+        """Import the implementation and build a connector for this datasource content."""
+        return self.load()(content)
+
+
+class Connector(abc.ABC):
+    """One connection to one datasource, used as a source or as a target by one thread at a time.
+
+    Only `cancel()` may be called from another thread. After `cancel()` the connector is finished:
+    every later call raises `QueryCancelledError`; close it.
+    """
+
+    @abc.abstractmethod
+    def __init__(self, content: Mapping[str, Any]) -> None:
+        """Validate `content` (decrypted datasource fields); raise InvalidContentError. No I/O."""
+
+    @abc.abstractmethod
+    def check(self) -> None:
+        """Connect and run a trivial statement; raise a ConnectorError saying why it failed."""
+
+    @abc.abstractmethod
+    def list_tables(self) -> list[str]:
+        """Names of the tables and views the user can read, sorted."""
+
+    @abc.abstractmethod
+    def describe(self, table: str) -> TableSchema:
+        """The table's schema in logical types; raise TableNotFoundError if it does not exist."""
+
+    @abc.abstractmethod
+    def read(self, plan: ReadPlan) -> Iterator[Batch]:
+        """Stream the rows `plan` selects, in bounded batches, never holding the whole table.
+
+        Each call is its own read-only transaction, so repeated polls see new rows.
+        """
+
+    @abc.abstractmethod
+    def prepare_target(self, plan: WritePlan) -> TableSchema:
+        """Get the target ready and return its schema.
+
+        Creates the table from `plan.source_schema` when it is missing and `plan.create_table` is
+        set (committed at once); for `truncate_insert`, empties it inside the write transaction,
+        so the old rows stay until `commit()`. Raise TableNotFoundError when it is missing and may
+        not be created.
+        """
+
+    @abc.abstractmethod
+    def write(self, batch: Batch, plan: WritePlan) -> WriteResult:
+        """Write `batch` through the bulk path, uncommitted.
+
+        Rows the target refuses (type, length or constraint errors) do not fail the batch: they come
+        back in `WriteResult.rejected` with the reason, and every other row is written.
+        """
+
+    @abc.abstractmethod
+    def commit(self) -> None:
+        """Commit what `write()` and `prepare_target()` did since the last commit."""
+
+    @abc.abstractmethod
+    def rollback(self) -> None:
+        """Discard uncommitted writes."""
+
+    @abc.abstractmethod
+    def cancel(self) -> None:
+        """Interrupt the running statement, from any thread; the interrupted call raises
+        QueryCancelledError. Never raises."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Roll back anything uncommitted and release the connection. Safe to call twice."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
