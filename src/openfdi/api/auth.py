@@ -8,11 +8,14 @@ constant-time comparison. The canonical form itself lives in `openfdi.wire.signi
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import unquote
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Path, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader
 from starlette.concurrency import run_in_threadpool
 
@@ -106,3 +109,27 @@ async def fdi_scope(
 
 ScopeDep = Annotated[Scope, Depends(fdi_scope)]
 RuntimeDep = Annotated[Runtime, Depends(runtime_of)]
+
+
+class AuthFirstRoute(APIRoute):
+    """Authentication comes before body validation (fdi-api.md H.1.1), even for bad JSON.
+
+    FastAPI decodes a JSON body before it runs any dependency, so a request with malformed
+    JSON and no (or wrong) credentials would get 400 instead of 401. When the body is not
+    JSON, authenticate and check the scope first; only an authorised caller sees the 400.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as exc:
+                if any(err.get("type") == "json_invalid" for err in exc.errors()):
+                    caller = await principal(request, request.headers.get("x-auth-token"))
+                    params = request.path_params
+                    await fdi_scope(request, caller, params["project_id"], params["instance_id"])
+                raise
+
+        return route

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from typing import Any
@@ -76,19 +77,30 @@ class RequestContextMiddleware:
             return
 
         received = 0
+        exceeded = responded = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
+                    exceeded = True
                     raise _BodyTooLarge
             return message
 
-        try:
-            await self.app(scope, limited_receive, send_with_id)
-        except _BodyTooLarge:
+        async def guarded_send(message: Message) -> None:
+            # Once the body is too large the answer is 413, whatever the framework makes of
+            # the exception (FastAPI turns an error while reading a body into a 400).
+            nonlocal responded
+            if exceeded and not responded:
+                return
+            responded = responded or message["type"] == "http.response.start"
+            await send_with_id(message)
+
+        with contextlib.suppress(_BodyTooLarge):
+            await self.app(scope, limited_receive, guarded_send)
+        if exceeded and not responded:
             await _send_too_large(send_with_id, rid)
         self._observe(scope, status_holder["status"], started)
 

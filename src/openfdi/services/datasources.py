@@ -143,7 +143,7 @@ def list_datasources(
     if datasource_type:
         where.append(DatasourceRow.type == datasource_type.upper())
     if name:
-        where.append(DatasourceRow.name.like(like_pattern(name), escape="\\"))
+        where.append(DatasourceRow.name.ilike(like_pattern(name), escape="\\"))
     if app_id:
         where.append(DatasourceRow.app_id == app_id)
     order = (

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from openfdi.errors import InvalidParameters
 
 MAX_LIMIT = 999
+# Skipping more records than any table holds gives an empty page; the bound keeps the value
+# inside a 64-bit SQL integer (a larger Python int made SQLite raise, a 500).
+MAX_SKIP = 2**31 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,7 +23,7 @@ def record_page(offset: int | None, limit: int | None) -> Page:
     limit = 10 if limit is None else limit
     if limit < 1:
         raise InvalidParameters(detail="limit must be at least 1")
-    return Page(offset=max(0, offset or 0), limit=min(limit, MAX_LIMIT))
+    return Page(offset=min(max(0, offset or 0), MAX_SKIP), limit=min(limit, MAX_LIMIT))
 
 
 def numbered_page(offset: int | None, limit: int | None) -> Page:
@@ -32,7 +35,7 @@ def numbered_page(offset: int | None, limit: int | None) -> Page:
     if size < 1:
         raise InvalidParameters(detail="limit must be at least 1")
     size = min(size, MAX_LIMIT)
-    return Page(offset=(page - 1) * size, limit=size)
+    return Page(offset=min((page - 1) * size, MAX_SKIP), limit=size)
 
 
 def like_pattern(fragment: str) -> str:

@@ -14,4 +14,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorResponse, "description": "Not Found"},
     413: {"model": ErrorResponse, "description": "Request entity too large (APIG.0201)"},
     500: {"model": ErrorResponse, "description": "Internal Server Error (FDI.9999)"},
+    # Any other client error has the same body. Documenting the range also keeps FastAPI from
+    # advertising its default 422 (HTTPValidationError), which openfdi never answers.
+    "4XX": {"model": ErrorResponse, "description": "Other client errors (APIG/FDI body)"},
 }

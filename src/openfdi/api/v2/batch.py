@@ -7,12 +7,14 @@ from typing import Annotated
 from fastapi import APIRouter, Header
 from starlette.concurrency import run_in_threadpool
 
-from openfdi.api.auth import RuntimeDep, ScopeDep
+from openfdi.api.auth import AuthFirstRoute, RuntimeDep, ScopeDep
 from openfdi.api.v2 import ERRORS, PREFIX
 from openfdi.services import batch
 from openfdi.wire.batch import BatchStartOrStopTasksResponse, OperateTasksRequest
 
-router = APIRouter(prefix=PREFIX, tags=["Task Management"], responses=ERRORS)
+router = APIRouter(
+    prefix=PREFIX, tags=["Task Management"], responses=ERRORS, route_class=AuthFirstRoute
+)
 
 
 @router.post(

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response
 from starlette.concurrency import run_in_threadpool
 
-from openfdi.api.auth import RuntimeDep, ScopeDep
+from openfdi.api.auth import AuthFirstRoute, RuntimeDep, ScopeDep
 from openfdi.api.v2 import ERRORS, PREFIX
 from openfdi.services import datasources
 from openfdi.wire.datasources import (
@@ -16,7 +16,9 @@ from openfdi.wire.datasources import (
     ListDatasourcesResponse,
 )
 
-router = APIRouter(prefix=PREFIX, tags=["Data Sources"], responses=ERRORS)
+router = APIRouter(
+    prefix=PREFIX, tags=["Data Sources"], responses=ERRORS, route_class=AuthFirstRoute
+)
 Id = Annotated[str, Path(max_length=64)]
 OptStr = Annotated[str | None, Query(max_length=255)]
 

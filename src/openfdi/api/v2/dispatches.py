@@ -7,12 +7,14 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 from starlette.concurrency import run_in_threadpool
 
-from openfdi.api.auth import RuntimeDep, ScopeDep
+from openfdi.api.auth import AuthFirstRoute, RuntimeDep, ScopeDep
 from openfdi.api.v2 import ERRORS, PREFIX
 from openfdi.services import dispatches
 from openfdi.wire.dispatches import TaskDispatchRequest, TaskDispatchResponse
 
-router = APIRouter(prefix=PREFIX, tags=["Scheduled Plans"], responses=ERRORS)
+router = APIRouter(
+    prefix=PREFIX, tags=["Scheduled Plans"], responses=ERRORS, route_class=AuthFirstRoute
+)
 Id = Annotated[str, Path(max_length=64)]
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response
 from starlette.concurrency import run_in_threadpool
 
-from openfdi.api.auth import RuntimeDep, ScopeDep
+from openfdi.api.auth import AuthFirstRoute, RuntimeDep, ScopeDep
 from openfdi.api.v2 import ERRORS, PREFIX
 from openfdi.services import tasks
 from openfdi.wire.tasks import (
@@ -18,7 +18,9 @@ from openfdi.wire.tasks import (
     ListTasksResponse,
 )
 
-router = APIRouter(prefix=PREFIX, tags=["Task Management"], responses=ERRORS)
+router = APIRouter(
+    prefix=PREFIX, tags=["Task Management"], responses=ERRORS, route_class=AuthFirstRoute
+)
 TaskId = Annotated[str, Path(max_length=64)]
 OptStr = Annotated[str | None, Query(max_length=255)]
 
