@@ -18,8 +18,8 @@ serve: install
 	$(BIN)/openfdi serve --host 127.0.0.1 --port 8080 --demo
 
 lint: install
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests $(wildcard bench)
+	$(BIN)/ruff format --check src tests $(wildcard bench)
 	$(BIN)/lint-imports
 
 typecheck: install
