@@ -7,6 +7,7 @@ under a shared lock and then failing to upgrade it (SQLITE_BUSY mid-transaction)
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -62,6 +63,11 @@ class Database:
         else:
             self.engine = create_engine(url, pool_pre_ping=True, pool_size=16, max_overflow=16)
             writer = self.engine
+        # SQLite has one writer at a time, and its busy handler (sleep and retry) is unfair: under
+        # load some writers wait far longer than others. Queueing this process's writers on a
+        # lock first makes the wait first-come first-served; the busy handler remains for
+        # writers in other processes (the admin CLI).
+        self._write_lock: threading.Lock | None = threading.Lock() if self.is_sqlite else None
         self._reader = sessionmaker(self.engine, expire_on_commit=False)
         self._writer = sessionmaker(writer, expire_on_commit=False)
 
@@ -73,7 +79,11 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A transaction that commits on success and rolls back on any exception."""
-        with self._writer() as session, session.begin():
+        if self._write_lock is None:
+            with self._writer() as session, session.begin():
+                yield session
+            return
+        with self._write_lock, self._writer() as session, session.begin():
             yield session
 
     def migrate(self) -> None:
