@@ -60,11 +60,16 @@ def postgres_url() -> Iterator[str]:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
-def make_settings(data_dir: Path, database_url: str | None = None) -> Settings:
+def make_settings(
+    data_dir: Path, database_url: str | None = None, *, engine: bool = False
+) -> Settings:
+    """Control-plane tests run without the engine: no run happens unless a test asks for one."""
     c = Credentials()
     return Settings(
         data_dir=data_dir,
         database_url=database_url,
+        engine_enabled=engine,
+        poll_interval_seconds=0.2,
         bootstrap_project_id=c.project_id,
         bootstrap_instance_id=c.instance_id,
         bootstrap_ak=c.ak,
@@ -81,9 +86,17 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def runtime(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> Iterator[Runtime]:
+def engine_enabled() -> bool:
+    """Overridden to True by the engine's tests (tests/engine/conftest.py)."""
+    return False
+
+
+@pytest.fixture
+def runtime(
+    tmp_path: Path, backend: str, engine_enabled: bool, request: pytest.FixtureRequest
+) -> Iterator[Runtime]:
     url = request.getfixturevalue("postgres_url") if backend == "postgres" else None
-    rt = Runtime.open(make_settings(tmp_path / "data", url))
+    rt = Runtime.open(make_settings(tmp_path / "data", url, engine=engine_enabled))
     identity.bootstrap(rt)
     yield rt
     rt.close()

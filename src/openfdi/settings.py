@@ -25,7 +25,12 @@ class Settings(BaseSettings):
     signature_max_skew_seconds: int = 15 * 60
     max_body_bytes: int = 12 * 1024 * 1024
     stop_deadline_seconds: float = 1.0
-    lease_seconds: float = 15.0
+    lease_seconds: float = 10.0
+    engine_enabled: bool = Field(default=True, description="run tasks in this process")
+    poll_interval_seconds: float = Field(
+        default=1.0, description="how often a REALTIME run polls its source for new rows"
+    )
+    dirty_data_limit: int = Field(default=1000, description="rejected rows before a run fails")
 
     bootstrap_project_id: str | None = None
     bootstrap_project_name: str = "default"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
@@ -11,8 +14,9 @@ from starlette.concurrency import run_in_threadpool
 from openfdi import __version__
 from openfdi.api import errors
 from openfdi.api.context import Metrics, RequestContextMiddleware
-from openfdi.api.v2 import batch, datasources, dispatches, tasks
+from openfdi.api.v2 import batch, datasources, dispatches, runs, tasks
 from openfdi.api.v3 import iam
+from openfdi.services.runs import Supervisor
 from openfdi.services.runtime import Runtime
 
 
@@ -23,7 +27,23 @@ class Health(BaseModel):
 
 
 def create_app(runtime: Runtime) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # The engine runs beside the API: the executor's threads and the supervisor's loop.
+        supervisor = None
+        if runtime.settings.engine_enabled:
+            runtime.start_engine()
+            supervisor = Supervisor(runtime)
+            supervisor.start()
+        try:
+            yield
+        finally:
+            if supervisor is not None:
+                supervisor.close()
+            runtime.stop_engine()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="openfdi",
         version=__version__,
         description=(
@@ -37,7 +57,8 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.state.runtime = runtime
     metrics = Metrics()
     errors.install(app)
-    for router in (batch.router, tasks.router, dispatches.router, datasources.router, iam.router):
+    routers = (batch.router, tasks.router, dispatches.router, datasources.router, runs.router)
+    for router in (*routers, iam.router):
         app.include_router(router)
 
     @app.get("/healthz", response_model=Health, tags=["Operations"], summary="Liveness and DB")

@@ -106,7 +106,7 @@ def install_demo(rt: Runtime, scope: Scope) -> None:
         ),
     )
     live_detail = {
-        "sourceSelectedDatasource": {"table": "orders"},
+        "sourceSelectedDatasource": {"table": "orders", "incremental": {"column": "id"}},
         "targetSelectedDatasource": {**target_side, "table": "orders_live"},
     }
     tasks.create_common_task(

@@ -6,6 +6,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from openfdi.connectors.registry import default_registry
+from openfdi.engine.executor import LocalExecutor
+from openfdi.engine.runner import EngineSettings
 from openfdi.settings import Settings
 from openfdi.store.crypto import SecretBox
 from openfdi.store.db import Database
@@ -21,6 +24,8 @@ class Runtime:
     db: Database
     box: SecretBox
     clock_ms: Callable[[], int] = field(default=_wall_clock_ms)
+    executor: LocalExecutor | None = None
+    """Runs tasks in this process; None where no engine runs (the admin CLI, some tests)."""
 
     @classmethod
     def open(cls, settings: Settings, *, migrate: bool = True) -> Runtime:
@@ -34,5 +39,26 @@ class Runtime:
             box = SecretBox.from_key_file(settings.key_file)
         return cls(settings=settings, db=db, box=box)
 
+    def start_engine(self) -> LocalExecutor:
+        if self.executor is None:
+            s = self.settings
+            self.executor = LocalExecutor(
+                self.db,
+                default_registry(),
+                self.clock_ms,
+                settings=EngineSettings(
+                    poll_interval_s=s.poll_interval_seconds, dirty_limit=s.dirty_data_limit
+                ),
+                lease_s=s.lease_seconds,
+                stop_deadline_s=s.stop_deadline_seconds,
+            )
+        return self.executor
+
+    def stop_engine(self) -> None:
+        if self.executor is not None:
+            self.executor.shutdown()
+            self.executor = None
+
     def close(self) -> None:
+        self.stop_engine()
         self.db.dispose()

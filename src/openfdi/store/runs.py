@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from openfdi.domain.ids import new_hex_id
 from openfdi.domain.states import ACTIVE_RUN_STATES, RunState
 from openfdi.store.db import Database
-from openfdi.store.tables import RunRow
+from openfdi.store.tables import CheckpointRow, DirtyRowRow, RunRow
 
 _ACTIVE = tuple(s.value for s in ACTIVE_RUN_STATES)
 
@@ -180,3 +180,41 @@ def expire_leases(db: Database, now_ms: int, starting_grace_ms: int) -> list[str
             .returning(RunRow.id)
         ).all()
         return list(rows)
+
+
+def commit_progress(
+    db: Database,
+    claim_: Claim,
+    task_id: str,
+    progress: Progress,
+    watermark: str | None,
+    dirty: list[tuple[str, str]],
+    now_ms: int,
+) -> None:
+    """After the target committed a batch: totals, checkpoint and dirty rows, in one transaction.
+
+    The epoch guard comes first, so a fenced executor changes nothing at all.
+    """
+    with db.write() as session:
+        record_progress(session, claim_, progress, "WRITER")
+        checkpoint = session.get(CheckpointRow, task_id)
+        if checkpoint is None:
+            session.add(
+                CheckpointRow(
+                    task_id=task_id, watermark=watermark, run_id=claim_.run_id, updated_at=now_ms
+                )
+            )
+        else:
+            checkpoint.watermark = watermark
+            checkpoint.run_id = claim_.run_id
+            checkpoint.updated_at = now_ms
+        session.add_all(
+            DirtyRowRow(run_id=claim_.run_id, row=row, reason=reason, created_at=now_ms)
+            for row, reason in dirty
+        )
+
+
+def load_watermark(db: Database, task_id: str) -> str | None:
+    with db.read() as session:
+        checkpoint = session.get(CheckpointRow, task_id)
+        return checkpoint.watermark if checkpoint is not None else None

@@ -184,3 +184,26 @@ class IdempotencyRow(Base):
     status_code: Mapped[int] = mapped_column(Integer)
     body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[int] = mapped_column(BigInteger, index=True)
+
+
+class CheckpointRow(Base):
+    """Where a task's next run resumes: the incremental watermark saved after a target commit."""
+
+    __tablename__ = "checkpoints"
+    task_id: Mapped[str] = mapped_column(
+        ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
+    )
+    watermark: Mapped[str | None] = mapped_column(Text, nullable=True)
+    run_id: Mapped[str] = mapped_column(String(32))
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class DirtyRowRow(Base):
+    """A row the target refused during a run, kept for inspection with the target's reason."""
+
+    __tablename__ = "dirty_rows"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    row: Mapped[str] = mapped_column(Text)  # JSON array of the values, as text where needed
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[int] = mapped_column(BigInteger)

@@ -37,3 +37,26 @@ class ListDatasourcesResponse(BaseModel):
     total: int
     size: int
     entities: list[DatasourceResponse]
+
+
+class StartTestDatasourceResponse(BaseModel):
+    result: bool
+
+
+class ListDatasourceTablesResponse(BaseModel):
+    tables: list[str]
+
+
+class ColumnInfo(BaseModel):
+    field_name: str
+    field_type: str
+    field_length: str | None = None
+    null_able: str
+    is_partition: bool = False
+    primary: str
+    unique: str
+    decimal_digits: str | None = None
+
+
+class ListDatasourceColumnsResponse(BaseModel):
+    columns: list[ColumnInfo]

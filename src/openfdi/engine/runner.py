@@ -1,0 +1,234 @@
+"""One run of one task: read batches, write them, commit, then checkpoint; until done or stopped.
+
+Order of commits: the target first, then (in one metadata transaction, guarded by the run's
+epoch) the totals, the watermark and the dirty rows. A crash between the two re-reads at most
+one batch: at-least-once, and exactly-once where the target write is an upsert on keys.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from openfdi.connectors.errors import ConnectorError, QueryCancelledError
+from openfdi.connectors.registry import Registry
+from openfdi.connectors.spi import Batch, Connector, ReadPlan, WriteMode, WritePlan
+from openfdi.domain.states import RunState, TaskType
+from openfdi.engine.spec import RunSpec
+from openfdi.store import runs
+from openfdi.store.db import Database
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    poll_interval_s: float = 1.0
+    dirty_limit: int = 1000
+    """A run with more rejected rows than this fails (0: no limit)."""
+    batch_rows: int = 10_000
+    batch_seconds: float = 0.2
+
+
+def watermark_text(value: Any) -> str | None:
+    """The checkpoint's text form of an incremental column value (connectors parse it back)."""
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    return str(value)
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    if isinstance(value, decimal.Decimal | dt.datetime | dt.date | dt.time):
+        return str(value)
+    return value
+
+
+@dataclass
+class _Totals:
+    rows: int = 0
+    dirty: int = 0
+    nbytes: int = 0
+    read_ms: float = 0.0
+    write_ms: float = 0.0
+
+    def progress(self) -> runs.Progress:
+        return runs.Progress(
+            data_count=self.rows,
+            dirty_data_count=self.dirty,
+            data_size_bytes=self.nbytes,
+            read_ms=int(self.read_ms),
+            write_ms=int(self.write_ms),
+        )
+
+
+class DirtyLimitExceeded(Exception):
+    pass
+
+
+@dataclass
+class Runner:
+    """Executes one claimed run. `stop()` asks for a stop at the next batch boundary;
+    `force()` interrupts the running statement of either side (from another thread)."""
+
+    spec: RunSpec
+    claim: runs.Claim
+    db: Database
+    registry: Registry
+    settings: EngineSettings
+    clock_ms: Callable[[], int]
+    stop_requested: threading.Event = field(default_factory=threading.Event)
+    forced: threading.Event = field(default_factory=threading.Event)
+    _connectors: list[Connector] = field(default_factory=list)
+
+    def stop(self) -> None:
+        self.stop_requested.set()
+
+    def force(self) -> None:
+        self.forced.set()
+        self.stop_requested.set()
+        for connector in list(self._connectors):
+            connector.cancel()
+
+    def run(self) -> RunState:
+        """Execute the run to its end and record the outcome; returns the final state."""
+        state, remarks, status = RunState.SUCCEEDED, None, "TASK_END"
+        try:
+            self._copy()
+            if self.stop_requested.is_set():
+                state, remarks, status = RunState.CANCELLED, "stopped", "RUNTIME_CANCEL"
+        except runs.FencedError:
+            log.warning("run %s lost its claim; stopping without writing", self.claim.run_id)
+            return RunState.INTERRUPTED
+        except QueryCancelledError:
+            state, status = RunState.CANCELLED, "RUNTIME_CANCEL"
+            remarks = "stopped at the deadline: the running statement was cancelled"
+        except DirtyLimitExceeded as exc:
+            state, remarks, status = RunState.FAILED, str(exc), "RUNTIME_ERR"
+        except ConnectorError as exc:
+            state, remarks, status = RunState.FAILED, exc.message, "RUNTIME_ERR"
+        except Exception as exc:
+            log.exception("run %s failed", self.claim.run_id)
+            state, remarks, status = RunState.FAILED, f"internal error: {exc}", "INTERNAL_ERR"
+        finally:
+            for connector in self._connectors:
+                connector.close()
+        try:
+            runs.finish(self.db, self.claim, state, self.clock_ms(), remarks, status)
+        except runs.FencedError:
+            return RunState.INTERRUPTED
+        return state
+
+    def _open(self, endpoint_type: str, content: dict[str, Any]) -> Connector:
+        connector = self.registry.open(endpoint_type, content)
+        self._connectors.append(connector)
+        if self.forced.is_set():
+            connector.cancel()
+        return connector
+
+    def _copy(self) -> None:
+        spec, detail = self.spec, self.spec.detail
+        if spec.task_type is TaskType.REALTIME and detail.incremental_column is None:
+            raise ConnectorError(
+                "a REALTIME task needs sourceSelectedDatasource.incremental: it follows new rows "
+                "past a watermark column"
+            )
+        source = self._open(spec.source.type, spec.source.content)
+        target = self._open(spec.target.type, spec.target.content)
+        schema = source.describe(detail.source_table)
+        columns = detail.columns or schema.names
+        renames = {m.source: m.target for m in detail.mappings}
+        missing = [c for c in (*columns, *renames) if c not in schema.names]
+        if missing:
+            raise ConnectorError(f"source table {detail.source_table} has no column {missing[0]!r}")
+        write_plan = WritePlan(
+            table=detail.target_table,
+            columns=tuple(detail.target_name(c) for c in columns),
+            write_mode=WriteMode(detail.write_mode),
+            key_columns=detail.key_columns,
+            create_table=detail.create_table,
+            source_schema=schema.select(columns, renames=renames),
+        )
+        target.prepare_target(write_plan)
+        watermark = spec.watermark
+        if watermark is None and detail.incremental_start is not None:
+            watermark = str(detail.incremental_start)
+        totals = _Totals()
+        while not self.stop_requested.is_set():
+            read_plan = ReadPlan(
+                table=detail.source_table,
+                columns=tuple(columns),
+                where=detail.where,
+                incremental_column=detail.incremental_column,
+                watermark=watermark,
+                batch_rows=self.settings.batch_rows,
+                batch_seconds=self.settings.batch_seconds,
+            )
+            watermark = self._pass(source, target, read_plan, write_plan, totals, watermark)
+            if spec.task_type is not TaskType.REALTIME:
+                if totals.rows == 0 and totals.dirty == 0:
+                    # Nothing moved, but the (possibly new) run still records its totals.
+                    self._commit(totals, watermark, [])
+                return
+            self.stop_requested.wait(self.settings.poll_interval_s)
+
+    def _pass(
+        self,
+        source: Connector,
+        target: Connector,
+        read_plan: ReadPlan,
+        write_plan: WritePlan,
+        totals: _Totals,
+        watermark: str | None,
+    ) -> str | None:
+        """One read of the source past `watermark`; returns the new watermark."""
+        batches = source.read(read_plan)
+        while True:
+            started = time.perf_counter()
+            batch: Batch | None = next(batches, None)
+            totals.read_ms += (time.perf_counter() - started) * 1000
+            if batch is None:
+                return watermark
+            started = time.perf_counter()
+            result = target.write(batch, write_plan)
+            target.commit()
+            totals.write_ms += (time.perf_counter() - started) * 1000
+            totals.rows += result.rows_written
+            totals.nbytes += batch.nbytes
+            totals.dirty += len(result.rejected)
+            if read_plan.incremental_column is not None:
+                watermark = watermark_text(batch.position)
+            dirty = [
+                (json.dumps([_json_value(v) for v in r.row], default=str), r.reason)
+                for r in result.rejected
+            ]
+            self._commit(totals, watermark, dirty)
+            limit = self.settings.dirty_limit
+            if limit and totals.dirty > limit:
+                raise DirtyLimitExceeded(
+                    f"{totals.dirty} rows were rejected by the target, more than the limit "
+                    f"of {limit}; first reason: {result.rejected[0].reason if dirty else ''}"
+                )
+            if self.stop_requested.is_set():
+                return watermark
+
+    def _commit(self, totals: _Totals, watermark: str | None, dirty: list[tuple[str, str]]) -> None:
+        runs.commit_progress(
+            self.db,
+            self.claim,
+            self.spec.task_id,
+            totals.progress(),
+            watermark,
+            dirty,
+            self.clock_ms(),
+        )

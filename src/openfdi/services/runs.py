@@ -1,0 +1,266 @@
+"""Runs: run now, terminate, run history; and the supervisor that keeps runs in line with the
+desired state of tasks (REALTIME tasks started and resumed, runs of stopped tasks stopped).
+
+The supervisor reconciles from the database every `interval_s`, so it converges whoever changed
+the desired state (this process, another server, the admin CLI) and after any restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+from sqlalchemy import and_, func, select
+from sqlalchemy.orm import aliased
+
+from openfdi.domain.scope import Scope
+from openfdi.domain.states import (
+    ACTIVE_RUN_STATES,
+    RUN_TO_EXECUTE,
+    DesiredState,
+    RunState,
+    TaskType,
+)
+from openfdi.domain.task_detail import parse_task_detail
+from openfdi.engine.executor import LocalExecutor
+from openfdi.engine.spec import Endpoint, RunSpec
+from openfdi.errors import TaskAlreadyRunning, TaskStartFailed
+from openfdi.services.datasources import decrypted_content
+from openfdi.services.lookup import get_task_row
+from openfdi.services.paging import numbered_page
+from openfdi.services.runtime import Runtime
+from openfdi.store import runs
+from openfdi.store.tables import DatasourceRow, DirtyRowRow, RunRow, TaskRow
+from openfdi.wire.runs import (
+    DirtyRow,
+    ListDirtyRowsResponse,
+    ListMonitorLogResponse,
+    RunTaskResponse,
+    StopTaskResponse,
+    TaskMonitorLog,
+)
+
+log = logging.getLogger(__name__)
+_ACTIVE = tuple(s.value for s in ACTIVE_RUN_STATES)
+FAILED_RETRY_MS = 5_000
+STARTING_GRACE_MS = 30_000
+
+
+def _executor(rt: Runtime) -> LocalExecutor:
+    if rt.executor is None:
+        raise TaskStartFailed(detail="the engine is not running in this server")
+    return rt.executor
+
+
+def build_spec(rt: Runtime, run_id: str, task_id: str) -> RunSpec:
+    watermark = runs.load_watermark(rt.db, task_id)
+    with rt.db.read() as session:
+        task = session.get_one(TaskRow, task_id)
+        source = session.get_one(DatasourceRow, task.source_datasource_id)
+        target = session.get_one(DatasourceRow, task.target_datasource_id)
+        return RunSpec(
+            run_id=run_id,
+            task_id=task.id,
+            task_type=TaskType(task.task_type),
+            detail=parse_task_detail(task.task_detail),
+            source=Endpoint(source.type, decrypted_content(rt, source)),
+            target=Endpoint(target.type, decrypted_content(rt, target)),
+            watermark=watermark,
+        )
+
+
+def _start(rt: Runtime, task_id: str, trigger: str) -> str:
+    """Create and submit a run; RunConflictError if the task has an active run."""
+    executor = _executor(rt)
+    run_id = runs.create_run(rt.db, task_id, trigger, rt.clock_ms())
+    executor.submit(build_spec(rt, run_id, task_id))
+    return run_id
+
+
+def run_task(rt: Runtime, scope: Scope, task_id: str) -> RunTaskResponse:
+    """One execution now, whatever the desired state (fdi-api.md H.2)."""
+    with rt.db.read() as session:
+        get_task_row(session, scope, task_id)
+    try:
+        return RunTaskResponse(run_id=_start(rt, task_id, "manual"))
+    except runs.RunConflictError as exc:
+        raise TaskAlreadyRunning() from exc
+
+
+def stop_task(rt: Runtime, scope: Scope, task_id: str) -> StopTaskResponse:
+    """Terminate the run in progress, if any, without changing the desired state."""
+    with rt.db.read() as session:
+        get_task_row(session, scope, task_id)
+    for run_id in runs.request_stop(rt.db, task_id):
+        if rt.executor is not None:
+            rt.executor.stop(run_id)
+    return StopTaskResponse(message="success")
+
+
+_UNITS = (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024))
+
+
+def _size(nbytes: int) -> tuple[float, str]:
+    for unit, scale in _UNITS:
+        if nbytes >= scale:
+            return round(nbytes / scale, 2), unit
+    return float(nbytes), "B"
+
+
+def _monitor_log(row: RunRow) -> TaskMonitorLog:
+    size, unit = _size(row.data_size_bytes)
+    state = RunState(row.state)
+    spend = (row.ended_at - row.started_at) if row.ended_at and row.started_at else None
+    return TaskMonitorLog(
+        id=row.id,
+        start_time=row.started_at,
+        dispatch_time=row.fire_time or row.created_at,
+        end_time=row.ended_at,
+        execute_status=RUN_TO_EXECUTE[state].value,
+        position=row.position,
+        position_status=row.position_status,
+        status=1 if state.is_active else 0,
+        dirty_data_count=row.dirty_data_count,
+        data_count=row.data_count,
+        data_size=size,
+        data_size_unit=unit,
+        spend_time=spend,
+        read_spend_time=row.read_ms,
+        write_spend_time=row.write_ms,
+        remarks=row.remarks,
+    )
+
+
+def list_monitor_log(
+    rt: Runtime,
+    scope: Scope,
+    task_id: str,
+    *,
+    offset: int | None,
+    limit: int | None,
+    begin_time: int | None,
+    end_time: int | None,
+) -> ListMonitorLogResponse:
+    page = numbered_page(offset, limit)
+    where = [RunRow.task_id == task_id]
+    if begin_time is not None:
+        where.append(RunRow.created_at >= begin_time)
+    if end_time is not None:
+        where.append(RunRow.created_at <= end_time)
+    with rt.db.read() as session:
+        get_task_row(session, scope, task_id)
+        total = session.scalar(select(func.count()).select_from(RunRow).where(*where)) or 0
+        rows = session.scalars(
+            select(RunRow)
+            .where(*where)
+            .order_by(RunRow.created_at.desc(), RunRow.id.desc())
+            .offset(page.offset)
+            .limit(page.limit)
+        ).all()
+    entities = [_monitor_log(r) for r in rows]
+    return ListMonitorLogResponse(total=total, size=len(entities), entities=entities)
+
+
+def list_dirty_rows(
+    rt: Runtime, scope: Scope, task_id: str, run_id: str, offset: int | None, limit: int | None
+) -> ListDirtyRowsResponse:
+    page = numbered_page(offset, limit)
+    with rt.db.read() as session:
+        get_task_row(session, scope, task_id)
+        where = [DirtyRowRow.run_id == run_id, RunRow.task_id == task_id]
+        joined = select(DirtyRowRow).join(RunRow, RunRow.id == DirtyRowRow.run_id).where(*where)
+        total = session.scalar(select(func.count()).select_from(joined.subquery())) or 0
+        rows = session.scalars(
+            joined.order_by(DirtyRowRow.id).offset(page.offset).limit(page.limit)
+        ).all()
+    entities = [DirtyRow(row=r.row, reason=r.reason, created_at=r.created_at) for r in rows]
+    return ListDirtyRowsResponse(total=total, size=len(entities), entities=entities)
+
+
+@dataclass
+class Supervisor:
+    """Reconciles runs with desired state, in a background thread of `openfdi serve`."""
+
+    rt: Runtime
+    interval_s: float = 0.25
+
+    def __post_init__(self) -> None:
+        self._closing = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="supervisor", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        self._closing.set()
+        self._thread.join(5)
+
+    def _loop(self) -> None:
+        while not self._closing.wait(self.interval_s):
+            try:
+                self.reconcile()
+            except Exception:  # the loop must survive a database hiccup; it retries next tick
+                log.exception("supervisor pass failed")
+
+    def reconcile(self) -> None:
+        now = self.rt.clock_ms()
+        for run_id in runs.expire_leases(self.rt.db, now, STARTING_GRACE_MS):
+            log.warning("run %s closed as interrupted: its lease expired", run_id)
+        self._stop_unwanted_runs()
+        self._start_realtime_runs(now)
+
+    def _stop_unwanted_runs(self) -> None:
+        executor = _executor(self.rt)
+        mine = executor.active_run_ids()
+        if not mine:
+            return
+        with self.rt.db.read() as session:
+            rows = session.execute(
+                select(
+                    RunRow.id, RunRow.state, RunRow.created_at, TaskRow.status, TaskRow.updated_at
+                )
+                .join(TaskRow, TaskRow.id == RunRow.task_id)
+                .where(RunRow.id.in_(mine))
+            ).all()
+        for run_id, state, created, desired, changed in rows:
+            # A run older than the task's last change while the task is stopped was stopped by
+            # that change; a manual run started after it is left alone.
+            stopped_after = desired == DesiredState.STOPPED and changed >= created
+            if state == RunState.STOPPING or stopped_after:
+                executor.stop(run_id)
+
+    def _start_realtime_runs(self, now: int) -> None:
+        latest = aliased(RunRow)
+        newest = (
+            select(func.max(RunRow.created_at))
+            .where(RunRow.task_id == TaskRow.id)
+            .correlate(TaskRow)
+            .scalar_subquery()
+        )
+        active = select(RunRow.id).where(RunRow.task_id == TaskRow.id, RunRow.state.in_(_ACTIVE))
+        query = (
+            select(TaskRow.id, TaskRow.updated_at, latest.state, latest.created_at, latest.ended_at)
+            .outerjoin(latest, and_(latest.task_id == TaskRow.id, latest.created_at == newest))
+            .where(
+                TaskRow.task_type == TaskType.REALTIME.value,
+                TaskRow.status == DesiredState.RUNNING.value,
+                ~active.exists(),
+            )
+        )
+        with self.rt.db.read() as session:
+            candidates = session.execute(query).all()
+        for task_id, changed, state, created, ended in candidates:
+            due = (
+                state is None
+                or created < changed
+                or state == RunState.INTERRUPTED
+                or (state == RunState.FAILED and (ended or 0) < now - FAILED_RETRY_MS)
+            )
+            if not due:
+                continue
+            try:
+                run_id = _start(self.rt, task_id, "realtime")
+                log.info("started realtime run %s of task %s", run_id, task_id)
+            except runs.RunConflictError:
+                pass  # someone else started it in the meantime

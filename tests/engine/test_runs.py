@@ -1,0 +1,293 @@
+"""Tasks really move rows: run, terminate, REALTIME follow and stop, single flight, monitor logs.
+
+Driven through the official SDK against a live server with the engine on.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from huaweicloudsdkcore.exceptions import exceptions
+from huaweicloudsdkroma.v2 import (
+    BatchStartOrStopTasksRequest,
+    Content,
+    CreateCommonTaskRequest,
+    CreateCommonTaskRequestBody,
+    CreateDatasourceInfoRequest,
+    DatasourceInfo,
+    ListMonitorLogRequest,
+    OperateTasksBean,
+    RunTaskRequest,
+    StopTaskRequest,
+    TaskBasicRequestBody,
+    TaskBean,
+)
+from sqlalchemy import select
+
+from openfdi.store.tables import RunRow
+from tests.engine.conftest import wait_for
+from tests.factories import unique
+
+
+def _orders(path: Path, ids: range) -> None:
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS orders (id INTEGER PRIMARY KEY, customer TEXT,"
+            " amount NUMERIC(12,2), paid BOOLEAN)"
+        )
+        conn.executemany(
+            "INSERT INTO orders VALUES (?, ?, ?, ?)",
+            [(i, f"c-{i}", f"{i}.25", i % 2) for i in ids],
+        )
+
+
+def _rows(path: Path, table: str) -> list[tuple[object, ...]]:
+    """The table's rows by key; none while the run has not created the table yet."""
+    with sqlite3.connect(path) as conn:
+        exists = conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (table,)).fetchone()
+        if exists is None:
+            return []
+        return conn.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()
+
+
+def _datasource(sdk, creds, path: Path) -> str:  # type: ignore[no-untyped-def]
+    reply = sdk.create_datasource_info(
+        CreateDatasourceInfoRequest(
+            instance_id=creds.instance_id,
+            body=DatasourceInfo(
+                datasource_name=unique("ds"),
+                datasource_type="SQLITE",
+                content=Content(database_name=str(path)),
+            ),
+        )
+    )
+    return str(reply.datasource_id)
+
+
+def _task(sdk, creds, source: str, target: str, task_type: str, detail: dict) -> str:  # type: ignore[no-untyped-def, type-arg]
+    reply = sdk.create_common_task(
+        CreateCommonTaskRequest(
+            instance_id=creds.instance_id,
+            body=CreateCommonTaskRequestBody(
+                task=TaskBasicRequestBody(
+                    task_name=unique("task"),
+                    task_type=task_type,
+                    source_datasource_id=source,
+                    target_datasource_id=target,
+                ),
+                task_detail=json.dumps(detail),
+            ),
+        )
+    )
+    return str(reply.task.task_id)
+
+
+def _logs(sdk, creds, task_id: str) -> list:  # type: ignore[no-untyped-def, type-arg]
+    reply = sdk.list_monitor_log(
+        ListMonitorLogRequest(instance_id=creds.instance_id, task_id=task_id)
+    )
+    return list(reply.entities)
+
+
+def _finished(sdk, creds, task_id: str):  # type: ignore[no-untyped-def]
+    logs = _logs(sdk, creds, task_id)
+    return logs[0] if logs and logs[0].execute_status != "RUNNING" else None
+
+
+UPSERT = {
+    "sourceSelectedDatasource": {"table": "orders"},
+    "targetSelectedDatasource": {
+        "table": "orders_copy",
+        "writeMode": "upsert",
+        "keyColumns": ["id"],
+    },
+}
+
+
+def test_run_copies_every_row_and_reports_it(sdk, creds, sqlite_file) -> None:
+    src, dst = sqlite_file("src"), sqlite_file("dst")
+    _orders(src, range(1, 2501))
+    task = _task(
+        sdk, creds, _datasource(sdk, creds, src), _datasource(sdk, creds, dst), "TIMING", UPSERT
+    )
+
+    sdk.run_task(RunTaskRequest(instance_id=creds.instance_id, task_id=task))
+    log = wait_for(lambda: _finished(sdk, creds, task))
+    assert (log.execute_status, log.data_count, log.dirty_data_count) == ("SUCCESS", 2500, 0)
+    assert log.position_status == "TASK_END"
+    assert _rows(dst, "orders_copy") == _rows(src, "orders")
+    assert Decimal(str(_rows(dst, "orders_copy")[0][2])) == Decimal("1.25")
+
+    # Upsert: a second run leaves exactly the source's rows.
+    sdk.run_task(RunTaskRequest(instance_id=creds.instance_id, task_id=task))
+    wait_for(lambda: len(_logs(sdk, creds, task)) == 2 and _finished(sdk, creds, task))
+    assert _rows(dst, "orders_copy") == _rows(src, "orders")
+
+
+def test_a_second_run_while_one_is_in_progress_is_refused(sdk, creds, sqlite_file, runtime) -> None:
+    src, dst = sqlite_file("src"), sqlite_file("dst")
+    _orders(src, range(1, 200_001))
+    task = _task(
+        sdk, creds, _datasource(sdk, creds, src), _datasource(sdk, creds, dst), "TIMING", UPSERT
+    )
+    codes: list[object] = []
+    barrier = threading.Barrier(6)
+
+    def run() -> None:
+        barrier.wait()
+        try:
+            sdk.run_task(RunTaskRequest(instance_id=creds.instance_id, task_id=task))
+            codes.append(200)
+        except exceptions.ClientRequestException as exc:
+            codes.append(exc.error_code)
+
+    threads = [threading.Thread(target=run) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(map(str, codes)) == ["200"] + ["FDI.3023"] * 5
+    with runtime.db.read() as session:
+        states = session.scalars(select(RunRow.state).where(RunRow.task_id == task)).all()
+    assert len(states) == 1
+    sdk.stop_task(StopTaskRequest(instance_id=creds.instance_id, task_id=task))
+    wait_for(lambda: _finished(sdk, creds, task))
+
+
+def test_terminate_mid_copy_cancels_promptly_and_loses_nothing(sdk, creds, sqlite_file) -> None:
+    src, dst = sqlite_file("src"), sqlite_file("dst")
+    _orders(src, range(1, 300_001))
+    task = _task(
+        sdk, creds, _datasource(sdk, creds, src), _datasource(sdk, creds, dst), "TIMING", UPSERT
+    )
+
+    sdk.run_task(RunTaskRequest(instance_id=creds.instance_id, task_id=task))
+    wait_for(
+        lambda: (_logs(sdk, creds, task) or [None])[0] and _logs(sdk, creds, task)[0].data_count > 0
+    )
+    reply = sdk.stop_task(StopTaskRequest(instance_id=creds.instance_id, task_id=task))
+    assert reply.message == "success"
+    log = wait_for(lambda: _finished(sdk, creds, task), timeout=5)
+    assert log.execute_status == "CANCELLED"
+    assert 0 < log.data_count < 300_000
+    assert len(_rows(dst, "orders_copy")) == log.data_count  # what was counted was committed
+
+    sdk.run_task(RunTaskRequest(instance_id=creds.instance_id, task_id=task))
+    wait_for(lambda: len(_logs(sdk, creds, task)) == 2 and _finished(sdk, creds, task), timeout=60)
+    assert _rows(dst, "orders_copy") == _rows(src, "orders")
+
+
+def test_realtime_task_follows_new_rows_and_stops_on_batch_stop(sdk, creds, sqlite_file) -> None:
+    src, dst = sqlite_file("src"), sqlite_file("dst")
+    _orders(src, range(1, 101))
+    detail = {
+        "sourceSelectedDatasource": {"table": "orders", "incremental": {"column": "id"}},
+        "targetSelectedDatasource": {"table": "orders_live"},
+        "mappingTable": [{"sourceField": "customer", "targetField": "buyer"}],
+    }
+    task = _task(
+        sdk, creds, _datasource(sdk, creds, src), _datasource(sdk, creds, dst), "REALTIME", detail
+    )
+
+    def batch(action: str) -> None:
+        sdk.batch_start_or_stop_tasks(
+            BatchStartOrStopTasksRequest(
+                instance_id=creds.instance_id,
+                body=OperateTasksBean(action_id=action, list=[TaskBean(task_id=task)]),
+            )
+        )
+
+    batch("start")
+    wait_for(lambda: len(_rows(dst, "orders_live")) == 100)
+    _orders(src, range(101, 151))
+    wait_for(lambda: len(_rows(dst, "orders_live")) == 150)
+    with sqlite3.connect(dst) as conn:
+        assert conn.execute("SELECT buyer FROM orders_live WHERE id = 150").fetchone() == ("c-150",)
+
+    batch("stop")
+    log = wait_for(lambda: _finished(sdk, creds, task), timeout=5)
+    assert (log.execute_status, log.data_count) == ("CANCELLED", 150)
+
+    # Started again, it resumes from its checkpoint: nothing copied twice (plain insert).
+    _orders(src, range(151, 161))
+    batch("start")
+    wait_for(lambda: len(_rows(dst, "orders_live")) == 160)
+    assert [r[0] for r in _rows(dst, "orders_live")] == list(range(1, 161))
+    batch("stop")
+    wait_for(lambda: _finished(sdk, creds, task), timeout=5)
+
+
+def test_a_run_against_a_missing_table_fails_with_a_clear_remark(sdk, creds, sqlite_file) -> None:
+    src, dst = sqlite_file("src"), sqlite_file("dst")
+    task = _task(
+        sdk, creds, _datasource(sdk, creds, src), _datasource(sdk, creds, dst), "TIMING", UPSERT
+    )
+    sdk.run_task(RunTaskRequest(instance_id=creds.instance_id, task_id=task))
+    log = wait_for(lambda: _finished(sdk, creds, task))
+    assert log.execute_status == "ERROR"
+    assert "orders" in log.remarks
+
+
+PG_URL = "postgresql://postgres@127.0.0.1:5432/postgres?options=-csearch_path%3D{schema}"
+CREATE = "CREATE TABLE orders (id bigint primary key, name varchar(40), amount {num}, flag boolean)"
+
+
+@pytest.mark.parametrize(
+    ("source_kind", "target_kind"), [("postgres", "mysql"), ("mysql", "postgres")]
+)
+def test_copy_between_postgresql_and_mariadb(
+    sdk, creds, signed, base_path, pg_schema, mysql_database, source_kind: str, target_kind: str
+) -> None:
+    import psycopg
+    import pymysql
+
+    rows = [(i, f"name-{i} ü", Decimal(f"{i}.10"), i % 3 == 0) for i in range(1, 1001)]
+    if source_kind == "postgres":
+        with psycopg.connect(PG_URL.format(schema=pg_schema), autocommit=True) as conn:
+            conn.execute(CREATE.format(num="numeric(12,2)"))
+            with conn.cursor() as cur:
+                cur.executemany("INSERT INTO orders VALUES (%s, %s, %s, %s)", rows)
+    else:
+        conn = pymysql.connect(host="127.0.0.1", user="root", database=mysql_database)
+        with conn.cursor() as cur:
+            cur.execute(CREATE.format(num="decimal(12,2)"))
+            cur.executemany("INSERT INTO orders VALUES (%s, %s, %s, %s)", rows)
+        conn.commit()
+        conn.close()
+
+    # Raw HTTP for the data sources: `schema` is openfdi's own content key (not in the SDK).
+    contents = {
+        "postgres": {"host": "127.0.0.1", "port": "5432", "database_name": "postgres",
+                     "user_name": "postgres", "password": "unused", "schema": pg_schema},
+        "mysql": {"host": "127.0.0.1", "port": "3306", "database_name": mysql_database,
+                  "user_name": "root", "password": ""},
+    }  # fmt: skip
+    kinds = {"postgres": "POSTGRESQL", "mysql": "MYSQL"}
+    ids = {}
+    for kind in (source_kind, target_kind):
+        body = {"datasource_name": unique("ds"), "datasource_type": kinds[kind]}
+        reply = signed.post(f"{base_path}/datasources", json={**body, "content": contents[kind]})
+        assert reply.status_code == 201, reply.text
+        ids[kind] = reply.json()["datasource_id"]
+
+    task = _task(sdk, creds, ids[source_kind], ids[target_kind], "TIMING", UPSERT)
+    sdk.run_task(RunTaskRequest(instance_id=creds.instance_id, task_id=task))
+    log = wait_for(lambda: _finished(sdk, creds, task), timeout=60)
+    assert (log.execute_status, log.data_count) == ("SUCCESS", 1000), log.remarks
+
+    query = "SELECT id, name, amount, flag FROM orders_copy ORDER BY id"
+    if target_kind == "postgres":
+        with psycopg.connect(PG_URL.format(schema=pg_schema)) as conn:
+            copied = [tuple(r) for r in conn.execute(query).fetchall()]
+    else:
+        conn = pymysql.connect(host="127.0.0.1", user="root", database=mysql_database)
+        with conn.cursor() as cur:
+            cur.execute(query)
+            copied = [(i, n, a, bool(f)) for i, n, a, f in cur.fetchall()]
+        conn.close()
+    assert copied == rows
