@@ -3,14 +3,10 @@ admin commands against the running server, and desired state surviving a restart
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,65 +14,11 @@ import httpx
 import pytest
 
 from openfdi.client import signed_client
+from tests.e2e.process import Served
 
 ROOT = Path(__file__).resolve().parents[2]
-OPENFDI = str(Path(sys.executable).parent / "openfdi")
 DEMO_PROJECT = "0123456789abcdef0123456789abcdef"
 DEMO_INSTANCE = "fedcba98-7654-4321-8fed-cba987654321"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Served:
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "OPENFDI_DATA_DIR": str(workdir / ".openfdi")}
-        self.proc: subprocess.Popen[str] | None = None
-        self.stderr = ""
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [OPENFDI, "serve", "--demo", "--port", str(self.port), "--no-access-log"],
-            cwd=self.workdir,
-            env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"openfdi exited: {self.proc.stderr.read()}")  # type: ignore[union-attr]
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.1)
-        raise RuntimeError("openfdi did not become healthy in 30 s")
-
-    def stop(self) -> str:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        _, err = self.proc.communicate(timeout=20)
-        self.proc = None
-        return err
-
-    def admin(self, *args: str) -> dict[str, object]:
-        out = subprocess.run(
-            [OPENFDI, "admin", *args, "--json"],
-            cwd=self.workdir,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        return dict(json.loads(out.stdout))
 
 
 @pytest.fixture

@@ -291,3 +291,60 @@ def test_copy_between_postgresql_and_mariadb(
             copied = [(i, n, a, bool(f)) for i, n, a, f in cur.fetchall()]
         conn.close()
     assert copied == rows
+
+
+def test_a_statement_that_ignores_stop_is_cancelled_at_the_deadline(
+    sdk, creds, signed, base_path, pg_schema, sqlite_file
+) -> None:
+    import time
+
+    import psycopg
+
+    with psycopg.connect(PG_URL.format(schema=pg_schema), autocommit=True) as conn:
+        conn.execute("CREATE TABLE slow (id bigint primary key)")
+        conn.execute("INSERT INTO slow SELECT generate_series(1, 3)")
+    content = {"host": "127.0.0.1", "port": "5432", "database_name": "postgres",
+               "user_name": "postgres", "password": "unused", "schema": pg_schema}  # fmt: skip
+    body = {"datasource_name": unique("pg"), "datasource_type": "POSTGRESQL", "content": content}
+    source = signed.post(f"{base_path}/datasources", json=body).json()["datasource_id"]
+    detail = {
+        # Each row takes 5 s to read: no batch boundary comes before the deadline.
+        "sourceSelectedDatasource": {"table": "slow", "where": "pg_sleep(5) IS NOT NULL"},
+        "targetSelectedDatasource": {"table": "slow_copy"},
+    }
+    target = _datasource(sdk, creds, sqlite_file("dst"))
+    task = _task(sdk, creds, source, target, "TIMING", detail)
+    sdk.run_task(RunTaskRequest(instance_id=creds.instance_id, task_id=task))
+    time.sleep(0.5)
+    asked = time.time()
+    sdk.stop_task(StopTaskRequest(instance_id=creds.instance_id, task_id=task))
+    log = wait_for(lambda: _finished(sdk, creds, task), timeout=10)
+    assert log.execute_status == "CANCELLED"
+    assert "deadline" in log.remarks
+    assert log.end_time / 1000 - asked < 3  # 1 s deadline, plus the cancel's round trip
+
+
+def test_rows_the_target_refuses_are_counted_and_kept_with_the_reason(
+    sdk, creds, signed, base_path, sqlite_file
+) -> None:
+    src, dst = sqlite_file("src"), sqlite_file("dst")
+    _orders(src, range(1, 101))
+    with sqlite3.connect(dst) as conn:
+        conn.execute(
+            "CREATE TABLE orders_copy (id INTEGER PRIMARY KEY, customer TEXT,"
+            " amount NUMERIC(12,2) CHECK (amount < 90), paid BOOLEAN)"
+        )
+    task = _task(
+        sdk, creds, _datasource(sdk, creds, src), _datasource(sdk, creds, dst), "TIMING", UPSERT
+    )
+    sdk.run_task(RunTaskRequest(instance_id=creds.instance_id, task_id=task))
+    log = wait_for(lambda: _finished(sdk, creds, task))
+    assert (log.execute_status, log.data_count, log.dirty_data_count) == ("SUCCESS", 89, 11)
+    assert [r[0] for r in _rows(dst, "orders_copy")] == list(range(1, 90))
+
+    dirty = signed.get(f"{base_path}/tasks/{task}/runs/{log.id}/dirty-data", params={"limit": 50})
+    assert dirty.status_code == 200
+    body = dirty.json()
+    assert body["total"] == 11
+    assert json.loads(body["entities"][0]["row"])[0] == 90
+    assert "CHECK" in body["entities"][0]["reason"]
