@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
+from typing import Protocol
 
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import aliased
@@ -76,6 +77,11 @@ def _start(rt: Runtime, task_id: str, trigger: str) -> str:
     run_id = runs.create_run(rt.db, task_id, trigger, rt.clock_ms())
     executor.submit(build_spec(rt, run_id, task_id))
     return run_id
+
+
+def submit_created(rt: Runtime, run_id: str, task_id: str) -> None:
+    """Hand a run created elsewhere (a scheduled fire) to this server's executor."""
+    _executor(rt).submit(build_spec(rt, run_id, task_id))
 
 
 def run_task(rt: Runtime, scope: Scope, task_id: str) -> RunTaskResponse:
@@ -178,12 +184,21 @@ def list_dirty_rows(
     return ListDirtyRowsResponse(total=total, size=len(entities), entities=entities)
 
 
+class FirePlanner(Protocol):
+    """Turns due fires of scheduled plans into runs (the scheduler layer implements it)."""
+
+    def due_runs(self, now_ms: int) -> list[tuple[str, str]]:
+        """Create the runs of every fire due by `now_ms`; return their (run_id, task_id)."""
+        ...
+
+
 @dataclass
 class Supervisor:
     """Reconciles runs with desired state, in a background thread of `openfdi serve`."""
 
     rt: Runtime
     interval_s: float = 0.25
+    planner: FirePlanner | None = None
 
     def __post_init__(self) -> None:
         self._closing = threading.Event()
@@ -209,6 +224,9 @@ class Supervisor:
             log.warning("run %s closed as interrupted: its lease expired", run_id)
         self._stop_unwanted_runs()
         self._start_realtime_runs(now)
+        if self.planner is not None:
+            for run_id, task_id in self.planner.due_runs(now):
+                submit_created(self.rt, run_id, task_id)
 
     def _stop_unwanted_runs(self) -> None:
         executor = _executor(self.rt)
