@@ -313,3 +313,16 @@ def test_unknown_or_foreign_datasource_is_404(sdk, signed, runtime, creds, base_
             assert "datasource" in reply.json()["error_msg"].lower()
     reply = signed.get(f"{base_path}/datasources")
     assert reply.json()["total"] == 0
+
+
+def test_sqlite_data_sources_cannot_reach_openfdis_own_files(signed, base_path, runtime) -> None:
+    metadata_db = runtime.settings.data_dir.resolve() / "openfdi.db"
+    body = {
+        "datasource_name": "steal-metadata",
+        "datasource_type": "SQLITE",
+        "content": {"database_name": str(metadata_db)},
+    }
+    reply = signed.post(f"{base_path}/datasources", json=body)
+    assert reply.status_code == 400
+    assert reply.json()["error_code"] == "FDI.3033"
+    assert "content.database_name" in reply.json()["error_msg"]

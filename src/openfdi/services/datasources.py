@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
@@ -44,6 +45,20 @@ def _validate(req: DatasourceInfoRequest) -> tuple[str, dict[str, Any]]:
             name=f"content.{missing[0]}", detail=f"Required for {kind} data sources."
         )
     return kind, content
+
+
+def _refuse_private_sqlite(rt: Runtime, kind: str, content: dict[str, Any]) -> None:
+    """A SQLite data source may not point into openfdi's own data dir (the metadata database,
+    the key file): any caller could otherwise copy other projects' metadata. The demo's
+    databases, under data_dir/demo, are the exception."""
+    if kind != "SQLITE":
+        return
+    data_dir = rt.settings.data_dir.resolve()
+    path = Path(str(content["database_name"])).expanduser().resolve()
+    if path.is_relative_to(data_dir) and not path.is_relative_to(data_dir / "demo"):
+        raise InvalidParameter(
+            name="content.database_name", detail="openfdi's own data directory is off limits."
+        )
 
 
 def _seal(rt: Runtime, content: dict[str, Any], stored: dict[str, Any] | None) -> str:
@@ -106,6 +121,7 @@ def create_datasource_info(
     rt: Runtime, scope: Scope, req: DatasourceInfoRequest
 ) -> DatasourceResponse:
     kind, content = _validate(req)
+    _refuse_private_sqlite(rt, kind, content)
     now = rt.clock_ms()
     row = DatasourceRow(
         id=new_hex_id(),
@@ -171,6 +187,7 @@ def update_datasource_info(
     rt: Runtime, scope: Scope, datasource_id: str, req: DatasourceInfoRequest
 ) -> DatasourceResponse:
     kind, content = _validate(req)
+    _refuse_private_sqlite(rt, kind, content)
     try:
         with rt.db.write() as session:
             row = get_datasource_row(session, scope, datasource_id)

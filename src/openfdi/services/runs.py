@@ -73,15 +73,30 @@ def build_spec(rt: Runtime, run_id: str, task_id: str) -> RunSpec:
 
 def _start(rt: Runtime, task_id: str, trigger: str) -> str:
     """Create and submit a run; RunConflictError if the task has an active run."""
-    executor = _executor(rt)
+    _executor(rt)
     run_id = runs.create_run(rt.db, task_id, trigger, rt.clock_ms())
-    executor.submit(build_spec(rt, run_id, task_id))
+    submit_created(rt, run_id, task_id)
     return run_id
 
 
 def submit_created(rt: Runtime, run_id: str, task_id: str) -> None:
-    """Hand a run created elsewhere (a scheduled fire) to this server's executor."""
-    _executor(rt).submit(build_spec(rt, run_id, task_id))
+    """Hand a created run to this server's executor.
+
+    If the run cannot even be described (its task_detail no longer parses, a data source
+    secret cannot be decrypted), it is closed as failed with the reason rather than left to
+    block the task until its start grace runs out.
+    """
+    executor = _executor(rt)
+    try:
+        spec = build_spec(rt, run_id, task_id)
+    except Exception as exc:
+        log.exception("run %s of task %s cannot start", run_id, task_id)
+        claim = runs.claim(rt.db, run_id, executor.owner, rt.clock_ms(), 60_000)
+        if claim is not None:
+            remarks = f"the run could not start: {exc}"
+            runs.finish(rt.db, claim, RunState.FAILED, rt.clock_ms(), remarks, "INTERNAL_ERR")
+        return
+    executor.submit(spec)
 
 
 def run_task(rt: Runtime, scope: Scope, task_id: str) -> RunTaskResponse:
