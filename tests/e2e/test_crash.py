@@ -160,3 +160,33 @@ def test_a_started_realtime_task_resumes_after_a_crash(tmp_path: Path) -> None:
     finally:
         if served.proc is not None:
             served.stop()
+
+
+def test_a_graceful_restart_resumes_started_realtime_tasks(tmp_path: Path) -> None:
+    src, dst = tmp_path / "src.db", tmp_path / "dst.db"
+    _fill(src, range(1, 1001))
+    served = Served(tmp_path, demo=False, env=ENV)
+    served.start()
+    try:
+        with _client(served) as client:
+            detail = {
+                "sourceSelectedDatasource": {"table": "events", "incremental": {"column": "id"}},
+                "targetSelectedDatasource": {"table": "copy"},
+            }
+            task = _task(client, src, dst, "REALTIME", detail)
+            client.post(
+                f"{BASE}/batch-operation/tasks",
+                json={"action_id": "start", "list": [{"task_id": task}]},
+            )
+            _wait(lambda: len(_ids(dst)) == 1000)
+        served.stop()  # SIGTERM: runs end INTERRUPTED, not CANCELLED as a user's stop would
+        _fill(src, range(1001, 1011))
+        served.start()
+        _wait(lambda: len(_ids(dst)) == 1010)
+        with _client(served) as client:
+            states = [log["execute_status"] for log in _logs(client, task)]
+            assert states == ["RUNNING", "ERROR"]
+            assert "server shut down" in _logs(client, task)[1]["remarks"]
+    finally:
+        if served.proc is not None:
+            served.stop()

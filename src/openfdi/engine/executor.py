@@ -81,13 +81,16 @@ class LocalExecutor:
         with self._lock:
             return run_id in self._active
 
-    def stop(self, run_id: str) -> None:
-        """Ask the run to stop; force it at the deadline. Returns at once."""
+    def stop(self, run_id: str, *, interrupt: bool = False) -> None:
+        """Ask the run to stop; force it at the deadline. Returns at once.
+
+        `interrupt`: the server is going away, not the user's intent: the run ends INTERRUPTED.
+        """
         with self._lock:
             active = self._active.get(run_id)
             if active is None or active.deadline_timer is not None:
                 return
-            active.runner.stop()
+            active.runner.stop(interrupt=interrupt)
             timer = threading.Timer(self.stop_deadline_s, self._force, args=(run_id,))
             timer.daemon = True
             active.deadline_timer = timer
@@ -142,7 +145,7 @@ class LocalExecutor:
         """Stop every run (gracefully, then forced at the deadline) and wait for them."""
         self._closing.set()
         for run_id in self.active_run_ids():
-            self.stop(run_id)
+            self.stop(run_id, interrupt=True)
         with self._lock:
             threads = [a.thread for a in self._active.values()]
         for thread in threads:

@@ -89,9 +89,13 @@ class Runner:
     clock_ms: Callable[[], int]
     stop_requested: threading.Event = field(default_factory=threading.Event)
     forced: threading.Event = field(default_factory=threading.Event)
+    interrupting: bool = False
+    """Stopped because this server shuts down: the run ends INTERRUPTED, so that a started task
+    resumes when a server starts again (a user's stop ends it CANCELLED)."""
     _connectors: list[Connector] = field(default_factory=list)
 
-    def stop(self) -> None:
+    def stop(self, *, interrupt: bool = False) -> None:
+        self.interrupting = self.interrupting or interrupt
         self.stop_requested.set()
 
     def force(self) -> None:
@@ -123,6 +127,11 @@ class Runner:
         finally:
             for connector in self._connectors:
                 connector.close()
+        if self.interrupting and state is RunState.CANCELLED:
+            state = RunState.INTERRUPTED
+            remarks = (
+                "interrupted: the server shut down; a started task resumes from its checkpoint"
+            )
         try:
             runs.finish(self.db, self.claim, state, self.clock_ms(), remarks, status)
         except runs.FencedError:
