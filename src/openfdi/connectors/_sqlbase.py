@@ -247,36 +247,65 @@ class SqlConnector(Connector):
         return schema
 
     def read(self, plan: ReadPlan) -> Iterator[Batch]:
+        return self._read_batches(plan)
+
+    def _read_batches(
+        self, plan: ReadPlan, extra: Sequence[str] = (), *, end_read: bool = True
+    ) -> Iterator[Batch]:
+        """`read()`, with `extra` SQL conditions ANDed to the plan's; `end_read=False` leaves the
+        read transaction open (a pass-through slice re-read inside its snapshot)."""
         schema = self.describe(plan.table)
-        columns = _pick(schema, plan.columns or schema.names)
+        columns = pick_columns(schema, plan.columns or schema.names)
         incremental = None
         if plan.incremental_column:
-            incremental = _pick(schema, (plan.incremental_column,))[0]
+            incremental = pick_columns(schema, (plan.incremental_column,))[0]
         position = columns.index(incremental) if incremental in columns else None
         if incremental is not None and position is None:
             # The incremental column is needed for the watermark even if not asked for; it is
             # read as an extra last field and dropped from the rows the caller sees.
-            return self._read_with_hidden_position(plan, columns, incremental)
+            return self._read_with_hidden_position(plan, columns, incremental, extra, end_read)
         with self._errors():
-            sql = self._select_sql(plan, columns, incremental)
+            sql = self._select_sql(plan, columns, incremental, extra)
         convert = row_converter([self._read_converter(c) for c in columns])
-        return self._stream(sql, columns, plan, position, convert)
+        return self._stream(sql, columns, plan, position, convert, end_read=end_read)
 
     def _read_with_hidden_position(
-        self, plan: ReadPlan, columns: list[Column], incremental: Column
+        self,
+        plan: ReadPlan,
+        columns: list[Column],
+        incremental: Column,
+        extra: Sequence[str],
+        end_read: bool,
     ) -> Iterator[Batch]:
         widened = [*columns, incremental]
         with self._errors():
-            sql = self._select_sql(plan, widened, incremental)
+            sql = self._select_sql(plan, widened, incremental, extra)
         convert = row_converter([self._read_converter(c) for c in widened])
         names = tuple(c.name for c in columns)
         size = sizer_for(columns)
-        for batch in self._stream(sql, widened, plan, len(columns), convert):
+        stream = self._stream(sql, widened, plan, len(columns), convert, end_read=end_read)
+        for batch in stream:
             rows = [row[:-1] for row in batch.rows]
             yield Batch(names, rows, size(rows), batch.position)
 
+    def _watermark_condition(self, plan: ReadPlan, incremental: Column | None) -> str | None:
+        """`column > watermark`, the watermark rendered as a literal; None without a watermark."""
+        if plan.watermark is None or incremental is None:
+            return None
+        value = coerce_watermark(plan.watermark, incremental)
+        return f"{self.q(incremental.name)} > {self._value_literal(value, incremental)}"
+
+    def _value_literal(self, value: Any, column: Column) -> str:
+        """A column's SPI value as a SQL literal of the dialect."""
+        to_driver = self._write_converter(column)
+        return self._literal(to_driver(value) if to_driver is not None else value)
+
     def _select_sql(
-        self, plan: ReadPlan, columns: Sequence[Column], incremental: Column | None
+        self,
+        plan: ReadPlan,
+        columns: Sequence[Column],
+        incremental: Column | None,
+        extra: Sequence[str] = (),
     ) -> str:
         # No bound parameters: the watermark is rendered as a literal by the driver's own quoting,
         # so user SQL in `where` never has to be escaped for a placeholder syntax.
@@ -285,11 +314,10 @@ class SqlConnector(Connector):
         conditions: list[str] = []
         if plan.where:
             conditions.append(f"({plan.where})")
-        if plan.watermark is not None and incremental is not None:
-            value = coerce_watermark(plan.watermark, incremental)
-            to_driver = self._write_converter(incremental)
-            literal = self._literal(to_driver(value) if to_driver is not None else value)
-            conditions.append(f"{self.q(incremental.name)} > {literal}")
+        after = self._watermark_condition(plan, incremental)
+        if after is not None:
+            conditions.append(after)
+        conditions.extend(extra)
         if conditions:
             sql += " WHERE " + " AND ".join(conditions)
         if incremental is not None:
@@ -303,6 +331,8 @@ class SqlConnector(Connector):
         plan: ReadPlan,
         position: int | None,
         convert: Callable[[Row], Row] | None,
+        *,
+        end_read: bool = True,
     ) -> Iterator[Batch]:
         self._ensure_live()
         stream: Stream | None = None
@@ -327,12 +357,14 @@ class SqlConnector(Connector):
             with contextlib.suppress(Exception):
                 if stream is not None:
                     stream.close(exhausted=False)
-                self._end_read()
+                if end_read:
+                    self._end_read()
             raise
         with self._errors():
             if stream is not None:
                 stream.close(exhausted=True)
-            self._end_read()
+            if end_read:
+                self._end_read()
 
     def prepare_target(self, plan: WritePlan) -> TableSchema:
         self._ensure_live()
@@ -347,7 +379,7 @@ class SqlConnector(Connector):
                 if schema is None:
                     raise TerminalConnectorError(f"table {plan.table!r} vanished after creation")
             wanted = plan.columns or (plan.source_schema.names if plan.source_schema else ())
-            _pick(schema, (*wanted, *plan.key_columns))
+            pick_columns(schema, (*wanted, *plan.key_columns))
             if plan.write_mode is WriteMode.TRUNCATE_INSERT:
                 self._execute(self._truncate_sql(self.qualified(plan.table)))
         self._targets[plan.table] = schema
@@ -361,7 +393,7 @@ class SqlConnector(Connector):
             )
         columns = source.columns
         if plan.columns is not None:
-            columns = tuple(_pick(source, plan.columns))
+            columns = tuple(pick_columns(source, plan.columns))
         names = {c.name for c in columns}
         primary = source.primary_key if all(k in names for k in source.primary_key) else ()
         if not primary and plan.write_mode is WriteMode.UPSERT:
@@ -394,7 +426,7 @@ class SqlConnector(Connector):
             raise TerminalConnectorError(
                 f"{len(names)} target columns for a batch of {len(batch.columns)} columns"
             )
-        columns = _pick(target, names)
+        columns = pick_columns(target, names)
         convert = row_converter([self._write_converter(c) for c in columns])
         rejected: list[tuple[int, str]] = []
         good: list[Row] = []
@@ -434,7 +466,7 @@ class SqlConnector(Connector):
         return self._redact(str(exc))
 
 
-def _pick(schema: TableSchema, names: Sequence[str]) -> list[Column]:
+def pick_columns(schema: TableSchema, names: Sequence[str]) -> list[Column]:
     """The columns called `names`, or TerminalConnectorError naming those that do not exist."""
     by_name = {c.name: c for c in schema.columns}
     missing = [n for n in names if n not in by_name]

@@ -2,6 +2,7 @@
 
     ConnectorError                      retryable = False unless a subclass says otherwise
     ├── TransientConnectorError         retryable: lost connection, timeout, deadlock, busy
+    ├── SliceRefusedError               a pass-through slice held a row the target refused
     └── TerminalConnectorError          fail the run: syntax, permission, missing table, auth
         ├── InvalidContentError         the datasource content cannot describe a connection
         ├── TableNotFoundError          the named table or view does not exist
@@ -27,6 +28,7 @@ __all__ = [
     "ConnectorUnavailableError",
     "InvalidContentError",
     "QueryCancelledError",
+    "SliceRefusedError",
     "TableNotFoundError",
     "TerminalConnectorError",
     "TransientConnectorError",
@@ -69,6 +71,11 @@ class TableNotFoundError(TerminalConnectorError):
 
 class QueryCancelledError(TerminalConnectorError):
     """The running statement was interrupted because `Connector.cancel()` was called."""
+
+
+class SliceRefusedError(ConnectorError):
+    """A pass-through target refused some row of a slice (see `PassThrough.write_raw`); the slice
+    was undone, and its rows should be written one batch at a time to find the bad ones."""
 
 
 class ConnectorNotFoundError(TerminalConnectorError):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 import builtins
 import enum
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any, NamedTuple, Self
@@ -25,6 +25,8 @@ __all__ = [
     "Connector",
     "ConnectorSpec",
     "LogicalType",
+    "PassThrough",
+    "RawSlice",
     "ReadPlan",
     "RejectedRow",
     "Row",
@@ -229,6 +231,63 @@ class Capabilities:
     incremental: bool = False
     realtime: bool = False
     bulk: bool = False
+    passthrough: bool = False
+    """Implements `PassThrough`: rows move to a target of the same kind without being decoded."""
+
+
+class RawSlice(abc.ABC):
+    """Some rows of a source, in a wire format both ends of a pass-through speak (never decoded).
+
+    A slice is bounded (by key or incremental ranges, or by its source's size), and is valid only
+    until its reader moves on to the next slice.
+    """
+
+    position: Any = None
+    """The incremental column's value at the slice's upper bound: the watermark once it is written
+    (None when the read is not incremental). Rows sharing that value are all inside the slice."""
+    nbytes: int = 0
+    """Bytes `chunks()` has handed out so far."""
+
+    @abc.abstractmethod
+    def chunks(self) -> Generator[bytes, None, None]:
+        """The slice's rows as a stream of byte chunks, each of bounded size. Closing the iterator
+        early abandons the slice (its rows can still be read with `batches()`)."""
+
+    @abc.abstractmethod
+    def batches(self) -> Generator[Batch, None, None]:
+        """The same rows decoded, as `Connector.read` would yield them: the fallback when the
+        target refuses the slice, so refused rows can be told apart one by one."""
+
+
+class PassThrough(abc.ABC):
+    """Optional capability of a `Connector` (declared as `Capabilities.passthrough`).
+
+    When a source's and a target's `passthrough_format` are equal (and not None), the engine
+    moves rows with `read_raw` and `write_raw`, as bytes, instead of `read` and `write`.
+    """
+
+    @abc.abstractmethod
+    def passthrough_format(self, table: str, columns: Sequence[str]) -> tuple[str, ...] | None:
+        """What a pass-through of these columns of `table` would carry: the wire format and the
+        exact native types, in order; None when these columns cannot pass through.
+        Call on the target after `prepare_target`."""
+
+    @abc.abstractmethod
+    def read_raw(self, plan: ReadPlan) -> Generator[RawSlice, None, None]:
+        """The rows `plan` selects, as consecutive slices (in incremental order when incremental).
+
+        One read transaction (a snapshot, where the source has them) spans all slices. A slice
+        should take well under a second to move; `plan.batch_rows` sizes the first one.
+        """
+
+    @abc.abstractmethod
+    def write_raw(self, raw: RawSlice, plan: WritePlan, stop: Callable[[], bool]) -> int | None:
+        """Write the slice through the bulk path, uncommitted, atomically; return the rows written.
+
+        `stop()` is checked between chunks: once it is true the slice is abandoned, nothing of it
+        stays written, and the result is None. When the target refuses some row of the slice, the
+        slice is undone and `SliceRefusedError` is raised: write its `batches()` instead.
+        """
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,23 +3,36 @@
 Order of commits: the target first, then (in one metadata transaction, guarded by the run's
 epoch) the totals, the watermark and the dirty rows. A crash between the two re-reads at most
 one batch: at-least-once, and exactly-once where the target write is an upsert on keys.
+
+When both ends are `PassThrough` connectors agreeing on a format (PostgreSQL to PostgreSQL with
+identical column types), batches are raw slices moved as bytes; a slice the target refuses is
+written again through the row path, so its bad rows are still reported one by one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import decimal
 import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from openfdi.connectors.errors import ConnectorError, QueryCancelledError
+from openfdi.connectors.errors import ConnectorError, QueryCancelledError, SliceRefusedError
 from openfdi.connectors.registry import Registry
-from openfdi.connectors.spi import Batch, Connector, ReadPlan, WriteMode, WritePlan
+from openfdi.connectors.spi import (
+    Batch,
+    Connector,
+    PassThrough,
+    ReadPlan,
+    RejectedRow,
+    WriteMode,
+    WritePlan,
+)
 from openfdi.domain.states import RunState, TaskType
 from openfdi.engine.spec import RunSpec
 from openfdi.store import runs
@@ -169,6 +182,7 @@ class Runner:
             source_schema=schema.select(columns, renames=renames),
         )
         target.prepare_target(write_plan)
+        passthrough = _passthrough(source, target, detail.source_table, columns, write_plan)
         watermark = spec.watermark
         if watermark is None and detail.incremental_start is not None:
             watermark = str(detail.incremental_start)
@@ -183,7 +197,10 @@ class Runner:
                 batch_rows=self.settings.batch_rows,
                 batch_seconds=self.settings.batch_seconds,
             )
-            watermark = self._pass(source, target, read_plan, write_plan, totals, watermark)
+            if passthrough:
+                watermark = self._raw_pass(source, target, read_plan, write_plan, totals, watermark)
+            else:
+                watermark = self._pass(source, target, read_plan, write_plan, totals, watermark)
             if spec.task_type is not TaskType.REALTIME:
                 if totals.rows == 0 and totals.dirty == 0:
                     # Nothing moved, but the (possibly new) run still records its totals.
@@ -212,24 +229,91 @@ class Runner:
             result = target.write(batch, write_plan)
             target.commit()
             totals.write_ms += (time.perf_counter() - started) * 1000
-            totals.rows += result.rows_written
-            totals.nbytes += batch.nbytes
-            totals.dirty += len(result.rejected)
             if read_plan.incremental_column is not None:
                 watermark = watermark_text(batch.position)
-            dirty = [
-                (json.dumps([_json_value(v) for v in r.row], default=str), r.reason)
-                for r in result.rejected
-            ]
-            self._commit(totals, watermark, dirty)
-            limit = self.settings.dirty_limit
-            if limit and totals.dirty > limit:
-                raise DirtyLimitExceeded(
-                    f"{totals.dirty} rows were rejected by the target, more than the limit "
-                    f"of {limit}; first reason: {result.rejected[0].reason if dirty else ''}"
-                )
+            self._record(totals, result.rows_written, batch.nbytes, result.rejected, watermark)
             if self.stop_requested.is_set():
                 return watermark
+
+    def _raw_pass(
+        self,
+        source: Connector,
+        target: Connector,
+        read_plan: ReadPlan,
+        write_plan: WritePlan,
+        totals: _Totals,
+        watermark: str | None,
+    ) -> str | None:
+        """`_pass` by pass-through: slices move as bytes; a refused one goes the row path."""
+        if not isinstance(source, PassThrough) or not isinstance(target, PassThrough):
+            raise TypeError("a pass-through needs PassThrough connectors at both ends")
+        with contextlib.closing(source.read_raw(read_plan)) as slices:
+            while True:
+                started = time.perf_counter()
+                raw = next(slices, None)
+                totals.read_ms += (time.perf_counter() - started) * 1000
+                if raw is None:
+                    return watermark
+                started = time.perf_counter()
+                rejected: list[RejectedRow] = []
+                try:
+                    written = target.write_raw(raw, write_plan, self.stop_requested.is_set)
+                    nbytes = raw.nbytes
+                except SliceRefusedError as exc:
+                    log.info(
+                        "run %s: slice refused (%s); writing it row-wise", self.claim.run_id, exc
+                    )
+                    with contextlib.closing(raw.batches()) as batches:
+                        outcome = self._write_rows(batches, target, write_plan)
+                    written, nbytes, rejected = outcome if outcome else (None, 0, [])
+                if written is None:
+                    return watermark  # stopped mid-slice: none of it was written (nor committed)
+                target.commit()
+                totals.write_ms += (time.perf_counter() - started) * 1000
+                if read_plan.incremental_column is not None:
+                    watermark = watermark_text(raw.position)
+                self._record(totals, written, nbytes, rejected, watermark)
+                if self.stop_requested.is_set():
+                    return watermark
+
+    def _write_rows(
+        self, batches: Iterable[Batch], target: Connector, write_plan: WritePlan
+    ) -> tuple[int, int, list[RejectedRow]] | None:
+        """Write batches uncommitted; rows written, bytes and rejected rows, or None if stopped."""
+        written = nbytes = 0
+        rejected: list[RejectedRow] = []
+        for batch in batches:
+            if self.stop_requested.is_set():
+                target.rollback()
+                return None
+            result = target.write(batch, write_plan)
+            written += result.rows_written
+            nbytes += batch.nbytes
+            rejected.extend(result.rejected)
+        return written, nbytes, rejected
+
+    def _record(
+        self,
+        totals: _Totals,
+        written: int,
+        nbytes: int,
+        rejected: list[RejectedRow],
+        watermark: str | None,
+    ) -> None:
+        """Checkpoint a committed batch: totals, watermark and dirty rows; enforce the limit."""
+        totals.rows += written
+        totals.nbytes += nbytes
+        totals.dirty += len(rejected)
+        dirty = [
+            (json.dumps([_json_value(v) for v in r.row], default=str), r.reason) for r in rejected
+        ]
+        self._commit(totals, watermark, dirty)
+        limit = self.settings.dirty_limit
+        if limit and totals.dirty > limit:
+            raise DirtyLimitExceeded(
+                f"{totals.dirty} rows were rejected by the target, more than the limit "
+                f"of {limit}; first reason: {rejected[0].reason if rejected else ''}"
+            )
 
     def _commit(self, totals: _Totals, watermark: str | None, dirty: list[tuple[str, str]]) -> None:
         runs.commit_progress(
@@ -241,3 +325,21 @@ class Runner:
             dirty,
             self.clock_ms(),
         )
+
+
+def _passthrough(
+    source: Connector,
+    target: Connector,
+    table: str,
+    columns: Sequence[str],
+    write_plan: WritePlan,
+) -> bool:
+    """Whether both ends can pass these columns through (same format, same native types)."""
+    if not isinstance(source, PassThrough) or not isinstance(target, PassThrough):
+        return False
+    if write_plan.columns is None:
+        return False
+    theirs = source.passthrough_format(table, columns)
+    return theirs is not None and theirs == target.passthrough_format(
+        write_plan.table, write_plan.columns
+    )

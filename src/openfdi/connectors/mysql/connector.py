@@ -16,12 +16,14 @@ import json
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pymysql  # type: ignore[import-untyped]
+import pymysql.converters  # type: ignore[import-untyped]
 import pymysql.cursors  # type: ignore[import-untyped]
+from pymysql.constants import FIELD_TYPE  # type: ignore[import-untyped]
 
 from openfdi.connectors._sql import split_qualified
 from openfdi.connectors._sqlbase import Convert, SqlConnector, port_of, require
@@ -37,6 +39,31 @@ SQL_MODE = (
     "STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,"
     "NO_ENGINE_SUBSTITUTION"
 )
+
+
+def _fast_datetime(text: Any) -> Any:
+    """DATETIME/TIMESTAMP text -> datetime, by the C parser; PyMySQL's own (a regex) for the
+    rest (zero dates stay strings, as PyMySQL returns them)."""
+    try:
+        return datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        return pymysql.converters.convert_datetime(text)
+
+
+def _fast_date(text: Any) -> Any:
+    try:
+        return date.fromisoformat(text)
+    except (TypeError, ValueError):
+        return pymysql.converters.convert_date(text)
+
+
+# PyMySQL's conversions, with the hot date and time parsers replaced by faster, equivalent ones.
+_CONVERSIONS = {
+    **pymysql.converters.conversions,
+    FIELD_TYPE.DATETIME: _fast_datetime,
+    FIELD_TYPE.TIMESTAMP: _fast_datetime,
+    FIELD_TYPE.DATE: _fast_date,
+}
 
 _COLUMNS_SQL = """
 SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, CHARACTER_MAXIMUM_LENGTH,
@@ -110,6 +137,7 @@ class MysqlConnector(SqlConnector):
             connect_timeout=CONNECT_TIMEOUT_SECONDS,
             binary_prefix=True,  # bytes go as _binary'...', never reinterpreted as text
             local_infile=False,
+            conv=_CONVERSIONS,
             init_command=f"SET time_zone = '+00:00', sql_mode = '{SQL_MODE}'",
         )
 

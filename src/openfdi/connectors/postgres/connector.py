@@ -2,6 +2,10 @@
 
 Reads stream through a named (server-side) cursor. Writes use COPY; an upsert COPYs into a
 temporary staging table, then merges it with one `INSERT ... SELECT ... ON CONFLICT DO UPDATE`.
+
+Pass-through (`PassThrough`, PostgreSQL to PostgreSQL with identical column types): the source
+streams `COPY (SELECT ...) TO STDOUT (FORMAT binary)` of one key or incremental range at a time,
+and the target feeds those bytes, undecoded, to `COPY ... FROM STDIN (FORMAT binary)`.
 Savepoints (psycopg's nested `transaction()`) make each bulk attempt atomic, so refused rows can
 be isolated. `cancel()` is libpq's cancel request, sent from the calling thread.
 
@@ -12,20 +16,35 @@ search_path). Sessions run in UTC, so timestamptz values arrive as UTC datetimes
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import psycopg
 import psycopg.sql
 
-from openfdi.connectors._sqlbase import Convert, SqlConnector, port_of, require
+from openfdi.connectors._sqlbase import Convert, SqlConnector, pick_columns, port_of, require
 from openfdi.connectors._values import as_naive_utc
+from openfdi.connectors.errors import SliceRefusedError, TerminalConnectorError
 from openfdi.connectors.postgres import errors, types
-from openfdi.connectors.spi import Column, LogicalType, Row, TableSchema, WriteMode, WritePlan
+from openfdi.connectors.postgres.binary import BinaryColumns, binary_columns
+from openfdi.connectors.spi import (
+    Batch,
+    Column,
+    LogicalType,
+    PassThrough,
+    RawSlice,
+    ReadPlan,
+    Row,
+    TableSchema,
+    WriteMode,
+    WritePlan,
+)
 
 __all__ = ["PostgresConnector"]
 
@@ -64,6 +83,35 @@ WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
 """
 
 
+PASSTHROUGH_FORMAT = "postgresql-copy-binary"
+# Native types mapped to TEXT whose binary form carries no database-specific OID (arrays and
+# composites embed their element types' OIDs, which differ between databases: never passed).
+_PASSTHROUGH_TEXT_TYPES = frozenset({"text", "name", "interval", "inet", "cidr", "macaddr", "xml"})
+# A slice should take about this long to move: long enough to amortise its range query, commit
+# and checkpoint, short enough to checkpoint often. A stop does not wait for it (see write_raw).
+SLICE_SECONDS = 0.5
+MAX_SLICE_ROWS = 2_000_000
+# Bytes per chunk handed from the source's COPY to the target's.
+CHUNK_BYTES = 1 << 20
+# Key types a full copy may be sliced by (a single-column primary key of one of these).
+_SLICEABLE = frozenset(
+    {
+        LogicalType.BIGINT,
+        LogicalType.INT,
+        LogicalType.SMALLINT,
+        LogicalType.DECIMAL,
+        LogicalType.VARCHAR,
+        LogicalType.DATE,
+        LogicalType.TIMESTAMP,
+        LogicalType.TIMESTAMPTZ,
+    }
+)
+
+
+class _Stopped(Exception):
+    """Abandons a pass-through slice when the engine asks to stop."""
+
+
 class _Stream:
     def __init__(self, cursor: psycopg.ServerCursor[Row]) -> None:
         self._cursor = cursor
@@ -75,7 +123,49 @@ class _Stream:
         self._cursor.close()
 
 
-class PostgresConnector(SqlConnector):
+class _Slice(RawSlice):
+    """One range of a pass-through read: `COPY (SELECT ...) TO STDOUT (FORMAT binary)`."""
+
+    def __init__(
+        self,
+        owner: PostgresConnector,
+        plan: ReadPlan,
+        copy_sql: str,
+        conditions: Sequence[str],
+        position: Any,
+    ) -> None:
+        self._owner = owner
+        self._plan = plan
+        self._copy_sql = copy_sql
+        self._conditions = tuple(conditions)
+        self.position = position
+        self.nbytes = 0
+
+    def chunks(self) -> Generator[bytes, None, None]:
+        owner = self._owner
+        owner._ensure_live()
+        conn = owner._connection()
+        # The savepoint keeps the read transaction (and its snapshot) usable if the slice is
+        # abandoned: psycopg then cancels the COPY, which would otherwise abort the transaction.
+        with owner._errors(), conn.transaction(), conn.cursor() as cursor:
+            with cursor.copy(self._copy_sql) as copy:
+                buffer = bytearray()
+                for data in copy:  # one row per message
+                    buffer += data
+                    if len(buffer) >= CHUNK_BYTES:
+                        self.nbytes += len(buffer)
+                        yield bytes(buffer)
+                        buffer.clear()
+                if buffer:
+                    self.nbytes += len(buffer)
+                    yield bytes(buffer)
+            owner._ensure_live()
+
+    def batches(self) -> Generator[Batch, None, None]:
+        yield from self._owner._read_batches(self._plan, self._conditions, end_read=False)
+
+
+class PostgresConnector(SqlConnector, PassThrough):
     """POSTGRESQL datasource."""
 
     nulls_first = " NULLS FIRST"
@@ -96,6 +186,8 @@ class PostgresConnector(SqlConnector):
             self.q(self._schema)
         self._conn: psycopg.Connection[Row] | None = None
         self._cursor_ids = itertools.count(1)
+        self._typnames: dict[str, dict[str, str]] = {}
+        """Base type name (pg_type.typname) of each column, by table, as last described."""
 
     # --- connection ----------------------------------------------------------------------------
 
@@ -141,6 +233,7 @@ class PostgresConnector(SqlConnector):
             return None
         oid = found[0]
         primary = tuple(name for (name,) in conn.execute(_PRIMARY_KEY_SQL, (oid,)))
+        found_columns = conn.execute(_COLUMNS_SQL, (oid,)).fetchall()
         columns = tuple(
             types.column_from_catalog(
                 name,
@@ -150,8 +243,9 @@ class PostgresConnector(SqlConnector):
                 is_primary_key=name in primary,
                 native_type=native,
             )
-            for name, typname, typmod, notnull, native in conn.execute(_COLUMNS_SQL, (oid,))
+            for name, typname, typmod, notnull, native in found_columns
         )
+        self._typnames[table] = {row[0]: row[1] for row in found_columns}
         return TableSchema(table, columns, primary)
 
     # --- reading -------------------------------------------------------------------------------
@@ -178,6 +272,143 @@ class PostgresConnector(SqlConnector):
     def _end_read(self) -> None:
         if self._conn is not None and not self._conn.closed:
             self._conn.rollback()
+
+    # --- pass-through --------------------------------------------------------------------------
+
+    def passthrough_format(self, table: str, columns: Sequence[str]) -> tuple[str, ...] | None:
+        schema = self.describe(table)
+        picked = pick_columns(schema, columns)
+        for column in picked:
+            if (
+                column.type is LogicalType.TEXT
+                and column.native_type not in _PASSTHROUGH_TEXT_TYPES
+            ):
+                return None
+        return (PASSTHROUGH_FORMAT, *(c.native_type for c in picked))
+
+    def read_raw(self, plan: ReadPlan) -> Generator[RawSlice, None, None]:
+        schema = self.describe(plan.table)
+        columns = pick_columns(schema, plan.columns or schema.names)
+        incremental = None
+        if plan.incremental_column:
+            incremental = pick_columns(schema, (plan.incremental_column,))[0]
+        key = incremental
+        if key is None and len(schema.primary_key) == 1:
+            primary = schema.column(schema.primary_key[0])
+            key = primary if primary.type in _SLICEABLE else None
+        base: list[str] = [f"({plan.where})"] if plan.where else []
+        with self._errors():
+            after = self._watermark_condition(plan, incremental)
+        select = ", ".join(self.q(c.name) for c in columns)
+        source = self.qualified(plan.table)
+
+        def copy_sql(conditions: Sequence[str]) -> str:
+            sql = f"SELECT {select} FROM {source}"
+            if conditions:
+                sql += " WHERE " + " AND ".join(conditions)
+            if incremental is not None:  # upserts keep the last of equal keys: keep read order
+                sql += f" ORDER BY {self.q(incremental.name)}"
+            return f"COPY ({sql}) TO STDOUT (FORMAT binary)"
+
+        self._end_read()
+        try:
+            with self._errors():
+                # One snapshot for every slice, as one `read()` would see.
+                self._connection().execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            if key is None:
+                yield _Slice(self, plan, copy_sql(base), base, None)
+                return
+            yield from self._key_slices(plan, key, incremental is not None, base, after, copy_sql)
+        finally:
+            with contextlib.suppress(Exception):
+                self._end_read()
+
+    def _key_slices(
+        self,
+        plan: ReadPlan,
+        key: Column,
+        incremental: bool,
+        base: list[str],
+        after: str | None,
+        copy_sql: Callable[[Sequence[str]], str],
+    ) -> Generator[RawSlice, None, None]:
+        """Slices of consecutive `key` ranges `(lo, hi]`, each about SLICE_SECONDS of work."""
+        name = self.q(key.name)
+        source = self.qualified(plan.table)
+        if incremental and after is None:
+            # Rows whose incremental column is NULL come first, as `read()` orders them.
+            nulls = [*base, f"{name} IS NULL"]
+            exists = f"SELECT EXISTS (SELECT 1 FROM {source} WHERE {' AND '.join(nulls)})"
+            with self._errors():
+                found = self._connection().execute(exists).fetchone()
+            if found is not None and found[0]:
+                yield _Slice(self, plan, copy_sql(nulls), nulls, None)
+        lower = after if after is not None else f"{name} IS NOT NULL"
+        rows = plan.batch_rows
+        while True:
+            self._ensure_live()
+            conditions = [*base, lower]
+            # The last of the next `rows` keys, in the column's own order (not its text's).
+            bound = (
+                f"SELECT {self._select_expression(key)} FROM (SELECT {name} FROM {source} "
+                f"WHERE {' AND '.join(conditions)} ORDER BY {name} LIMIT {rows}) AS s "
+                f"ORDER BY {name} DESC LIMIT 1"
+            )
+            with self._errors():
+                found = self._connection().execute(bound).fetchone()
+                hi = None if found is None else found[0]
+                if hi is None:
+                    return
+                literal = self._value_literal(hi, key)
+            upper = f"{name} <= {literal}"
+            inside = [*conditions, upper]
+            started = time.monotonic()
+            yield _Slice(self, plan, copy_sql(inside), inside, hi if incremental else None)
+            took = max(time.monotonic() - started, 1e-3)
+            # Aim the next slice at SLICE_SECONDS, changing by at most 4x at a time.
+            scaled = int(rows * SLICE_SECONDS / took)
+            rows = max(plan.batch_rows, min(scaled, rows * 4, MAX_SLICE_ROWS), rows // 4)
+            lower = f"{name} > {literal}"
+
+    def write_raw(self, raw: RawSlice, plan: WritePlan, stop: Callable[[], bool]) -> int | None:
+        self._ensure_live()
+        if plan.table not in self._targets:
+            self._targets[plan.table] = self.describe(plan.table)
+        target = self._targets[plan.table]
+        if plan.columns is None:
+            raise TerminalConnectorError("a pass-through write needs the target columns")
+        columns = pick_columns(target, plan.columns)
+        names = ", ".join(self.q(c.name) for c in columns)
+        conn = self._connection()
+        stopped = False
+        with self._errors():
+            try:
+                with conn.transaction():  # a savepoint: a refused or stopped slice leaves nothing
+                    into = self.qualified(plan.table)
+                    if plan.write_mode is WriteMode.UPSERT:
+                        into = self._stage(conn, plan.table, names)
+                    statement = f"COPY {into} ({names}) FROM STDIN (FORMAT binary)"
+                    with conn.cursor() as cursor:
+                        with (
+                            cursor.copy(statement) as copy,
+                            contextlib.closing(raw.chunks()) as chunks,
+                        ):
+                            for chunk in chunks:
+                                if stop():
+                                    stopped = True
+                                    raise _Stopped
+                                copy.write(chunk)
+                        written = cursor.rowcount
+                    if plan.write_mode is WriteMode.UPSERT:
+                        self._merge(conn, plan, columns, into, names)
+            except _Stopped:
+                pass
+            except psycopg.Error as exc:
+                if errors.is_row_error(exc) and not self._cancelled.is_set():
+                    reason = str(exc).split("\nCONTEXT:")[0].strip()
+                    raise SliceRefusedError(self._redact(f"PostgreSQL: {reason}")) from None
+                raise
+        return None if stopped else written
 
     # --- writing -------------------------------------------------------------------------------
 
@@ -209,9 +440,19 @@ class PostgresConnector(SqlConnector):
     ) -> None:
         conn = self._connection()
         names = ", ".join(self.q(c.name) for c in columns)
+        typnames = self._typnames.get(table, {})
+        binary = binary_columns([typnames.get(c.name, "") for c in columns])
+        if binary is not None and not binary.fits(rows):
+            binary = None  # some value needs the server's text parsing (or refusal)
         if plan.write_mode is not WriteMode.UPSERT:
-            self._copy(conn, f"COPY {self.qualified(table)} ({names}) FROM STDIN", rows)
+            self._copy(conn, f"COPY {self.qualified(table)} ({names}) FROM STDIN", rows, binary)
             return
+        stage = self._stage(conn, table, names)
+        self._copy(conn, f"COPY {stage} ({names}) FROM STDIN", rows, binary)
+        self._merge(conn, plan, columns, stage, names)
+
+    def _stage(self, conn: psycopg.Connection[Row], table: str, names: str) -> str:
+        """The (created if needed) temporary table an upsert's rows are copied into first."""
         stage = self.q(
             "openfdi_stage_" + hashlib.sha256(f"{table}\0{names}".encode()).hexdigest()[:16]
         )
@@ -219,7 +460,17 @@ class PostgresConnector(SqlConnector):
             f"CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DROP AS "
             f"SELECT {names} FROM {self.qualified(table)} WITH NO DATA"
         )
-        self._copy(conn, f"COPY {stage} ({names}) FROM STDIN", rows)
+        return stage
+
+    def _merge(
+        self,
+        conn: psycopg.Connection[Row],
+        plan: WritePlan,
+        columns: Sequence[Column],
+        stage: str,
+        names: str,
+    ) -> None:
+        """Upsert the staged rows into the target, then empty the stage."""
         keys = ", ".join(self.q(k) for k in plan.key_columns)
         updates = [
             f"{self.q(c.name)} = EXCLUDED.{self.q(c.name)}"
@@ -230,17 +481,27 @@ class PostgresConnector(SqlConnector):
         # One key twice in a batch would make ON CONFLICT touch a row twice, which PostgreSQL
         # refuses; keep the last occurrence (highest ctid: the stage is only ever appended to).
         conn.execute(
-            f"INSERT INTO {self.qualified(table)} ({names}) "
+            f"INSERT INTO {self.qualified(plan.table)} ({names}) "
             f"SELECT DISTINCT ON ({keys}) {names} FROM {stage} ORDER BY {keys}, ctid DESC "
             f"ON CONFLICT ({keys}) {action}"
         )
         conn.execute(f"TRUNCATE {stage}")
 
     @staticmethod
-    def _copy(conn: psycopg.Connection[Row], statement: str, rows: list[Row]) -> None:
+    def _copy(
+        conn: psycopg.Connection[Row],
+        statement: str,
+        rows: list[Row],
+        binary: BinaryColumns | None,
+    ) -> None:
+        if binary is not None:
+            statement += " (FORMAT binary)"
         with conn.cursor() as cursor, cursor.copy(statement) as copy:
+            if binary is not None:
+                copy.set_types(binary.types)
+            write = copy.write_row
             for row in rows:
-                copy.write_row(row)
+                write(row)
 
     def _row_error(self, exc: Exception) -> str | None:
         if not errors.is_row_error(exc):
