@@ -322,3 +322,25 @@ def test_a_full_copy_is_sliced_by_a_uuid_primary_key(
     assert paths["raw"] >= 2
     assert paths["refused"] == 0
     assert _same_rows(pg, "src", "dst")
+
+
+def test_microsecond_timestamps_keep_the_passthrough(
+    sdk, creds, signed, base_path, pg_schema, pg, paths
+) -> None:  # type: ignore[no-untyped-def]
+    """`timestamp(6)` in the source and the created target's `timestamp` are the same on the
+    wire; spelling them differently must not push the copy onto the slow row path."""
+    pg("CREATE TABLE src (id bigint PRIMARY KEY, ts timestamp(6), tstz timestamptz(6))")
+    pg(
+        "INSERT INTO src SELECT g, '2026-01-01'::timestamp + g * interval '1.000001 second',"
+        " '2026-01-01 00:00:00+00'::timestamptz + g * interval '1 microsecond'"
+        " FROM generate_series(1, 2000) g"
+    )
+    detail = {"sourceSelectedDatasource": {"table": "src"},
+              "targetSelectedDatasource": {"table": "dst"}}  # fmt: skip
+    task = _task(sdk, creds, signed, base_path, pg_schema, detail)
+
+    log = _run(sdk, creds, task)
+    assert (log.execute_status, log.data_count) == ("SUCCESS", 2000), log.remarks
+    assert paths["raw"] >= 1
+    assert paths["refused"] == 0
+    assert pg("SELECT * FROM dst ORDER BY id") == pg("SELECT * FROM src ORDER BY id")

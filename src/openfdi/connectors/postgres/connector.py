@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import itertools
 import json
+import re
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -165,6 +166,15 @@ class _Slice(RawSlice):
         yield from self._owner._read_batches(self._plan, self._conditions, end_read=False)
 
 
+_DEFAULT_TIME_PRECISION = re.compile(r"^(timestamp|time)\(6\)")
+
+
+def _same_on_the_wire(native_type: str) -> str:
+    """Spell a type so that two columns compare equal when their binary COPY format is the same:
+    `timestamp(6)` is `timestamp` (6 digits is PostgreSQL's default and maximum)."""
+    return _DEFAULT_TIME_PRECISION.sub(r"\1", native_type)
+
+
 class PostgresConnector(SqlConnector, PassThrough):
     """POSTGRESQL datasource."""
 
@@ -284,7 +294,7 @@ class PostgresConnector(SqlConnector, PassThrough):
                 and column.native_type not in _PASSTHROUGH_TEXT_TYPES
             ):
                 return None
-        return (PASSTHROUGH_FORMAT, *(c.native_type for c in picked))
+        return (PASSTHROUGH_FORMAT, *(_same_on_the_wire(c.native_type) for c in picked))
 
     def read_raw(self, plan: ReadPlan) -> Generator[RawSlice, None, None]:
         schema = self.describe(plan.table)
