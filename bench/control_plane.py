@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/control_plane.py            # 1,000 tasks, 5 s per cell
     .venv/bin/python bench/control_plane.py --quick    # 200 tasks, 1 s per cell
+    .venv/bin/python bench/control_plane.py --engine   # with the engine running the tasks
 
 For each metadata backend it starts a real `openfdi serve` on 127.0.0.1 (a free port, its own
 data dir; on PostgreSQL a fresh schema on 127.0.0.1:5432, dropped afterwards), creates the tasks
@@ -11,6 +12,9 @@ clients, each a thread with its own keep-alive httpx client:
 - `GET /healthz`: the framework's floor (routing, middleware, one `SELECT 1`);
 - `POST …/batch-operation/tasks`: random 10-task sets, each client alternating start and stop,
   signed with the AK/SK exactly as the SDK signs.
+
+The server runs without its engine by default, so the figures are the control plane's own; with
+`--engine` every start of a REALTIME task also starts a run, whose work shares the process.
 
 Each cell warms up first, then runs for a fixed time; latency is measured per call on the client.
 The client threads share the machine (and one Python process) with nothing but the server, so
@@ -60,6 +64,7 @@ CONCURRENCY = (1, 8, 32)
 BATCH_SIZE = 10
 GOAL_P99_MS = 50.0
 RESULTS = Path(__file__).resolve().parent / "results" / "control_plane.md"
+RESULTS_ENGINE = RESULTS.with_name("control_plane_engine.md")
 TASK_DETAIL = json.dumps(
     {
         "sourceSelectedDatasource": {"table": "orders"},
@@ -146,7 +151,9 @@ def _openfdi_command() -> list[str]:
 
 
 @contextmanager
-def openfdi_server(data_dir: Path, database_url: str | None) -> Iterator[tuple[str, int]]:
+def openfdi_server(
+    data_dir: Path, database_url: str | None, *, engine: bool
+) -> Iterator[tuple[str, int]]:
     """`openfdi serve` on a free loopback port; yields (base URL, pid), stops it afterwards."""
     port = free_port()
     env = {
@@ -160,6 +167,7 @@ def openfdi_server(data_dir: Path, database_url: str | None) -> Iterator[tuple[s
         "OPENFDI_BOOTSTRAP_PASSWORD": PASSWORD,
     }
     env.pop("OPENFDI_DATABASE_URL", None)
+    env["OPENFDI_ENGINE_ENABLED"] = "true" if engine else "false"
     if database_url:
         env["OPENFDI_DATABASE_URL"] = database_url
     command = [
@@ -315,13 +323,19 @@ def run_cell(
 
 
 def bench_backend(
-    backend: str, tasks: int, warmup_s: float, duration_s: float, log: Callable[[str], None]
+    backend: str,
+    tasks: int,
+    warmup_s: float,
+    duration_s: float,
+    log: Callable[[str], None],
+    *,
+    engine: bool,
 ) -> list[Cell]:
     with tempfile.TemporaryDirectory(prefix="openfdi-bench-") as tmp:
         data_dir = Path(tmp) / "data"
         with (
             postgres_schema() if backend == "postgres" else _no_url() as database_url,
-            openfdi_server(data_dir, database_url) as (url, pid),
+            openfdi_server(data_dir, database_url, engine=engine) as (url, pid),
         ):
             started = time.perf_counter()
             ids = create_tasks(url, tasks, Path(tmp) / "source.db")
@@ -424,6 +438,11 @@ def main() -> int:
         choices=("sqlite", "postgres"),
         help="run only this backend (repeatable; default both)",
     )
+    parser.add_argument(
+        "--engine",
+        action="store_true",
+        help=f"run the server with its engine (table in {RESULTS_ENGINE.name})",
+    )
     args = parser.parse_args()
     tasks, warmup_s, duration_s = (200, 0.3, 1.0) if args.quick else (1000, 1.0, 5.0)
     backends = args.backend or ["sqlite", "postgres"]
@@ -435,7 +454,7 @@ def main() -> int:
     busy_before, own_before, wall_before = machine_busy_seconds(), _own_cpu(), time.monotonic()
     cells: list[Cell] = []
     for backend in backends:
-        cells.extend(bench_backend(backend, tasks, warmup_s, duration_s, log))
+        cells.extend(bench_backend(backend, tasks, warmup_s, duration_s, log, engine=args.engine))
     wall = time.monotonic() - wall_before
     ours = _own_cpu() - own_before + sum(SERVER_CPU_SECONDS)
     others = max(0.0, machine_busy_seconds() - busy_before - ours)
@@ -447,17 +466,20 @@ def main() -> int:
         f"Python {platform.python_version()}. "
         f"{tasks} tasks per backend (half REALTIME, half TIMING with a plan); "
         f"{warmup_s:g} s warm-up and {duration_s:g} s measured per cell; one `openfdi serve` "
-        "process (one uvicorn worker) per backend, clients are threads with keep-alive httpx "
-        "clients in one other process on the same machine; latency measured on the client.",
+        "process (one uvicorn worker) per backend, "
+        + ("with its engine running the started tasks" if args.engine else "engine off")
+        + "; clients are threads with keep-alive httpx clients in one other process on the "
+        "same machine; latency measured on the client.",
         f"Other work on the machine: load average {load_before:.2f} before the run; other "
         f"processes used {others:.0f} CPU-seconds during its {wall:.0f} s "
         f"({others / (wall * (os.cpu_count() or 1)) * 100:.0f}% of the machine).",
     ]
     table = render(cells, header)
     print(table)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(table)
-    print(f"written to {RESULTS}", file=sys.stderr)
+    results = RESULTS_ENGINE if args.engine else RESULTS
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(table)
+    print(f"written to {results}", file=sys.stderr)
     return 0
 
 

@@ -67,3 +67,17 @@ def test_malformed_authorization_is_rejected(value: str) -> None:
 def test_canonical_uri_always_ends_with_a_slash() -> None:
     assert signing.canonical_uri("/v2/a b") == "/v2/a%20b/"
     assert signing.canonical_uri("/v2/x/") == "/v2/x/"
+
+
+def test_sdk_date_is_parsed_strictly() -> None:
+    parsed = signing.parse_date("20261123T182012Z")
+    assert parsed is not None
+    assert parsed.isoformat() == "2026-11-23T18:20:12+00:00"
+    for bad in (
+        "",
+        "20261123T182012",
+        "2026-11-23T18:20:12Z",
+        "20261323T182012Z",
+        "2026112T1820123Z",
+    ):
+        assert signing.parse_date(bad) is None, bad

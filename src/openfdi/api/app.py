@@ -16,6 +16,7 @@ from openfdi.api import errors
 from openfdi.api.context import Metrics, RequestContextMiddleware
 from openfdi.api.v2 import batch, datasources, dispatches, runs, tasks
 from openfdi.api.v3 import iam
+from openfdi.scheduler.planner import Planner
 from openfdi.services.runs import Supervisor
 from openfdi.services.runtime import Runtime
 
@@ -33,7 +34,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         supervisor = None
         if runtime.settings.engine_enabled:
             runtime.start_engine()
-            supervisor = Supervisor(runtime)
+            supervisor = Supervisor(runtime, planner=Planner(runtime.db))
             supervisor.start()
         try:
             yield

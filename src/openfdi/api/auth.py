@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable, Coroutine
-from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import unquote
 
@@ -45,15 +44,21 @@ def _query_pairs(raw: bytes) -> list[tuple[str, str]]:
     return pairs
 
 
+def _raw_path(request: Request) -> str:
+    # The path as sent (still percent-encoded), as the client signed it. Not written as
+    # scope.get("raw_path", default): that would build request.url on every request.
+    raw: bytes | None = request.scope.get("raw_path")
+    return (raw if raw is not None else request.url.path.encode()).decode("latin-1")
+
+
 async def _verify_signature(request: Request, rt: Runtime, authorization: str) -> Principal:
     parsed = signing.parse_authorization(authorization)
     if parsed is None or "x-sdk-date" not in parsed.signed_headers:
         raise AuthenticationFailed(detail=_SIGNATURE_FAILED)
     sdk_date = request.headers.get("x-sdk-date", "")
-    try:
-        signed_at = datetime.strptime(sdk_date, signing.DATE_FORMAT).replace(tzinfo=UTC)
-    except ValueError as exc:
-        raise AuthenticationFailed(detail=_SIGNATURE_FAILED) from exc
+    signed_at = signing.parse_date(sdk_date)
+    if signed_at is None:
+        raise AuthenticationFailed(detail=_SIGNATURE_FAILED)
     skew = abs(rt.clock_ms() / 1000 - signed_at.timestamp())
     if skew > rt.settings.signature_max_skew_seconds:
         raise AuthenticationFailed(detail=f"{_SIGNATURE_FAILED}: request time out of range")
@@ -65,7 +70,7 @@ async def _verify_signature(request: Request, rt: Runtime, authorization: str) -
     headers = {k.lower(): v for k, v in request.headers.items()}
     canonical = signing.canonical_request(
         request.method,
-        request.scope.get("raw_path", request.url.path.encode()).decode("latin-1"),
+        _raw_path(request),
         _query_pairs(request.scope.get("query_string", b"")),
         headers,
         parsed.signed_headers,
@@ -104,11 +109,21 @@ async def fdi_scope(
 ) -> Scope:
     """Authenticate, then check the path's project and instance against the caller."""
     rt = runtime_of(request)
+    # Nearly always the instance is known already: answer without a trip to the threadpool.
+    known = identity.known_scope(rt, caller, project_id, instance_id)
+    if known is not None:
+        return known
     return await run_in_threadpool(identity.resolve_scope, rt, caller, project_id, instance_id)
 
 
+async def _runtime(request: Request) -> Runtime:
+    # Async on purpose: FastAPI sends a sync dependency to the threadpool, a round trip
+    # between threads that costs far more than reading an attribute.
+    return runtime_of(request)
+
+
 ScopeDep = Annotated[Scope, Depends(fdi_scope)]
-RuntimeDep = Annotated[Runtime, Depends(runtime_of)]
+RuntimeDep = Annotated[Runtime, Depends(_runtime)]
 
 
 class AuthFirstRoute(APIRoute):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from sqlalchemy import select
@@ -9,10 +10,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from openfdi.domain.ids import new_hex_id
-from openfdi.domain.schedule import Plan, PlanError, build_plan
+from openfdi.domain.schedule import MisfirePolicy, Plan, PlanError, build_plan
 from openfdi.domain.scope import Scope
 from openfdi.domain.states import TaskType
 from openfdi.errors import DispatchNotFound, InvalidParameter, InvalidParameters
+from openfdi.scheduler import plans
 from openfdi.services.lookup import get_task_row
 from openfdi.services.runtime import Runtime
 from openfdi.store.tables import DispatchRow, TaskRow
@@ -47,25 +49,15 @@ def _plan(req: TaskDispatchRequest) -> Plan:
             use_quartz_cron=req.use_quartz_cron,
             cron=req.cron,
             cron_timezone=req.cron_timezone,
+            misfire_policy=req.misfire_policy,
         )
     except PlanError as exc:
         raise InvalidParameter(name=exc.field, detail=exc.detail) from exc
 
 
-def plan_of(row: DispatchRow) -> Plan:
-    return build_plan(
-        start_datetime_ms=row.start_datetime,
-        period=row.period,
-        dispatch_interval=row.dispatch_interval,
-        use_quartz_cron=row.use_quartz_cron,
-        cron=row.cron,
-        cron_timezone=row.cron_timezone,
-    )
-
-
 def next_fire_ms(row: DispatchRow, now_ms: int, count: int) -> list[int]:
-    after = datetime.fromtimestamp(now_ms / 1000, UTC)
-    return [int(t.timestamp() * 1000) for t in plan_of(row).next_fire_times(after, count)]
+    """The next fires after now, computed as the scheduler fires them (scheduler.plans)."""
+    return plans.next_fire_ms(row, now_ms, count)
 
 
 def _to_wire(row: DispatchRow, now_ms: int) -> TaskDispatchResponse:
@@ -81,6 +73,7 @@ def _to_wire(row: DispatchRow, now_ms: int) -> TaskDispatchResponse:
         use_quartz_cron=row.use_quartz_cron,
         cron=row.cron,
         cron_timezone=row.cron_timezone,
+        misfire_policy=row.misfire_policy,
         next_fire_times=next_fire_ms(row, now_ms, NEXT_FIRES_SHOWN),
     )
 
@@ -92,6 +85,7 @@ def _apply(row: DispatchRow, plan: Plan, remark: str | None, now: int) -> None:
     row.use_quartz_cron = plan.use_quartz_cron
     row.cron = plan.cron
     row.cron_timezone = plan.cron_timezone
+    row.misfire_policy = plan.misfire_policy.value
     row.remark = remark
     row.updated_at = now
 
@@ -144,5 +138,7 @@ def update_dispatches(
         row = session.scalar(select(DispatchRow).where(DispatchRow.task_id == task.id))
         if row is None or row.id != dispatch_id:
             raise DispatchNotFound()
+        if req.misfire_policy is None:  # clients that do not know the extension keep it
+            plan = replace(plan, misfire_policy=MisfirePolicy(row.misfire_policy))
         _apply(row, plan, req.remark, now)
     return _to_wire(row, now)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import secrets
 import string
+import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -27,6 +28,7 @@ from openfdi.store.crypto import (
     token_digest,
     verify_password,
 )
+from openfdi.store.db import Database
 from openfdi.store.tables import (
     CredentialRow,
     InstanceRow,
@@ -211,13 +213,21 @@ def revoke_credential(rt: Runtime, project_id: str, ak: str) -> bool:
 # --- authentication
 
 
+# Every signed request reads its credential afresh, so a revocation (by any process) takes effect
+# at once; the statements of the hot paths are built once, in Core (no ORM identity map).
+_CREDENTIAL = select(
+    CredentialRow.project_id, CredentialRow.sk_encrypted, CredentialRow.revoked_at
+).where(CredentialRow.ak == bindparam("ak"))
+_INSTANCE_PROJECT = select(InstanceRow.project_id).where(InstanceRow.id == bindparam("id"))
+
+
 def secret_key_for(rt: Runtime, ak: str) -> tuple[str, str] | None:
     """(project_id, SK) of an active access key, or None."""
-    with rt.db.read() as session:
-        row = session.get(CredentialRow, ak)
-        if row is None or row.revoked_at is not None:
-            return None
-        return row.project_id, rt.box.decrypt(row.sk_encrypted)
+    with rt.db.lookup() as conn:
+        row = conn.execute(_CREDENTIAL, {"ak": ak}).first()
+    if row is None or row.revoked_at is not None:
+        return None
+    return row.project_id, rt.box.decrypt(row.sk_encrypted)
 
 
 def issue_token(
@@ -274,15 +284,37 @@ def project_of(rt: Runtime, project_id: str) -> tuple[str, str] | None:
         return (row.id, row.name) if row is not None else None
 
 
-def resolve_scope(rt: Runtime, principal: Principal, project_id: str, instance_id: str) -> Scope:
-    """Check that the path's project is the caller's and that the instance exists in it."""
+# Instances are never deleted nor moved, so "instance I is in project P", once read, stays true
+# for good: remembered per database (tests run several in one process). A miss is never
+# remembered: an instance created later by another process is found on the next request.
+_known_scopes: weakref.WeakKeyDictionary[Database, set[Scope]] = weakref.WeakKeyDictionary()
+
+
+def known_scope(
+    rt: Runtime, principal: Principal, project_id: str, instance_id: str
+) -> Scope | None:
+    """`resolve_scope` without I/O, where the answer is known: the scope, or None if unknown.
+
+    Raises ProjectMismatch like `resolve_scope` does.
+    """
     if project_id != principal.project_id:
         raise ProjectMismatch()
-    with rt.db.read() as session:
-        instance = session.get(InstanceRow, instance_id)
-        if instance is None or instance.project_id != project_id:
-            raise InstanceNotFound(project_id=project_id, instance_id=instance_id)
-    return Scope(project_id=project_id, instance_id=instance_id)
+    scope = Scope(project_id=project_id, instance_id=instance_id)
+    return scope if scope in _known_scopes.get(rt.db, ()) else None
+
+
+def resolve_scope(rt: Runtime, principal: Principal, project_id: str, instance_id: str) -> Scope:
+    """Check that the path's project is the caller's and that the instance exists in it."""
+    known = known_scope(rt, principal, project_id, instance_id)
+    if known is not None:
+        return known
+    with rt.db.lookup() as conn:
+        owner = conn.execute(_INSTANCE_PROJECT, {"id": instance_id}).scalar()
+    if owner != project_id:
+        raise InstanceNotFound(project_id=project_id, instance_id=instance_id)
+    scope = Scope(project_id=project_id, instance_id=instance_id)
+    _known_scopes.setdefault(rt.db, set()).add(scope)
+    return scope
 
 
 def iso_utc(ms: int) -> str:

@@ -1,8 +1,10 @@
 """Engines and sessions for the metadata database (SQLite by default, PostgreSQL by URL).
 
-Sessions come in two kinds: `read()` and `write()`. On SQLite a write session starts with
-`BEGIN IMMEDIATE`, so two writers queue on the database lock up front instead of both reading
-under a shared lock and then failing to upgrade it (SQLITE_BUSY mid-transaction).
+Transactions come in two kinds, `read()` and `write()`, as ORM sessions; hot paths that need no
+ORM objects use Core connections instead, `write_conn()` and `lookup()` (a Core statement costs a
+fraction of the ORM's bookkeeping). On SQLite a write transaction starts with `BEGIN IMMEDIATE`,
+so two writers queue on the database lock up front instead of both reading under a shared lock
+and then failing to upgrade it (SQLITE_BUSY mid-transaction).
 """
 
 from __future__ import annotations
@@ -10,13 +12,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -30,7 +32,7 @@ def now_ms() -> int:
 def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        # Take transaction control away from the sqlite3 module so `begin` below decides.
+        # Take transaction control away from the sqlite3 module so `_begin_with` decides.
         dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
@@ -39,14 +41,26 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")  # durable in WAL mode, far fewer fsyncs
         cursor.close()
 
-    @event.listens_for(engine, "begin")
+
+def _begin_with(engine: Engine, statement: str) -> Engine:
+    """A view of the SQLite engine whose transactions start with `statement`.
+
+    The listener lives on the view only: any connection event listener makes SQLAlchemy run
+    its event hooks around every statement, which the plain engine (`lookup`) is spared.
+    """
+    view = engine.execution_options()
+
+    @event.listens_for(view, "begin")
     def _on_begin(conn: Any) -> None:
-        immediate = conn.get_execution_options().get("sqlite_immediate", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        # Straight to the driver: exec_driver_sql would build a whole execution context for a
+        # fixed statement, on every transaction.
+        conn.connection.driver_connection.execute(statement)
+
+    return view
 
 
 class Database:
-    """One engine, and the session factories the services use."""
+    """One engine, and the session and connection factories the services use."""
 
     def __init__(self, url: str) -> None:
         parsed = make_url(url)
@@ -59,16 +73,20 @@ class Database:
                 url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=16
             )
             _configure_sqlite(self.engine)
-            writer: Engine = self.engine.execution_options(sqlite_immediate=True)
+            reader = _begin_with(self.engine, "BEGIN")
+            writer = _begin_with(self.engine, "BEGIN IMMEDIATE")
         else:
             self.engine = create_engine(url, pool_pre_ping=True, pool_size=16, max_overflow=16)
-            writer = self.engine
+            reader = writer = self.engine
         # SQLite has one writer at a time, and its busy handler (sleep and retry) is unfair: under
         # load some writers wait far longer than others. Queueing this process's writers on a
         # lock first makes the wait first-come first-served; the busy handler remains for
         # writers in other processes (the admin CLI).
-        self._write_lock: threading.Lock | None = threading.Lock() if self.is_sqlite else None
-        self._reader = sessionmaker(self.engine, expire_on_commit=False)
+        self._write_queue: AbstractContextManager[object] = (
+            threading.Lock() if self.is_sqlite else nullcontext()
+        )
+        self._write_engine = writer
+        self._reader = sessionmaker(reader, expire_on_commit=False)
         self._writer = sessionmaker(writer, expire_on_commit=False)
 
     @contextmanager
@@ -79,16 +97,28 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A transaction that commits on success and rolls back on any exception."""
-        if self._write_lock is None:
-            with self._writer() as session, session.begin():
-                yield session
-            return
-        with self._write_lock, self._writer() as session, session.begin():
+        with self._write_queue, self._writer() as session, session.begin():
             yield session
 
+    @contextmanager
+    def write_conn(self) -> Iterator[Connection]:
+        """`write()` on a Core connection: commits on success, rolls back on any exception."""
+        with self._write_queue, self._write_engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def lookup(self) -> Iterator[Connection]:
+        """A Core connection for reads of a single statement each, atomic on its own.
+
+        For hot point reads (a credential): on SQLite no BEGIN and ROLLBACK wrap the statement
+        and no event hooks run, together more than the read itself costs.
+        """
+        with self.engine.connect() as conn:
+            yield conn
+
     def migrate(self) -> None:
-        """Apply every Alembic migration up to head (idempotent)."""
-        with self.engine.begin() as conn:
+        """Apply every Alembic migration up to head (idempotent), in one transaction."""
+        with self._write_engine.begin() as conn:
             config = alembic_config(self.url)
             config.attributes["connection"] = conn
             command.upgrade(config, "head")

@@ -101,6 +101,8 @@ class TaskRow(Base):
     __table_args__ = (
         UniqueConstraint("instance_id", "name"),
         Index("ix_tasks_instance_created", "instance_id", "created_at"),
+        # The scheduler reads what changed since its last pass (scheduler/planner.py).
+        Index("ix_tasks_updated_at", "updated_at"),
     )
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
@@ -131,8 +133,12 @@ class DispatchRow(Base):
     use_quartz_cron: Mapped[bool] = mapped_column(Boolean, default=False)
     cron: Mapped[str | None] = mapped_column(String(255), nullable=True)
     cron_timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    # openfdi extension: fire_once | skip | fire_all (domain.schedule.MisfirePolicy).
+    misfire_policy: Mapped[str] = mapped_column(
+        String(16), default="fire_once", server_default="fire_once"
+    )
     created_at: Mapped[int] = mapped_column(BigInteger)
-    updated_at: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[int] = mapped_column(BigInteger, index=True)
 
 
 ACTIVE_STATES_SQL = "state IN ('starting', 'running', 'stopping')"

@@ -16,6 +16,13 @@ class TaskDispatchRequest(WireModel):
     use_quartz_cron: bool | None = None
     cron: str | None = None
     cron_timezone: str | None = Field(default=None, description="IANA zone name, default UTC")
+    misfire_policy: str | None = Field(
+        default=None,
+        description=(
+            "openfdi extension: fire_once (default), skip or fire_all; what the plan does with "
+            "fires missed while no scheduler ran. Left out on PUT: the stored policy is kept."
+        ),
+    )
 
 
 class TaskDispatchResponse(BaseModel):
@@ -30,6 +37,9 @@ class TaskDispatchResponse(BaseModel):
     use_quartz_cron: bool
     cron: str | None = None
     cron_timezone: str
+    misfire_policy: str = Field(
+        default="fire_once", description="openfdi extension: fire_once, skip or fire_all"
+    )
     next_fire_times: list[int] = Field(
         default_factory=list, description="openfdi extension: the next fire times (epoch ms)"
     )

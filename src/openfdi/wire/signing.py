@@ -8,14 +8,32 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from urllib.parse import quote, unquote
 
 ALGORITHM = "SDK-HMAC-SHA256"
 DATE_FORMAT = "%Y%m%dT%H%M%SZ"
 EMPTY_HASH = hashlib.sha256(b"").hexdigest()
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
+_DATE = re.compile(r"([0-9]{4})([0-9]{2})([0-9]{2})T([0-9]{2})([0-9]{2})([0-9]{2})Z")
+
+
+def parse_date(value: str) -> datetime | None:
+    """An `X-Sdk-Date` value (DATE_FORMAT, UTC) as an aware datetime; None if malformed.
+
+    A fixed-width match instead of `strptime`, which costs several times more on every request.
+    """
+    match = _DATE.fullmatch(value)
+    if match is None:
+        return None
+    year, month, day, hour, minute, second = (int(part) for part in match.groups())
+    try:
+        return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+    except ValueError:  # month 13, February 30, hour 24, ...
+        return None
 
 
 def canonical_uri(path: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Header, Response
 from starlette.concurrency import run_in_threadpool
 
 from openfdi.api.auth import AuthFirstRoute, RuntimeDep, ScopeDep
@@ -20,7 +20,6 @@ router = APIRouter(
 @router.post(
     "/batch-operation/tasks",
     response_model=BatchStartOrStopTasksResponse,
-    response_model_exclude_none=True,
     summary="Start or stop tasks in batches (at most 10)",
 )
 async def batch_start_or_stop_tasks(
@@ -28,7 +27,10 @@ async def batch_start_or_stop_tasks(
     rt: RuntimeDep,
     body: OperateTasksRequest,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
-) -> BatchStartOrStopTasksResponse:
-    return await run_in_threadpool(
+) -> Response:
+    answer = await run_in_threadpool(
         batch.batch_start_or_stop_tasks, rt, scope, body, idempotency_key
     )
+    # Serialised here, once: returned as a model, FastAPI would validate it again against
+    # `response_model` (which stays declared for the OpenAPI document) before dumping it.
+    return Response(answer.model_dump_json(exclude_none=True), media_type="application/json")
