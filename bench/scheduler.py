@@ -33,10 +33,19 @@ The markdown table is printed and written to bench/results/scheduler.md. Traffic
 
 from __future__ import annotations
 
+# bench/copy.py (the name issue 3 gives it) shadows the standard library's `copy` module for any
+# script run from this directory, since Python puts the script's directory first on sys.path:
+# drop it before anything imports `copy` (dataclasses does). Hence E402 below.
+# ruff: noqa: E402
+import os
+import sys
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
+
 import argparse
 import json
 import math
-import os
 import platform
 import re
 import shutil
@@ -44,7 +53,6 @@ import signal
 import socket
 import sqlite3
 import subprocess
-import sys
 import tempfile
 import threading
 import time

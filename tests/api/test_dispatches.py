@@ -297,3 +297,36 @@ def test_plan_of_a_started_task_can_change(sdk, signed, creds, base_path) -> Non
     assert (reply.json()["period"], reply.json()["dispatch_interval"]) == ("WEEK", 2)
     task = signed.get(f"{base_path}/tasks/{task_id}").json()["task"]
     assert task["status"] == "running"
+
+
+def test_a_stored_plan_that_no_longer_parses_shows_no_fires(
+    sdk, signed, runtime, creds, base_path
+) -> None:
+    """A plan stored before a stricter rule came in (here: written past the API) never fires,
+    and showing it, or the task's monitor entry, answers 200 with no next fire times."""
+    from sqlalchemy import update
+
+    from openfdi.store.tables import DispatchRow
+
+    task_id = create_task(sdk, creds.instance_id, "TIMING")
+    reply = signed.post(
+        plan_path(base_path, task_id),
+        json={"start_datetime": START_2026, "use_quartz_cron": True, "cron": "0 0 * * * ?"},
+    )
+    assert reply.status_code == 200, reply.text
+    with runtime.db.write() as session:
+        session.execute(
+            update(DispatchRow).where(DispatchRow.task_id == task_id).values(cron="0 0 * * *")
+        )
+
+    shown = signed.get(plan_path(base_path, task_id))
+    assert shown.status_code == 200, shown.text
+    assert shown.json()["cron"] == "0 0 * * *"
+    assert shown.json()["next_fire_times"] == []
+    started = signed.post(
+        f"{base_path}/batch-operation/tasks",
+        json={"action_id": "start", "list": [{"task_id": task_id}]},
+    )
+    assert started.json()["success_count"] == 1, started.text
+    monitors = signed.get(f"{base_path}/task-monitors")
+    assert monitors.status_code == 200, monitors.text

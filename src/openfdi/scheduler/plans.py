@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from openfdi.domain.schedule import Plan, stored_plan
+import logging
+
+from openfdi.domain.schedule import Plan, PlanError, stored_plan
 from openfdi.store.tables import DispatchRow
+
+log = logging.getLogger(__name__)
 
 
 def plan_of(row: DispatchRow) -> Plan:
@@ -20,5 +24,13 @@ def plan_of(row: DispatchRow) -> Plan:
 
 
 def next_fire_ms(row: DispatchRow, now_ms: int, count: int) -> list[int]:
-    """The next `count` fires strictly after `now_ms`: the ones the planner will handle next."""
-    return plan_of(row).next_fire_ms(now_ms, count)
+    """The next `count` fires strictly after `now_ms`: the ones the planner will handle next.
+
+    A plan stored before a stricter rule came in may no longer parse; the planner never fires
+    it (and logs why), so it has no next fires to show, and showing it must not fail.
+    """
+    try:
+        return plan_of(row).next_fire_ms(now_ms, count)
+    except PlanError as exc:
+        log.warning("plan of task %s no longer parses (%s): %s", row.task_id, exc.field, exc)
+        return []

@@ -16,6 +16,7 @@ from openfdi.domain.states import (
     RUN_TO_EXECUTE,
     DesiredState,
     ExecuteStatus,
+    RunState,
     TaskType,
 )
 from openfdi.store.tables import RunRow, TaskRow
@@ -23,38 +24,32 @@ from openfdi.store.tables import RunRow, TaskRow
 _latest = aliased(RunRow)
 
 
-def latest_run_state() -> Any:
-    """Correlated scalar subquery: the state of the task's most recent run (or NULL)."""
+def _latest_run(column: Any) -> Any:
+    """Correlated scalar subquery: `column` of the task's most recent run (or NULL).
+
+    A skipped fire is a monitor-log entry, not a run: it never hides the run in progress that
+    caused it, nor the last real outcome.
+    """
     return (
-        select(_latest.state)
-        .where(_latest.task_id == TaskRow.id)
+        select(column)
+        .where(_latest.task_id == TaskRow.id, _latest.state != RunState.SKIPPED.value)
         .order_by(_latest.created_at.desc(), _latest.id.desc())
         .limit(1)
         .correlate(TaskRow)
         .scalar_subquery()
     )
+
+
+def latest_run_state() -> Any:
+    return _latest_run(_latest.state)
 
 
 def latest_run_started() -> Any:
-    return (
-        select(_latest.started_at)
-        .where(_latest.task_id == TaskRow.id)
-        .order_by(_latest.created_at.desc(), _latest.id.desc())
-        .limit(1)
-        .correlate(TaskRow)
-        .scalar_subquery()
-    )
+    return _latest_run(_latest.started_at)
 
 
 def latest_run_position() -> Any:
-    return (
-        select(_latest.position)
-        .where(_latest.task_id == TaskRow.id)
-        .order_by(_latest.created_at.desc(), _latest.id.desc())
-        .limit(1)
-        .correlate(TaskRow)
-        .scalar_subquery()
-    )
+    return _latest_run(_latest.position)
 
 
 def execute_status_expr(latest: Any) -> Any:
