@@ -31,6 +31,12 @@ class Settings(BaseSettings):
         default=1.0, description="how often a REALTIME run polls its source for new rows"
     )
     dirty_data_limit: int = Field(default=1000, description="rejected rows before a run fails")
+    run_workers: int = Field(
+        default=8,
+        ge=1,
+        description="threads that start and execute TIMING and manual runs; more runs queue "
+        "(REALTIME runs get a thread of their own once started)",
+    )
 
     bootstrap_project_id: str | None = None
     bootstrap_project_name: str = "default"

@@ -8,7 +8,7 @@ import pytest
 
 from openfdi.domain.states import RunState
 from openfdi.store import runs
-from openfdi.store.tables import RunRow
+from openfdi.store.tables import RunRow, TaskRow
 from tests.store.test_store import _task
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite", "postgres"], indirect=True)
@@ -89,9 +89,60 @@ def test_stop_request_is_seen_by_the_owner_and_progress_is_kept(runtime, creds) 
     assert claim is not None
     with runtime.db.write() as session:
         runs.record_progress(session, claim, runs.Progress(data_count=7, read_ms=3), "WRITER")
-    assert runs.request_stop(runtime.db, task_id) == [run_id]
+    assert runs.request_stop(runtime.db, task_id, now_ms=8) == [run_id]
     runs.finish(runtime.db, claim, RunState.CANCELLED, now_ms=9, remarks="stopped")
     with runtime.db.read() as session:
         row = session.get_one(RunRow, run_id)
         assert (row.state, row.data_count, row.remarks) == ("cancelled", 7, "stopped")
-    assert runs.request_stop(runtime.db, task_id) == []
+    assert runs.request_stop(runtime.db, task_id, now_ms=10) == []
+
+
+def test_a_run_stopped_before_anyone_claimed_it_ends_cancelled_at_once(runtime, creds) -> None:
+    task_id = _task(runtime, creds)
+    run_id = runs.create_run(runtime.db, task_id, "manual", now_ms=1)
+    assert runs.request_stop(runtime.db, task_id, now_ms=5) == [run_id]
+    assert runs.claim(runtime.db, run_id, "late-worker", now_ms=6, lease_ms=LEASE) is None
+    with runtime.db.read() as session:
+        row = session.get_one(RunRow, run_id)
+        assert (row.state, row.ended_at, row.started_at) == ("cancelled", 5, None)
+    runs.create_run(runtime.db, task_id, "manual", now_ms=7)  # the task is free again
+
+
+def test_a_reserved_queued_run_outlives_the_start_grace_until_its_reservation_ends(
+    runtime, creds
+) -> None:
+    first, second, third = _task(runtime, creds), _sibling(runtime, "2"), _sibling(runtime, "3")
+    queued = runs.create_run(runtime.db, first, "manual", now_ms=1_000)
+    forgotten = runs.create_run(runtime.db, second, "manual", now_ms=1_000)
+    runs.reserve(runtime.db, [queued], "executor-a", now_ms=4_000, lease_ms=LEASE)
+    assert runs.expire_leases(runtime.db, now_ms=7_000, starting_grace_ms=5_000) == [forgotten]
+    assert runs.expire_leases(runtime.db, now_ms=4_000 + LEASE - 1, starting_grace_ms=5_000) == []
+    claim = runs.claim(runtime.db, queued, "executor-a", now_ms=4_000 + LEASE - 1, lease_ms=LEASE)
+    assert claim is not None
+    assert claim.epoch == 1
+    # Had the executor died instead, the reservation would have run out like a lease.
+    other = runs.create_run(runtime.db, third, "manual", now_ms=1_000)
+    runs.reserve(runtime.db, [other], "executor-b", now_ms=4_000, lease_ms=LEASE)
+    assert runs.expire_leases(runtime.db, now_ms=4_000 + LEASE + 1, starting_grace_ms=5_000) == [
+        other
+    ]
+
+
+def _sibling(runtime, mark: str) -> str:  # type: ignore[no-untyped-def]
+    """Another task beside `_task`'s, on its data source."""
+    with runtime.db.write() as session:
+        task = session.get_one(TaskRow, "t" * 32)
+        sibling = TaskRow(
+            **{c: getattr(task, c) for c in ("project_id", "instance_id", "task_type")},
+            id=mark * 32,
+            name=f"task-{mark}",
+            source_datasource_id=task.source_datasource_id,
+            target_datasource_id=task.target_datasource_id,
+            task_detail="{}",
+            status=0,
+            version=1,
+            created_at=task.created_at,
+            updated_at=task.updated_at,
+        )
+        session.add(sibling)
+    return mark * 32

@@ -7,6 +7,7 @@ and columns exist is found out by the run, since a database may be down for a wh
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -86,7 +87,10 @@ def check_where(text: str) -> str:
     return text
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_task_detail(text: str) -> TaskDetail:
+    """The engine's view of a task_detail text (cached: every run of a task parses the same
+    text, and checking a `where` with sqlglot costs milliseconds; TaskDetail is immutable)."""
     try:
         doc = json.loads(text)
     except ValueError as exc:

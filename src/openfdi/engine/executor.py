@@ -1,5 +1,13 @@
-"""The local executor: runs claimed runs in threads of this process, keeps their leases alive,
-and enforces the stop deadline.
+"""The local executor: runs created runs on a bounded pool of threads of this process, keeps
+their leases alive, and enforces the stop deadline.
+
+A submitted run waits in a queue until one of `workers` threads takes it, claims it (the claim
+sets its `started_at`), describes it and runs it. The pool bounds how many runs share the GIL
+and the metadata database's write lock: thousands of fires a minute start faster through a few
+busy threads than through a thread each. REALTIME runs never end by themselves, so once claimed
+they move to a thread of their own and the worker goes back to the queue. While a run waits in
+the queue longer than a third of the lease, the executor reserves it (lease owner and expiry on
+the `starting` row), so the supervisor does not take it for a run nobody started.
 
 Stop is two-phase: `stop()` asks the runner to finish at its next batch boundary (batches are
 bounded to ~0.2 s of work); if it has not ended by the deadline, its connectors' running
@@ -11,13 +19,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import queue
 import threading
+import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from openfdi.connectors.registry import Registry
-from openfdi.domain.states import RunState
+from openfdi.domain.states import RunState, TaskType
 from openfdi.engine.runner import EngineSettings, Runner
 from openfdi.engine.spec import RunSpec
 from openfdi.store import runs
@@ -28,8 +38,19 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class _Active:
-    runner: Runner
-    thread: threading.Thread
+    """A submitted run, from the queue to its end.
+
+    The stop and force events exist from submission on, so a stop that arrives while the run
+    is queued, claimed or described is not lost: the runner is built around them.
+    """
+
+    describe: Callable[[], RunSpec]
+    queued_at: float = field(default_factory=time.monotonic)
+    done: threading.Event = field(default_factory=threading.Event)
+    stop_requested: threading.Event = field(default_factory=threading.Event)
+    forced: threading.Event = field(default_factory=threading.Event)
+    interrupt: bool = False
+    runner: Runner | None = None
     deadline_timer: threading.Timer | None = None
 
 
@@ -44,6 +65,7 @@ class LocalExecutor:
         lease_s: float = 10.0,
         stop_deadline_s: float = 1.0,
         abandon_margin_s: float = 2.0,
+        workers: int = 8,
     ) -> None:
         self.db = db
         self.registry = registry
@@ -56,22 +78,27 @@ class LocalExecutor:
         self._active: dict[str, _Active] = {}
         self._lock = threading.Lock()
         self._closing = threading.Event()
+        self._queue: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._workers = [
+            threading.Thread(target=self._work, name=f"run-worker-{i}", daemon=True)
+            for i in range(max(1, workers))
+        ]
+        for worker in self._workers:
+            worker.start()
         self._renewer = threading.Thread(target=self._renew_loop, name="lease-renewer", daemon=True)
         self._renewer.start()
 
-    def submit(self, spec: RunSpec) -> bool:
-        """Claim the run and start it in a thread; False if someone else claimed it first."""
-        claim = runs.claim(self.db, spec.run_id, self.owner, self.clock_ms(), self.lease_ms)
-        if claim is None:
-            return False
-        runner = Runner(spec, claim, self.db, self.registry, self.settings, self.clock_ms)
-        thread = threading.Thread(
-            target=self._execute, args=(runner,), name=f"run-{spec.run_id[:8]}", daemon=True
-        )
+    def submit(self, run_id: str, describe: Callable[[], RunSpec]) -> None:
+        """Queue a created run; returns at once.
+
+        A worker claims the run (it does nothing if someone else did), then calls `describe`
+        for what to run; the caller (the scheduler, an API request) never waits for either.
+        """
         with self._lock:
-            self._active[spec.run_id] = _Active(runner, thread)
-        thread.start()
-        return True
+            if run_id in self._active or self._closing.is_set():
+                return
+            self._active[run_id] = _Active(describe)
+        self._queue.put(run_id)
 
     def active_run_ids(self) -> set[str]:
         with self._lock:
@@ -80,6 +107,11 @@ class LocalExecutor:
     def is_active(self, run_id: str) -> bool:
         with self._lock:
             return run_id in self._active
+
+    def queued(self) -> int:
+        """Runs submitted and not yet claimed."""
+        with self._lock:
+            return sum(1 for a in self._active.values() if a.runner is None)
 
     def stop(self, run_id: str, *, interrupt: bool = False) -> None:
         """Ask the run to stop; force it at the deadline. Returns at once.
@@ -90,7 +122,10 @@ class LocalExecutor:
             active = self._active.get(run_id)
             if active is None or active.deadline_timer is not None:
                 return
-            active.runner.stop(interrupt=interrupt)
+            active.interrupt = active.interrupt or interrupt
+            active.stop_requested.set()
+            if active.runner is not None:
+                active.runner.stop(interrupt=interrupt)
             timer = threading.Timer(self.stop_deadline_s, self._force, args=(run_id,))
             timer.daemon = True
             active.deadline_timer = timer
@@ -102,14 +137,16 @@ class LocalExecutor:
         if active is None:
             return
         log.info("run %s passed its stop deadline: cancelling its statements", run_id)
-        active.runner.force()
-        active.thread.join(self.abandon_margin_s)
-        if active.thread.is_alive():
+        active.forced.set()
+        runner = active.runner
+        if runner is not None:
+            runner.force()
+        if not active.done.wait(self.abandon_margin_s) and runner is not None:
             log.warning("run %s did not end after cancel: closing it and fencing it out", run_id)
             with contextlib.suppress(runs.FencedError):
                 runs.finish(
                     self.db,
-                    active.runner.claim,
+                    runner.claim,
                     RunState.CANCELLED,
                     self.clock_ms(),
                     "stopped at the deadline; the executor abandoned a statement that "
@@ -117,36 +154,121 @@ class LocalExecutor:
                     "RUNTIME_CANCEL",
                 )
 
-    def _execute(self, runner: Runner) -> None:
+    def _work(self) -> None:
+        while (run_id := self._queue.get()) is not None:
+            with self._lock:
+                active = self._active.get(run_id)
+            if active is None:
+                continue
+            try:
+                runner = self._prepare(run_id, active)
+            except Exception:  # a store outage while claiming: the lease expiry closes the run
+                log.exception("run %s could not be started", run_id)
+                runner = None
+            if runner is None:
+                self._release(run_id)
+            elif runner.spec.task_type is TaskType.REALTIME:
+                name = f"realtime-{run_id[:8]}"
+                threading.Thread(target=self._run, args=(runner,), name=name, daemon=True).start()
+            else:
+                self._run(runner)
+
+    def _prepare(self, run_id: str, active: _Active) -> Runner | None:
+        """Claim the run and build its runner; None if it is not ours to run."""
+        claim = runs.claim(self.db, run_id, self.owner, self.clock_ms(), self.lease_ms)
+        if claim is None:
+            return None
+        try:
+            spec = active.describe()
+        except Exception as exc:
+            # A run that cannot even be described (its task_detail no longer parses, a secret
+            # cannot be decrypted) fails with the reason instead of blocking its task.
+            log.exception("run %s cannot start", run_id)
+            remarks = f"the run could not start: {exc}"
+            runs.finish(self.db, claim, RunState.FAILED, self.clock_ms(), remarks, "INTERNAL_ERR")
+            return None
+        with self._lock:
+            if run_id not in self._active:  # released by shutdown() while we claimed it
+                runner = None
+            else:
+                runner = Runner(
+                    spec,
+                    claim,
+                    self.db,
+                    self.registry,
+                    self.settings,
+                    self.clock_ms,
+                    stop_requested=active.stop_requested,
+                    forced=active.forced,
+                    interrupting=active.interrupt,
+                )
+                active.runner = runner
+        if runner is None:
+            remarks = "interrupted: the server shut down as the run started"
+            runs.finish(
+                self.db, claim, RunState.INTERRUPTED, self.clock_ms(), remarks, "INTERNAL_ERR"
+            )
+        return runner
+
+    def _run(self, runner: Runner) -> None:
+        run_id = runner.claim.run_id
         try:
             state = runner.run()
-            log.info("run %s of task %s ended %s", runner.claim.run_id, runner.spec.task_id, state)
+            log.info("run %s of task %s ended %s", run_id, runner.spec.task_id, state)
+        except Exception:
+            log.exception("run %s ended unexpectedly", run_id)
         finally:
-            with self._lock:
-                active = self._active.pop(runner.claim.run_id, None)
-            if active is not None and active.deadline_timer is not None:
+            self._release(run_id)
+
+    def _release(self, run_id: str) -> None:
+        with self._lock:
+            active = self._active.pop(run_id, None)
+        if active is not None:
+            active.done.set()
+            if active.deadline_timer is not None:
                 active.deadline_timer.cancel()
 
     def _renew_loop(self) -> None:
         interval = self.lease_ms / 1000 / 3
         while not self._closing.wait(interval):
+            waited_long = time.monotonic() - interval
             with self._lock:
-                actives = list(self._active.values())
-            for active in actives:
+                runners = [a.runner for a in self._active.values() if a.runner is not None]
+                queued = [
+                    run_id
+                    for run_id, a in self._active.items()
+                    if a.runner is None and a.queued_at < waited_long
+                ]
+            try:
+                runs.reserve(self.db, queued, self.owner, self.clock_ms(), self.lease_ms)
+            except Exception:
+                log.exception("reserving %d queued runs failed", len(queued))
+            for runner in runners:
                 try:
-                    runs.renew(self.db, active.runner.claim, self.clock_ms(), self.lease_ms)
+                    runs.renew(self.db, runner.claim, self.clock_ms(), self.lease_ms)
                 except runs.FencedError:
-                    log.warning("run %s was taken over; stopping it", active.runner.claim.run_id)
-                    active.runner.force()
+                    log.warning("run %s was taken over; stopping it", runner.claim.run_id)
+                    runner.force()
                 except Exception:
-                    log.exception("lease renewal of run %s failed", active.runner.claim.run_id)
+                    log.exception("lease renewal of run %s failed", runner.claim.run_id)
 
     def shutdown(self, timeout_s: float = 5.0) -> None:
-        """Stop every run (gracefully, then forced at the deadline) and wait for them."""
+        """Stop every run (gracefully, then forced at the deadline) and wait for them.
+
+        Queued runs are taken off the queue unclaimed: they stay `starting` until their
+        reservation or start grace runs out, and are then closed as interrupted.
+        """
         self._closing.set()
+        with self._lock:
+            unclaimed = [r for r, a in self._active.items() if a.runner is None]
+        for run_id in unclaimed:
+            self._release(run_id)
+        for _ in self._workers:
+            self._queue.put(None)
         for run_id in self.active_run_ids():
             self.stop(run_id, interrupt=True)
         with self._lock:
-            threads = [a.thread for a in self._active.values()]
-        for thread in threads:
-            thread.join(timeout_s)
+            pending = [a.done for a in self._active.values()]
+        deadline = time.monotonic() + timeout_s
+        for done in pending:
+            done.wait(max(0.0, deadline - time.monotonic()))

@@ -146,6 +146,10 @@ class Planner:
         finally:
             self._account(time.thread_time() - cpu, time.perf_counter() - wall, busy)
 
+    def next_due_ms(self) -> int | None:
+        """The earliest next fire in the heap (it may be stale; `due_runs` checks)."""
+        return self._heap[0][0] if self._heap else None
+
     def armed_next_fires(self) -> dict[str, int | None]:
         """Each armed task's next fire as the planner holds it (for tests and diagnostics)."""
         return {task_id: state.next_fire for task_id, state in self._states.items()}

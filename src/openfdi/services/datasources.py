@@ -90,7 +90,12 @@ def _masked(content_json: str) -> dict[str, Any]:
 
 def decrypted_content(rt: Runtime, row: DatasourceRow) -> dict[str, Any]:
     """The content with secrets in clear, for connectors only; never returned by the API."""
-    content: dict[str, Any] = json.loads(row.content)
+    return decrypt_content(rt, row.content)
+
+
+def decrypt_content(rt: Runtime, stored: str) -> dict[str, Any]:
+    """`decrypted_content` of a row's stored `content` text."""
+    content: dict[str, Any] = json.loads(stored)
     for k, v in content.items():
         if isinstance(v, str) and v.startswith(_ENCRYPTED_PREFIX):
             content[k] = rt.box.decrypt(v[len(_ENCRYPTED_PREFIX) :])

@@ -27,12 +27,12 @@ from openfdi.domain.task_detail import parse_task_detail
 from openfdi.engine.executor import LocalExecutor
 from openfdi.engine.spec import Endpoint, RunSpec
 from openfdi.errors import TaskAlreadyRunning, TaskStartFailed
-from openfdi.services.datasources import decrypted_content
+from openfdi.services.datasources import decrypt_content
 from openfdi.services.lookup import get_task_row
 from openfdi.services.paging import numbered_page
 from openfdi.services.runtime import Runtime
 from openfdi.store import runs
-from openfdi.store.tables import DatasourceRow, DirtyRowRow, RunRow, TaskRow
+from openfdi.store.tables import CheckpointRow, DatasourceRow, DirtyRowRow, RunRow, TaskRow
 from openfdi.wire.runs import (
     DirtyRow,
     ListDirtyRowsResponse,
@@ -54,21 +54,37 @@ def _executor(rt: Runtime) -> LocalExecutor:
     return rt.executor
 
 
+_source, _target = aliased(DatasourceRow), aliased(DatasourceRow)
+_SPEC = (
+    select(
+        TaskRow.task_type,
+        TaskRow.task_detail,
+        _source.type,
+        _source.content,
+        _target.type,
+        _target.content,
+        CheckpointRow.watermark,
+    )
+    .join(_source, _source.id == TaskRow.source_datasource_id)
+    .join(_target, _target.id == TaskRow.target_datasource_id)
+    .outerjoin(CheckpointRow, CheckpointRow.task_id == TaskRow.id)
+)
+
+
 def build_spec(rt: Runtime, run_id: str, task_id: str) -> RunSpec:
-    watermark = runs.load_watermark(rt.db, task_id)
-    with rt.db.read() as session:
-        task = session.get_one(TaskRow, task_id)
-        source = session.get_one(DatasourceRow, task.source_datasource_id)
-        target = session.get_one(DatasourceRow, task.target_datasource_id)
-        return RunSpec(
-            run_id=run_id,
-            task_id=task.id,
-            task_type=TaskType(task.task_type),
-            detail=parse_task_detail(task.task_detail),
-            source=Endpoint(source.type, decrypted_content(rt, source)),
-            target=Endpoint(target.type, decrypted_content(rt, target)),
-            watermark=watermark,
-        )
+    """What the run needs, in one read (every scheduled fire pays for it)."""
+    with rt.db.lookup() as conn:
+        row = conn.execute(_SPEC.where(TaskRow.id == task_id)).one()
+    task_type, detail, source_type, source, target_type, target, watermark = row
+    return RunSpec(
+        run_id=run_id,
+        task_id=task_id,
+        task_type=TaskType(task_type),
+        detail=parse_task_detail(detail),
+        source=Endpoint(source_type, decrypt_content(rt, source)),
+        target=Endpoint(target_type, decrypt_content(rt, target)),
+        watermark=watermark,
+    )
 
 
 def _start(rt: Runtime, task_id: str, trigger: str) -> str:
@@ -80,23 +96,9 @@ def _start(rt: Runtime, task_id: str, trigger: str) -> str:
 
 
 def submit_created(rt: Runtime, run_id: str, task_id: str) -> None:
-    """Hand a created run to this server's executor.
-
-    If the run cannot even be described (its task_detail no longer parses, a data source
-    secret cannot be decrypted), it is closed as failed with the reason rather than left to
-    block the task until its start grace runs out.
-    """
-    executor = _executor(rt)
-    try:
-        spec = build_spec(rt, run_id, task_id)
-    except Exception as exc:
-        log.exception("run %s of task %s cannot start", run_id, task_id)
-        claim = runs.claim(rt.db, run_id, executor.owner, rt.clock_ms(), 60_000)
-        if claim is not None:
-            remarks = f"the run could not start: {exc}"
-            runs.finish(rt.db, claim, RunState.FAILED, rt.clock_ms(), remarks, "INTERNAL_ERR")
-        return
-    executor.submit(spec)
+    """Hand a created run to this server's executor, which claims and describes it in the
+    run's own thread (a run that cannot be described fails there with the reason)."""
+    _executor(rt).submit(run_id, lambda: build_spec(rt, run_id, task_id))
 
 
 def run_task(rt: Runtime, scope: Scope, task_id: str) -> RunTaskResponse:
@@ -113,7 +115,7 @@ def stop_task(rt: Runtime, scope: Scope, task_id: str) -> StopTaskResponse:
     """Terminate the run in progress, if any, without changing the desired state."""
     with rt.db.read() as session:
         get_task_row(session, scope, task_id)
-    for run_id in runs.request_stop(rt.db, task_id):
+    for run_id in runs.request_stop(rt.db, task_id, rt.clock_ms()):
         if rt.executor is not None:
             rt.executor.stop(run_id)
     return StopTaskResponse(message="success")
@@ -206,25 +208,43 @@ class FirePlanner(Protocol):
         """Create the runs of every fire due by `now_ms`; return their (run_id, task_id)."""
         ...
 
+    def next_due_ms(self) -> int | None:
+        """The earliest fire the planner holds (None: none armed)."""
+        ...
+
 
 @dataclass
 class Supervisor:
-    """Reconciles runs with desired state, in a background thread of `openfdi serve`."""
+    """Keeps runs in line with desired state, in two background threads of `openfdi serve`.
+
+    The reconciler (every `interval_s`) closes runs whose lease expired, stops runs of stopped
+    tasks and starts REALTIME ones. The scheduler thread wakes for the planner's next fire (at
+    most every `interval_s`, at least `fire_spacing_s` apart, so fires due close together are
+    handled in one transaction) and hands the runs it creates to the executor, which claims
+    them in their own threads: a slow run start never delays the next fire.
+    """
 
     rt: Runtime
     interval_s: float = 0.25
     planner: FirePlanner | None = None
+    fire_spacing_s: float = 0.05
 
     def __post_init__(self) -> None:
         self._closing = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="supervisor", daemon=True)
+        self._threads = [threading.Thread(target=self._loop, name="supervisor", daemon=True)]
+        if self.planner is not None:
+            self._threads.append(
+                threading.Thread(target=self._fire_loop, name="scheduler", daemon=True)
+            )
 
     def start(self) -> None:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
 
     def close(self) -> None:
         self._closing.set()
-        self._thread.join(5)
+        for thread in self._threads:
+            thread.join(5)
 
     def _loop(self) -> None:
         while not self._closing.wait(self.interval_s):
@@ -233,15 +253,34 @@ class Supervisor:
             except Exception:  # the loop must survive a database hiccup; it retries next tick
                 log.exception("supervisor pass failed")
 
+    def _fire_loop(self) -> None:
+        while True:
+            try:
+                self.fire_due()
+            except Exception:  # as above: the planner rebuilds from the database next time
+                log.exception("scheduler pass failed")
+            if self._closing.wait(self._until_next_fire()):
+                return
+
+    def _until_next_fire(self) -> float:
+        head = self.planner.next_due_ms() if self.planner is not None else None
+        if head is None:
+            return self.interval_s
+        wait = (head - self.rt.clock_ms()) / 1000
+        return min(self.interval_s, max(self.fire_spacing_s, wait))
+
+    def fire_due(self) -> None:
+        """Create the runs of the fires due now and hand them to the executor."""
+        if self.planner is not None:
+            for run_id, task_id in self.planner.due_runs(self.rt.clock_ms()):
+                submit_created(self.rt, run_id, task_id)
+
     def reconcile(self) -> None:
         now = self.rt.clock_ms()
         for run_id in runs.expire_leases(self.rt.db, now, STARTING_GRACE_MS):
             log.warning("run %s closed as interrupted: its lease expired", run_id)
         self._stop_unwanted_runs()
         self._start_realtime_runs(now)
-        if self.planner is not None:
-            for run_id, task_id in self.planner.due_runs(now):
-                submit_created(self.rt, run_id, task_id)
 
     def _stop_unwanted_runs(self) -> None:
         executor = _executor(self.rt)

@@ -51,6 +51,7 @@ class Runtime:
                 ),
                 lease_s=s.lease_seconds,
                 stop_deadline_s=s.stop_deadline_seconds,
+                workers=s.run_workers,
             )
         return self.executor
 

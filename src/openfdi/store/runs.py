@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, and_, update
+from sqlalchemy import ColumnElement, Connection, and_, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -71,17 +71,38 @@ def create_run(
 
 
 def claim(db: Database, run_id: str, owner: str, now_ms: int, lease_ms: int) -> Claim | None:
-    """Take a `starting` run: bump its epoch, set the lease, mark it running. None if taken."""
-    with db.write() as session:
-        row = session.get(RunRow, run_id, with_for_update=True)
-        if row is None or row.state != RunState.STARTING.value:
-            return None
-        row.epoch += 1
-        row.lease_owner = owner
-        row.lease_expires_at = now_ms + lease_ms
-        row.state = RunState.RUNNING.value
-        row.started_at = row.started_at or now_ms
-        return Claim(run_id, row.epoch, owner)
+    """Take a `starting` run: bump its epoch, set the lease, mark it running. None if taken.
+
+    One guarded UPDATE (Core, RETURNING the new epoch): the row lock it takes makes two
+    claimers race safely, and it is the hot path of every scheduled fire.
+    """
+    with db.write_conn() as conn:
+        epoch = conn.execute(
+            update(RunRow)
+            .where(RunRow.id == run_id, RunRow.state == RunState.STARTING.value)
+            .values(
+                epoch=RunRow.epoch + 1,
+                lease_owner=owner,
+                lease_expires_at=now_ms + lease_ms,
+                state=RunState.RUNNING.value,
+                started_at=func.coalesce(RunRow.started_at, now_ms),
+            )
+            .returning(RunRow.epoch)
+        ).scalar_one_or_none()
+    return None if epoch is None else Claim(run_id, epoch, owner)
+
+
+def reserve(db: Database, run_ids: list[str], owner: str, now_ms: int, lease_ms: int) -> None:
+    """Mark queued (`starting`) runs as this executor's until `now_ms + lease_ms`, so that
+    `expire_leases` does not close them for never having been claimed."""
+    if not run_ids:
+        return
+    with db.write_conn() as conn:
+        conn.execute(
+            update(RunRow)
+            .where(RunRow.id.in_(run_ids), RunRow.state == RunState.STARTING.value)
+            .values(lease_owner=owner, lease_expires_at=now_ms + lease_ms)
+        )
 
 
 def _guarded(claim_: Claim) -> ColumnElement[bool]:
@@ -90,15 +111,17 @@ def _guarded(claim_: Claim) -> ColumnElement[bool]:
 
 
 def renew(db: Database, claim_: Claim, now_ms: int, lease_ms: int) -> None:
-    with db.write() as session:
-        result = session.execute(
+    with db.write_conn() as conn:
+        result = conn.execute(
             update(RunRow).where(_guarded(claim_)).values(lease_expires_at=now_ms + lease_ms)
         )
-        if result.rowcount != 1:  # type: ignore[attr-defined]
+        if result.rowcount != 1:
             raise FencedError(claim_.run_id)
 
 
-def record_progress(session: Session, claim_: Claim, progress: Progress, position: str) -> None:
+def record_progress(
+    session: Session | Connection, claim_: Claim, progress: Progress, position: str
+) -> None:
     """Write the run's totals inside the caller's transaction (the checkpoint's transaction)."""
     result = session.execute(
         update(RunRow)
@@ -127,8 +150,8 @@ def finish(
     """End the run in a final state; FencedError if a newer claim owns it."""
     if state.is_active:
         raise ValueError(f"{state} is not a final state")
-    with db.write() as session:
-        result = session.execute(
+    with db.write_conn() as conn:
+        result = conn.execute(
             update(RunRow)
             .where(_guarded(claim_))
             .values(
@@ -140,30 +163,54 @@ def finish(
                 lease_expires_at=None,
             )
         )
-        if result.rowcount != 1:  # type: ignore[attr-defined]
+        if result.rowcount != 1:
             raise FencedError(claim_.run_id)
 
 
-def request_stop(db: Database, task_id: str) -> list[str]:
-    """Mark the task's active run `stopping`; the owner sees it and stops. Returns run ids."""
-    with db.write() as session:
-        rows = session.scalars(
+def request_stop(db: Database, task_id: str, now_ms: int) -> list[str]:
+    """Stop the task's active run; returns its id (or nothing).
+
+    A run nobody has claimed yet (queued in an executor) moved no data: it ends `cancelled`
+    here and then, and its executor's claim finds nothing to take. A claimed run is marked
+    `stopping`; its owner sees that and stops.
+    """
+    with db.write_conn() as conn:
+        cancelled = conn.scalars(
+            update(RunRow)
+            .where(RunRow.task_id == task_id, RunRow.state == RunState.STARTING.value)
+            .values(
+                state=RunState.CANCELLED.value,
+                ended_at=now_ms,
+                remarks="stopped before it started",
+                position_status="RUNTIME_CANCEL",
+                lease_owner=None,
+                lease_expires_at=None,
+            )
+            .returning(RunRow.id)
+        ).all()
+        stopping = conn.scalars(
             update(RunRow)
             .where(RunRow.task_id == task_id, RunRow.state.in_(_ACTIVE))
             .values(state=RunState.STOPPING.value)
             .returning(RunRow.id)
         ).all()
-        return list(rows)
+        return [*cancelled, *stopping]
 
 
 def expire_leases(db: Database, now_ms: int, starting_grace_ms: int) -> list[str]:
-    """Close runs whose owner is gone: a lease past its expiry, or a run never claimed.
+    """Close runs whose owner is gone: a lease (or a queued run's reservation) past its
+    expiry, or a run neither claimed nor reserved within the grace.
 
     Bumping the epoch fences the old owner, should it wake up again.
     """
-    expired = (RunRow.lease_expires_at.is_not(None) & (RunRow.lease_expires_at < now_ms)) | (
-        (RunRow.state == RunState.STARTING.value) & (RunRow.created_at < now_ms - starting_grace_ms)
+    unclaimed = (
+        (RunRow.state == RunState.STARTING.value)
+        & RunRow.lease_expires_at.is_(None)
+        & (RunRow.created_at < now_ms - starting_grace_ms)
     )
+    expired = (
+        RunRow.lease_expires_at.is_not(None) & (RunRow.lease_expires_at < now_ms)
+    ) | unclaimed
     with db.write() as session:
         rows = session.scalars(
             update(RunRow)
@@ -195,26 +242,27 @@ def commit_progress(
 
     The epoch guard comes first, so a fenced executor changes nothing at all.
     """
-    with db.write() as session:
-        record_progress(session, claim_, progress, "WRITER")
-        checkpoint = session.get(CheckpointRow, task_id)
-        if checkpoint is None:
-            session.add(
-                CheckpointRow(
-                    task_id=task_id, watermark=watermark, run_id=claim_.run_id, updated_at=now_ms
-                )
-            )
-        else:
-            checkpoint.watermark = watermark
-            checkpoint.run_id = claim_.run_id
-            checkpoint.updated_at = now_ms
-        session.add_all(
-            DirtyRowRow(run_id=claim_.run_id, row=row, reason=reason, created_at=now_ms)
-            for row, reason in dirty
+    with db.write_conn() as conn:
+        record_progress(conn, claim_, progress, "WRITER")
+        values = {"watermark": watermark, "run_id": claim_.run_id, "updated_at": now_ms}
+        # Single flight: no other run of the task writes this row, so update-else-insert is safe.
+        moved = conn.execute(
+            update(CheckpointRow).where(CheckpointRow.task_id == task_id).values(**values)
         )
+        if moved.rowcount == 0:
+            conn.execute(insert(CheckpointRow).values(task_id=task_id, **values))
+        if dirty:
+            conn.execute(
+                insert(DirtyRowRow),
+                [
+                    {"run_id": claim_.run_id, "row": row, "reason": reason, "created_at": now_ms}
+                    for row, reason in dirty
+                ],
+            )
 
 
 def load_watermark(db: Database, task_id: str) -> str | None:
-    with db.read() as session:
-        checkpoint = session.get(CheckpointRow, task_id)
-        return checkpoint.watermark if checkpoint is not None else None
+    with db.lookup() as conn:
+        return conn.execute(
+            select(CheckpointRow.watermark).where(CheckpointRow.task_id == task_id)
+        ).scalar_one_or_none()
