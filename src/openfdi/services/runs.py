@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.orm import aliased
 
 from openfdi.domain.scope import Scope
@@ -68,13 +68,14 @@ _SPEC = (
     .join(_source, _source.id == TaskRow.source_datasource_id)
     .join(_target, _target.id == TaskRow.target_datasource_id)
     .outerjoin(CheckpointRow, CheckpointRow.task_id == TaskRow.id)
+    .where(TaskRow.id == bindparam("task_id"))
 )
 
 
 def build_spec(rt: Runtime, run_id: str, task_id: str) -> RunSpec:
     """What the run needs, in one read (every scheduled fire pays for it)."""
     with rt.db.lookup() as conn:
-        row = conn.execute(_SPEC.where(TaskRow.id == task_id)).one()
+        row = conn.execute(_SPEC, {"task_id": task_id}).one()
     task_type, detail, source_type, source, target_type, target, watermark = row
     return RunSpec(
         run_id=run_id,
@@ -227,7 +228,7 @@ class Supervisor:
     rt: Runtime
     interval_s: float = 0.25
     planner: FirePlanner | None = None
-    fire_spacing_s: float = 0.05
+    fire_spacing_s: float = 0.1
 
     def __post_init__(self) -> None:
         self._closing = threading.Event()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, Connection, and_, func, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -70,25 +70,81 @@ def create_run(
     return run_id
 
 
+# The statements of a run's hot path are built once: building and cache-keying a statement
+# costs SQLAlchemy more than executing it, and every scheduled fire runs each of them.
+_GUARD = and_(
+    RunRow.id == bindparam("g_run_id"),
+    RunRow.epoch == bindparam("g_epoch"),
+    RunRow.state.in_(_ACTIVE),
+)
+_CLAIM = (
+    update(RunRow)
+    .where(RunRow.id == bindparam("g_run_id"), RunRow.state == RunState.STARTING.value)
+    .values(
+        epoch=RunRow.epoch + 1,
+        lease_owner=bindparam("p_owner"),
+        lease_expires_at=bindparam("p_expires"),
+        state=RunState.RUNNING.value,
+        started_at=func.coalesce(RunRow.started_at, bindparam("p_now")),
+    )
+    .returning(RunRow.epoch)
+)
+_RENEW = update(RunRow).where(_GUARD).values(lease_expires_at=bindparam("p_expires"))
+_PROGRESS = (
+    update(RunRow)
+    .where(_GUARD)
+    .values(
+        data_count=bindparam("p_rows"),
+        dirty_data_count=bindparam("p_dirty"),
+        data_size_bytes=bindparam("p_bytes"),
+        read_ms=bindparam("p_read_ms"),
+        write_ms=bindparam("p_write_ms"),
+        position=bindparam("p_position"),
+    )
+)
+_FINISH = (
+    update(RunRow)
+    .where(_GUARD)
+    .values(
+        state=bindparam("p_state"),
+        ended_at=bindparam("p_now"),
+        remarks=bindparam("p_remarks"),
+        position_status=bindparam("p_status"),
+        lease_owner=None,
+        lease_expires_at=None,
+    )
+)
+_CHECKPOINT_MOVE = (
+    update(CheckpointRow)
+    .where(CheckpointRow.task_id == bindparam("p_task_id"))
+    .values(
+        watermark=bindparam("p_watermark"),
+        run_id=bindparam("g_run_id"),
+        updated_at=bindparam("p_now"),
+    )
+)
+_CHECKPOINT_FIRST = insert(CheckpointRow).values(
+    task_id=bindparam("p_task_id"),
+    watermark=bindparam("p_watermark"),
+    run_id=bindparam("g_run_id"),
+    updated_at=bindparam("p_now"),
+)
+
+
+def _guard(claim_: Claim) -> dict[str, object]:
+    """Only the claimed epoch may write, and only while the run is active."""
+    return {"g_run_id": claim_.run_id, "g_epoch": claim_.epoch}
+
+
 def claim(db: Database, run_id: str, owner: str, now_ms: int, lease_ms: int) -> Claim | None:
     """Take a `starting` run: bump its epoch, set the lease, mark it running. None if taken.
 
-    One guarded UPDATE (Core, RETURNING the new epoch): the row lock it takes makes two
-    claimers race safely, and it is the hot path of every scheduled fire.
+    One guarded UPDATE RETURNING the new epoch: the row lock it takes makes two claimers race
+    safely.
     """
+    params = {"g_run_id": run_id, "p_owner": owner, "p_expires": now_ms + lease_ms, "p_now": now_ms}
     with db.write_conn() as conn:
-        epoch = conn.execute(
-            update(RunRow)
-            .where(RunRow.id == run_id, RunRow.state == RunState.STARTING.value)
-            .values(
-                epoch=RunRow.epoch + 1,
-                lease_owner=owner,
-                lease_expires_at=now_ms + lease_ms,
-                state=RunState.RUNNING.value,
-                started_at=func.coalesce(RunRow.started_at, now_ms),
-            )
-            .returning(RunRow.epoch)
-        ).scalar_one_or_none()
+        epoch = conn.execute(_CLAIM, params).scalar_one_or_none()
     return None if epoch is None else Claim(run_id, epoch, owner)
 
 
@@ -105,16 +161,9 @@ def reserve(db: Database, run_ids: list[str], owner: str, now_ms: int, lease_ms:
         )
 
 
-def _guarded(claim_: Claim) -> ColumnElement[bool]:
-    """Only the claimed epoch may write, and only while the run is active."""
-    return and_(RunRow.id == claim_.run_id, RunRow.epoch == claim_.epoch, RunRow.state.in_(_ACTIVE))
-
-
 def renew(db: Database, claim_: Claim, now_ms: int, lease_ms: int) -> None:
     with db.write_conn() as conn:
-        result = conn.execute(
-            update(RunRow).where(_guarded(claim_)).values(lease_expires_at=now_ms + lease_ms)
-        )
+        result = conn.execute(_RENEW, {**_guard(claim_), "p_expires": now_ms + lease_ms})
         if result.rowcount != 1:
             raise FencedError(claim_.run_id)
 
@@ -123,18 +172,16 @@ def record_progress(
     session: Session | Connection, claim_: Claim, progress: Progress, position: str
 ) -> None:
     """Write the run's totals inside the caller's transaction (the checkpoint's transaction)."""
-    result = session.execute(
-        update(RunRow)
-        .where(_guarded(claim_))
-        .values(
-            data_count=progress.data_count,
-            dirty_data_count=progress.dirty_data_count,
-            data_size_bytes=progress.data_size_bytes,
-            read_ms=progress.read_ms,
-            write_ms=progress.write_ms,
-            position=position,
-        )
-    )
+    params = {
+        **_guard(claim_),
+        "p_rows": progress.data_count,
+        "p_dirty": progress.dirty_data_count,
+        "p_bytes": progress.data_size_bytes,
+        "p_read_ms": progress.read_ms,
+        "p_write_ms": progress.write_ms,
+        "p_position": position,
+    }
+    result = session.execute(_PROGRESS, params)
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise FencedError(claim_.run_id)
 
@@ -150,20 +197,15 @@ def finish(
     """End the run in a final state; FencedError if a newer claim owns it."""
     if state.is_active:
         raise ValueError(f"{state} is not a final state")
+    params = {
+        **_guard(claim_),
+        "p_state": state.value,
+        "p_now": now_ms,
+        "p_remarks": remarks,
+        "p_status": position_status,
+    }
     with db.write_conn() as conn:
-        result = conn.execute(
-            update(RunRow)
-            .where(_guarded(claim_))
-            .values(
-                state=state.value,
-                ended_at=now_ms,
-                remarks=remarks,
-                position_status=position_status,
-                lease_owner=None,
-                lease_expires_at=None,
-            )
-        )
-        if result.rowcount != 1:
+        if conn.execute(_FINISH, params).rowcount != 1:
             raise FencedError(claim_.run_id)
 
 
@@ -244,13 +286,15 @@ def commit_progress(
     """
     with db.write_conn() as conn:
         record_progress(conn, claim_, progress, "WRITER")
-        values = {"watermark": watermark, "run_id": claim_.run_id, "updated_at": now_ms}
+        params = {
+            **_guard(claim_),
+            "p_task_id": task_id,
+            "p_watermark": watermark,
+            "p_now": now_ms,
+        }
         # Single flight: no other run of the task writes this row, so update-else-insert is safe.
-        moved = conn.execute(
-            update(CheckpointRow).where(CheckpointRow.task_id == task_id).values(**values)
-        )
-        if moved.rowcount == 0:
-            conn.execute(insert(CheckpointRow).values(task_id=task_id, **values))
+        if conn.execute(_CHECKPOINT_MOVE, params).rowcount == 0:
+            conn.execute(_CHECKPOINT_FIRST, params)
         if dirty:
             conn.execute(
                 insert(DirtyRowRow),
