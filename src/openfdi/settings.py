@@ -31,6 +31,12 @@ class Settings(BaseSettings):
         default=1.0, description="how often a REALTIME run polls its source for new rows"
     )
     dirty_data_limit: int = Field(default=1000, description="rejected rows before a run fails")
+    misfire_threshold_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="a fire found later than this (server down or behind) is a misfire, "
+        "handled by the plan's misfire policy",
+    )
     run_workers: int = Field(
         default=8,
         ge=1,

@@ -131,6 +131,27 @@ def test_a_two_second_plan_fires_on_time_and_stops_with_the_task(
     assert len(shown["next_fire_times"]) == 5  # the plan stays; it is just not armed
 
 
+def _metric(client: httpx.Client, name: str) -> float:
+    """A sample's value from /metrics (0 when absent)."""
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith(f"{name} "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_fires_and_runs_show_in_the_metrics(
+    runtime: Runtime, client: httpx.Client, base_path: str, tmp_path: Path
+) -> None:
+    task = _armed_task(client, base_path, tmp_path, EVERY_2S)
+    runs = wait_for(lambda: _done(runtime, task, 2), timeout=15)
+    assert _metric(client, "openfdi_scheduler_armed_tasks") == 1
+    assert _metric(client, 'openfdi_scheduler_fires_total{outcome="run"}') >= len(runs)
+    assert _metric(client, "openfdi_scheduler_ticks_total") > 0
+    assert _metric(client, "openfdi_runs_queued") == 0
+    _batch(client, base_path, "stop", task)
+    wait_for(lambda: _metric(client, "openfdi_scheduler_armed_tasks") == 0, timeout=5)
+
+
 def test_runs_longer_than_the_period_never_overlap(
     runtime: Runtime, client: httpx.Client, base_path: str, tmp_path: Path
 ) -> None:

@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from openfdi import __version__
 from openfdi.api import errors
 from openfdi.api.context import Metrics, RequestContextMiddleware
+from openfdi.api.engine_metrics import EngineCollector
 from openfdi.api.v2 import batch, datasources, dispatches, runs, tasks
 from openfdi.api.v3 import iam
 from openfdi.scheduler.planner import Planner
@@ -34,7 +35,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         supervisor = None
         if runtime.settings.engine_enabled:
             runtime.start_engine()
-            supervisor = Supervisor(runtime, planner=Planner(runtime.db))
+            supervisor = Supervisor(runtime, planner=planner)
             supervisor.start()
         try:
             yield
@@ -56,7 +57,12 @@ def create_app(runtime: Runtime) -> FastAPI:
         redoc_url=None,
     )
     app.state.runtime = runtime
+    planner = None
+    if runtime.settings.engine_enabled:
+        threshold_ms = int(runtime.settings.misfire_threshold_seconds * 1000)
+        planner = Planner(runtime.db, misfire_threshold_ms=threshold_ms)
     metrics = Metrics()
+    metrics.registry.register(EngineCollector(runtime, planner))
     errors.install(app)
     routers = (batch.router, tasks.router, dispatches.router, datasources.router, runs.router)
     for router in (*routers, iam.router):
