@@ -1,4 +1,4 @@
-"""The MYSQL connector's spec (layer: connectors); PyMySQL is imported only by `load`."""
+"""The MYSQL connector's spec (layer: connectors); its drivers are imported only by `load`."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
-"""PyMySQL exceptions -> connector errors (layer: connectors). The MySQL/MariaDB side of the seam.
+"""PyMySQL and asyncmy exceptions -> connector errors (layer: connectors): the MySQL seam.
 
-PyMySQL's exception classes do not follow the kind of failure (a lost connection and a syntax
-error can both be OperationalError), so the server's error number decides.
+The drivers' exception classes do not follow the kind of failure (a lost connection and a syntax
+error can both be OperationalError), so the server's error number decides. asyncmy (reads) has
+the same classes and arguments as PyMySQL (everything else), `(errno, message)`.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 
+import asyncmy.errors
 import pymysql  # type: ignore[import-untyped]
 
 from openfdi.connectors.errors import (
@@ -63,14 +65,18 @@ ROW_ERROR_CODES = frozenset(
 )  # fmt: skip
 
 
+DRIVER_ERRORS: tuple[type[BaseException], ...] = (pymysql.err.MySQLError, asyncmy.errors.MySQLError)
+_INTERFACE_ERRORS = (pymysql.err.InterfaceError, asyncmy.errors.InterfaceError)
+
+
 def error_code(exc: BaseException) -> int | None:
     args = getattr(exc, "args", ())
     return args[0] if args and isinstance(args[0], int) else None
 
 
 def translate(exc: BaseException, *, cancelled: bool) -> ConnectorError | None:
-    """The connector error for a PyMySQL exception; None for anything else."""
-    if not isinstance(exc, pymysql.err.MySQLError):
+    """The connector error for a PyMySQL or asyncmy exception; None for anything else."""
+    if not isinstance(exc, DRIVER_ERRORS):
         return None
     code = error_code(exc)
     args = exc.args
@@ -83,17 +89,17 @@ def translate(exc: BaseException, *, cancelled: bool) -> ConnectorError | None:
         return TransientConnectorError(message, code=tag)
     if code == ER_NO_SUCH_TABLE:
         return TableNotFoundError(message, code=tag)
-    if code in TRANSIENT_CODES or (code is None and isinstance(exc, pymysql.err.InterfaceError)):
+    if code in TRANSIENT_CODES or (code is None and isinstance(exc, _INTERFACE_ERRORS)):
         return TransientConnectorError(message, code=tag)
     return TerminalConnectorError(message, code=tag)
 
 
 def is_row_error(exc: BaseException) -> bool:
-    return isinstance(exc, pymysql.err.MySQLError) and error_code(exc) in ROW_ERROR_CODES
+    return isinstance(exc, DRIVER_ERRORS) and error_code(exc) in ROW_ERROR_CODES
 
 
 def map_driver_errors(
     secrets: Iterable[str], cancelled: Callable[[], bool]
 ) -> AbstractContextManager[None]:
-    """Translate PyMySQL exceptions raised in the block; `cancelled()` tells a KILL apart."""
+    """Translate driver exceptions raised in the block; `cancelled()` tells a KILL apart."""
     return translating(lambda exc: translate(exc, cancelled=cancelled()), secrets)
