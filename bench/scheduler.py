@@ -3,6 +3,8 @@ PostgreSQL metadata.
 
     .venv/bin/python bench/scheduler.py            # 10,000 tasks, 5 minutes measured
     .venv/bin/python bench/scheduler.py --quick    # 1,000 tasks, 1 minute measured
+    .venv/bin/python bench/scheduler.py --workers 0 --workers 2   # runs in the server, then in
+                                                                  # 2 worker processes
 
 For each metadata backend it starts a real `openfdi serve` on 127.0.0.1 (a free port, its own
 data dir; on PostgreSQL a fresh schema on 127.0.0.1:5432, dropped afterwards; the engine on, as
@@ -86,6 +88,7 @@ STATS = re.compile(r"^(\S+ \S+) INFO openfdi\.scheduler\.planner scheduler stats
 @dataclass(frozen=True)
 class Result:
     backend: str
+    workers: int
     tasks: int
     window_s: float
     expected_fires: int
@@ -116,6 +119,15 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU of the server and its worker processes (children alive for the whole window)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    return cpu_seconds(pid) + sum(cpu_seconds(int(c)) for c in children)
 
 
 def free_port() -> int:
@@ -150,11 +162,14 @@ def _openfdi_command() -> list[str]:
 
 
 @contextmanager
-def openfdi_server(data_dir: Path, database_url: str | None) -> Iterator[tuple[str, int, Path]]:
+def openfdi_server(
+    data_dir: Path, database_url: str | None, workers: int
+) -> Iterator[tuple[str, int, Path]]:
     """`openfdi serve` (INFO logs, for the planner's stats) on a free port: (url, pid, log)."""
     port = free_port()
     env = {
         **os.environ,
+        "OPENFDI_WORKER_PROCESSES": str(workers),
         "OPENFDI_DATA_DIR": str(data_dir),
         "OPENFDI_BOOTSTRAP_PROJECT_ID": PROJECT_ID,
         "OPENFDI_BOOTSTRAP_INSTANCE_ID": INSTANCE_ID,
@@ -328,7 +343,12 @@ def wait_stats_after(log_path: Path, end_ms: int, timeout_s: float) -> None:
 
 
 def bench_backend(
-    backend: str, tasks: int, warmup_s: float, window_s: float, log: Callable[[str], None]
+    backend: str,
+    workers: int,
+    tasks: int,
+    warmup_s: float,
+    window_s: float,
+    log: Callable[[str], None],
 ) -> Result:
     with tempfile.TemporaryDirectory(prefix="openfdi-sched-") as tmp:
         root = Path(tmp)
@@ -339,13 +359,14 @@ def bench_backend(
                     "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
                     f"?options=-csearch_path%3D{schema}"
                 )
-            with openfdi_server(root / "data", url) as (base_url, pid, log_path):
-                return _measure(backend, root, schema, base_url, pid, log_path, tasks,
+            with openfdi_server(root / "data", url, workers) as (base_url, pid, log_path):
+                return _measure(backend, workers, root, schema, base_url, pid, log_path, tasks,
                                 warmup_s, window_s, log)  # fmt: skip
 
 
 def _measure(
     backend: str,
+    workers: int,
     root: Path,
     schema: str | None,
     url: str,
@@ -382,10 +403,10 @@ def _measure(
     time.sleep(warmup_s)
 
     start_ms = int(time.time() * 1000)
-    cpu_before = cpu_seconds(pid)
+    cpu_before = tree_cpu_seconds(pid)
     time.sleep(window_s)
     end_ms = int(time.time() * 1000)
-    server_cpu = (cpu_seconds(pid) - cpu_before) / ((end_ms - start_ms) / 1000) * 100
+    server_cpu = (tree_cpu_seconds(pid) - cpu_before) / ((end_ms - start_ms) / 1000) * 100
     log(f"{backend}: window done; server CPU {server_cpu:.0f} %")
 
     # First fire after a batch start, with the load above still running.
@@ -422,6 +443,7 @@ def _measure(
     wait_stats_after(log_path, end_ms, 75)
     return Result(
         backend=backend,
+        workers=workers,
         tasks=tasks,
         window_s=(end_ms - start_ms) / 1000,
         expected_fires=expected_fires(offsets, start_ms, end_ms),
@@ -444,15 +466,16 @@ def render(results: list[Result], header: list[str]) -> str:
     lines = [
         *header,
         "",
-        "| backend | tasks | window s | fires expected | recorded | ran | skipped | not started "
+        "| backend | worker processes | tasks | window s | fires expected | recorded | ran "
+        "| skipped | not started "
         "| lateness p50 ms | p99 ms | max ms | created p99 ms | server CPU % | planner CPU % "
         "| batch start → first fire p50 / max s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         planner = f"{r.planner_cpu:.1f}" if r.planner_cpu is not None else "n/a"
         lines.append(
-            f"| {r.backend} | {r.tasks:,} | {r.window_s:.0f} | {r.expected_fires:,} "
+            f"| {r.backend} | {r.workers} | {r.tasks:,} | {r.window_s:.0f} | {r.expected_fires:,} "
             f"| {r.recorded:,} | {r.ran:,} | {r.skipped:,} | {r.not_started:,} "
             f"| {r.late_p50_ms:.0f} | {r.late_p99_ms:.0f} | {r.late_max_ms:.0f} "
             f"| {r.create_p99_ms:.0f} | {r.server_cpu:.0f} | {planner} "
@@ -464,14 +487,16 @@ def render(results: list[Result], header: list[str]) -> str:
         cpu = r.planner_cpu
         cpu_verdict = "n/a" if cpu is None else ("met" if cpu < GOAL_CPU else "NOT met")
         lines.append(
-            f"- {r.backend}: fire lateness p99 < {GOAL_P99_MS:.0f} ms: **{lateness}**; "
+            f"- {r.backend}, {r.workers} worker processes: fire lateness p99 < "
+            f"{GOAL_P99_MS:.0f} ms: **{lateness}**; "
             f"scheduler (planner) CPU < {GOAL_CPU:.0f} % of a core: **{cpu_verdict}**."
         )
     lines += [
         "",
         "Lateness is run start (the executor's claim) minus fire time; *created* is the run "
         "row's creation (the planner) minus fire time. Server CPU includes the engine executing "
-        "every run (threads of the same process); planner CPU is the planner's own tick "
+        "every run (the server's threads, or its worker processes: the whole process tree); "
+        "planner CPU is the planner's own tick "
         "(thread CPU time, from its stats log line). *Not started*: runs of fires in the window "
         "not yet claimed 10 s after it ended.",
     ]
@@ -486,6 +511,12 @@ def main() -> int:
     parser.add_argument(
         "--backend", action="append", choices=("sqlite", "postgres"), help="repeatable"
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        action="append",
+        help="OPENFDI_WORKER_PROCESSES of the server (repeatable; default 0: runs in the server)",
+    )
     args = parser.parse_args()
     tasks = args.tasks or (1000 if args.quick else 10_000)
     minutes = args.minutes or (1.0 if args.quick else 5.0)
@@ -496,7 +527,11 @@ def main() -> int:
         print(message, file=sys.stderr, flush=True)
 
     load_before = os.getloadavg()[0]
-    results = [bench_backend(b, tasks, warmup_s, minutes * 60, log) for b in backends]
+    results = [
+        bench_backend(b, w, tasks, warmup_s, minutes * 60, log)
+        for b in backends
+        for w in args.workers or [0]
+    ]
     header = [
         "# Scheduler: started TIMING tasks firing every minute",
         "",
@@ -505,7 +540,8 @@ def main() -> int:
         f"{tasks:,} tasks per backend, each firing every minute (fires spread evenly across "
         f"the minute), each run copying one row SQLite -> SQLite (upsert, {TARGETS} target "
         f"files); {warmup_s:.0f} s warm-up after the last start, {minutes:g} min measured. One "
-        "`openfdi serve` process (engine on: local executor, runs in its threads).",
+        "`openfdi serve` process (engine on); with worker processes, runs execute in its "
+        "`openfdi worker` children.",
     ]
     table = render(results, header)
     print(table)

@@ -37,6 +37,12 @@ class Settings(BaseSettings):
         description="a fire found later than this (server down or behind) is a misfire, "
         "handled by the plan's misfire policy",
     )
+    worker_processes: int = Field(
+        default=0,
+        ge=0,
+        description="`openfdi serve` starts this many `openfdi worker` processes to execute "
+        "runs (each with OPENFDI_RUN_WORKERS threads); 0 runs them in the server process",
+    )
     run_workers: int = Field(
         default=8,
         ge=1,

@@ -31,10 +31,12 @@ class Health(BaseModel):
 def create_app(runtime: Runtime) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        # The engine runs beside the API: the executor's threads and the supervisor's loop.
+        # The engine runs beside the API: the supervisor's loops (scheduler, reconciler) and,
+        # unless worker processes execute the runs, the executor's threads.
         supervisor = None
         if runtime.settings.engine_enabled:
-            runtime.start_engine()
+            if not runtime.runs_in_worker_processes:
+                runtime.start_engine()
             supervisor = Supervisor(runtime, planner=planner)
             supervisor.start()
         try:

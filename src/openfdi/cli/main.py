@@ -1,10 +1,12 @@
-"""`openfdi serve | migrate | admin …`."""
+"""`openfdi serve | worker | migrate | admin …`."""
 
 from __future__ import annotations
 
 import ipaddress
 import logging
+import signal
 import sys
+import threading
 from typing import Annotated
 
 import typer
@@ -12,8 +14,10 @@ import uvicorn
 
 from openfdi.api.app import create_app
 from openfdi.cli.admin import admin
+from openfdi.cli.workers import WorkerProcesses, die_with_parent
 from openfdi.domain.scope import Scope
 from openfdi.services import demo, identity
+from openfdi.services.runs import Worker
 from openfdi.services.runtime import Runtime
 from openfdi.settings import Settings
 
@@ -85,14 +89,50 @@ def serve(
         if demo_mode:
             demo.install_demo(runtime, Scope(created.project_id, created.instance_id))
             typer.echo("openfdi: demo data sources and tasks created", err=True)
-    uvicorn.run(
-        create_app(runtime),
-        host=host,
-        port=port,
-        access_log=access_log,
-        log_level=log_level,
-        timeout_graceful_shutdown=5,
+    workers = None
+    if runtime.runs_in_worker_processes:
+        workers = WorkerProcesses(settings.worker_processes, log_level)
+        workers.start()
+    try:
+        uvicorn.run(
+            create_app(runtime),
+            host=host,
+            port=port,
+            access_log=access_log,
+            log_level=log_level,
+            timeout_graceful_shutdown=5,
+        )
+    finally:
+        if workers is not None:
+            workers.stop()
+
+
+@app.command()
+def worker(
+    migrate: Annotated[bool, typer.Option(help="apply migrations before starting")] = True,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
+    parent_pid: Annotated[
+        int | None, typer.Option(hidden=True, help="exit when this process (serve) exits")
+    ] = None,
+) -> None:
+    """Execute runs: claim the ones nobody has claimed from the metadata database.
+
+    `openfdi serve` starts these itself with OPENFDI_WORKER_PROCESSES; start more by hand (same
+    environment, same database) to add capacity. SIGTERM interrupts the runs and exits.
+    """
+    if parent_pid is not None:
+        die_with_parent(parent_pid)
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    closing = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: closing.set())
+    runtime = Runtime.open(Settings(), migrate=migrate)
+    try:
+        Worker(runtime).run(closing)
+    finally:
+        runtime.close()  # stops the executor: running runs end interrupted, to be resumed
 
 
 @app.command()

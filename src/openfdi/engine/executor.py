@@ -113,6 +113,16 @@ class LocalExecutor:
         with self._lock:
             return sum(1 for a in self._active.values() if a.runner is None)
 
+    def free_workers(self) -> int:
+        """Pool threads neither busy nor spoken for by a queued run."""
+        with self._lock:
+            pooled = sum(
+                1
+                for a in self._active.values()
+                if a.runner is None or a.runner.spec.task_type is not TaskType.REALTIME
+            )
+        return max(0, len(self._workers) - pooled)
+
     def stop(self, run_id: str, *, interrupt: bool = False) -> None:
         """Ask the run to stop; force it at the deadline. Returns at once.
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -48,10 +49,10 @@ FAILED_RETRY_MS = 5_000
 STARTING_GRACE_MS = 30_000
 
 
-def _executor(rt: Runtime) -> LocalExecutor:
-    if rt.executor is None:
+def _require_engine(rt: Runtime) -> None:
+    """Runs start only where something executes them: this process or its worker processes."""
+    if rt.executor is None and not rt.runs_in_worker_processes:
         raise TaskStartFailed(detail="the engine is not running in this server")
-    return rt.executor
 
 
 _source, _target = aliased(DatasourceRow), aliased(DatasourceRow)
@@ -90,16 +91,18 @@ def build_spec(rt: Runtime, run_id: str, task_id: str) -> RunSpec:
 
 def _start(rt: Runtime, task_id: str, trigger: str) -> str:
     """Create and submit a run; RunConflictError if the task has an active run."""
-    _executor(rt)
+    _require_engine(rt)
     run_id = runs.create_run(rt.db, task_id, trigger, rt.clock_ms())
     submit_created(rt, run_id, task_id)
     return run_id
 
 
 def submit_created(rt: Runtime, run_id: str, task_id: str) -> None:
-    """Hand a created run to this server's executor, which claims and describes it in the
-    run's own thread (a run that cannot be described fails there with the reason)."""
-    _executor(rt).submit(run_id, lambda: build_spec(rt, run_id, task_id))
+    """Hand a created run to this process's executor, which claims and describes it on one of
+    its workers (a run that cannot be described fails there with the reason). Without one,
+    the run waits in the database for a worker process to claim it (`Worker`)."""
+    if rt.executor is not None:
+        rt.executor.submit(run_id, lambda: build_spec(rt, run_id, task_id))
 
 
 def run_task(rt: Runtime, scope: Scope, task_id: str) -> RunTaskResponse:
@@ -202,6 +205,51 @@ def list_dirty_rows(
     return ListDirtyRowsResponse(total=total, size=len(entities), entities=entities)
 
 
+def stop_unwanted_runs(rt: Runtime, executor: LocalExecutor) -> None:
+    """Stop the executor's runs that were asked to stop or whose task was stopped since."""
+    mine = executor.active_run_ids()
+    if not mine:
+        return
+    with rt.db.read() as session:
+        rows = session.execute(
+            select(RunRow.id, RunRow.state, RunRow.created_at, TaskRow.status, TaskRow.updated_at)
+            .join(TaskRow, TaskRow.id == RunRow.task_id)
+            .where(RunRow.id.in_(mine))
+        ).all()
+    for run_id, state, created, desired, changed in rows:
+        # A run older than the task's last change while the task is stopped was stopped by
+        # that change; a manual run started after it is left alone.
+        stopped_after = desired == DesiredState.STOPPED and changed >= created
+        if state == RunState.STOPPING or stopped_after:
+            executor.stop(run_id)
+
+
+@dataclass
+class Worker:
+    """The loop of an `openfdi worker` process: claims runs nobody has claimed, as long as
+    its executor has free run workers, and stops its runs when asked (from the database,
+    since the request reached another process)."""
+
+    rt: Runtime
+    poll_s: float = 0.05
+    stop_check_s: float = 0.1
+
+    def run(self, closing: threading.Event) -> None:
+        executor = self.rt.start_engine()
+        checked = 0.0
+        while not closing.wait(self.poll_s):
+            try:
+                free = executor.free_workers()
+                if free:
+                    for run_id, task_id in runs.unclaimed(self.rt.db, free):
+                        submit_created(self.rt, run_id, task_id)
+                if time.monotonic() - checked >= self.stop_check_s:
+                    checked = time.monotonic()
+                    stop_unwanted_runs(self.rt, executor)
+            except Exception:  # a database hiccup: try again at the next poll
+                log.exception("worker pass failed")
+
+
 class FirePlanner(Protocol):
     """Turns due fires of scheduled plans into runs (the scheduler layer implements it)."""
 
@@ -280,28 +328,9 @@ class Supervisor:
         now = self.rt.clock_ms()
         for run_id in runs.expire_leases(self.rt.db, now, STARTING_GRACE_MS):
             log.warning("run %s closed as interrupted: its lease expired", run_id)
-        self._stop_unwanted_runs()
+        if self.rt.executor is not None:
+            stop_unwanted_runs(self.rt, self.rt.executor)
         self._start_realtime_runs(now)
-
-    def _stop_unwanted_runs(self) -> None:
-        executor = _executor(self.rt)
-        mine = executor.active_run_ids()
-        if not mine:
-            return
-        with self.rt.db.read() as session:
-            rows = session.execute(
-                select(
-                    RunRow.id, RunRow.state, RunRow.created_at, TaskRow.status, TaskRow.updated_at
-                )
-                .join(TaskRow, TaskRow.id == RunRow.task_id)
-                .where(RunRow.id.in_(mine))
-            ).all()
-        for run_id, state, created, desired, changed in rows:
-            # A run older than the task's last change while the task is stopped was stopped by
-            # that change; a manual run started after it is left alone.
-            stopped_after = desired == DesiredState.STOPPED and changed >= created
-            if state == RunState.STOPPING or stopped_after:
-                executor.stop(run_id)
 
     def _start_realtime_runs(self, now: int) -> None:
         latest = aliased(RunRow)

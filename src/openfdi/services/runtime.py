@@ -39,6 +39,11 @@ class Runtime:
             box = SecretBox.from_key_file(settings.key_file)
         return cls(settings=settings, db=db, box=box)
 
+    @property
+    def runs_in_worker_processes(self) -> bool:
+        """Runs execute in `openfdi worker` processes, not in this one."""
+        return self.settings.engine_enabled and self.settings.worker_processes > 0
+
     def start_engine(self) -> LocalExecutor:
         if self.executor is None:
             s = self.settings

@@ -148,6 +148,18 @@ def claim(db: Database, run_id: str, owner: str, now_ms: int, lease_ms: int) -> 
     return None if epoch is None else Claim(run_id, epoch, owner)
 
 
+def unclaimed(db: Database, limit: int) -> list[tuple[str, str]]:
+    """The oldest runs nobody has claimed or reserved: (run_id, task_id), oldest first."""
+    query = (
+        select(RunRow.id, RunRow.task_id)
+        .where(RunRow.state == RunState.STARTING.value, RunRow.lease_owner.is_(None))
+        .order_by(RunRow.created_at)
+        .limit(limit)
+    )
+    with db.lookup() as conn:
+        return [(run_id, task_id) for run_id, task_id in conn.execute(query)]
+
+
 def reserve(db: Database, run_ids: list[str], owner: str, now_ms: int, lease_ms: int) -> None:
     """Mark queued (`starting`) runs as this executor's until `now_ms + lease_ms`, so that
     `expire_leases` does not close them for never having been claimed."""
@@ -245,30 +257,36 @@ def expire_leases(db: Database, now_ms: int, starting_grace_ms: int) -> list[str
 
     Bumping the epoch fences the old owner, should it wake up again.
     """
-    unclaimed = (
+    never_claimed = (
         (RunRow.state == RunState.STARTING.value)
         & RunRow.lease_expires_at.is_(None)
         & (RunRow.created_at < now_ms - starting_grace_ms)
     )
-    expired = (
-        RunRow.lease_expires_at.is_not(None) & (RunRow.lease_expires_at < now_ms)
-    ) | unclaimed
-    with db.write() as session:
-        rows = session.scalars(
-            update(RunRow)
-            .where(RunRow.state.in_(_ACTIVE), expired)
-            .values(
-                state=RunState.INTERRUPTED.value,
-                epoch=RunRow.epoch + 1,
-                ended_at=now_ms,
-                remarks="interrupted: the executor stopped renewing its lease",
-                position_status="INTERNAL_ERR",
-                lease_owner=None,
-                lease_expires_at=None,
-            )
-            .returning(RunRow.id)
-        ).all()
-        return list(rows)
+    lease_lapsed = RunRow.lease_expires_at.is_not(None) & (RunRow.lease_expires_at < now_ms)
+    closed: list[str] = []
+    with db.write_conn() as conn:
+        for expired, remarks in (
+            (lease_lapsed, "interrupted: the executor stopped renewing its lease"),
+            (
+                never_claimed,
+                f"interrupted: no executor started the run within {starting_grace_ms // 1000} s",
+            ),
+        ):
+            closed += conn.scalars(
+                update(RunRow)
+                .where(RunRow.state.in_(_ACTIVE), expired)
+                .values(
+                    state=RunState.INTERRUPTED.value,
+                    epoch=RunRow.epoch + 1,
+                    ended_at=now_ms,
+                    remarks=remarks,
+                    position_status="INTERNAL_ERR",
+                    lease_owner=None,
+                    lease_expires_at=None,
+                )
+                .returning(RunRow.id)
+            ).all()
+    return closed
 
 
 def commit_progress(

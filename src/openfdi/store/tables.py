@@ -142,6 +142,7 @@ class DispatchRow(Base):
 
 
 ACTIVE_STATES_SQL = "state IN ('starting', 'running', 'stopping')"
+UNCLAIMED_SQL = "state = 'starting' AND lease_owner IS NULL"
 
 
 class RunRow(Base):
@@ -158,6 +159,13 @@ class RunRow(Base):
         ),
         UniqueConstraint("task_id", "fire_time", name="ux_runs_fire"),
         Index("ix_runs_task_created", "task_id", "created_at"),
+        # Worker processes poll for runs to claim: this stays as small as the queue.
+        Index(
+            "ix_runs_unclaimed",
+            "created_at",
+            sqlite_where=text(UNCLAIMED_SQL),
+            postgresql_where=text(UNCLAIMED_SQL),
+        ),
     )
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
