@@ -29,6 +29,18 @@ def test_migrate_is_idempotent(runtime) -> None:
     assert {"tasks", "runs", "dispatches", "datasources", "credentials"} <= names
 
 
+@both_databases
+def test_the_database_is_at_the_head_alembic_computes(runtime) -> None:
+    """`head_revision` (file names, read without importing Alembic) is Alembic's own head."""
+    from alembic.script import ScriptDirectory
+
+    from openfdi.store.db import alembic_config, head_revision
+
+    script = ScriptDirectory.from_config(alembic_config(runtime.db.url))
+    assert head_revision() == script.get_current_head()
+    assert runtime.db.revision() == head_revision()
+
+
 def test_sqlite_pragmas(runtime) -> None:
     with runtime.db.engine.connect() as conn:
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from openfdi.cli.main import app
+from openfdi import memory
+
+memory.configure()  # before anything allocates: see openfdi.memory
+
+from openfdi.cli.main import app  # noqa: E402
 
 
 def main() -> None:

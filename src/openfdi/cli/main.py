@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import signal
+import subprocess
 import sys
 import threading
 from typing import Annotated
@@ -20,6 +21,7 @@ from openfdi.services import demo, identity
 from openfdi.services.runs import Worker
 from openfdi.services.runtime import Runtime
 from openfdi.settings import Settings
+from openfdi.store.db import Database, head_revision
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="openfdi: FDI-compatible data integration"
@@ -47,6 +49,19 @@ def _print_bootstrap(created: identity.Bootstrap) -> None:
         f"  SK           {created.sk}",
     ]
     typer.echo("\n".join(lines), err=True)
+
+
+def _migrate_in_child(settings: Settings) -> None:
+    """Apply pending migrations in a child `openfdi migrate` (same environment), so that the
+    long-running server never imports Alembic (openfdi.store.db.Database.migrate)."""
+    db = Database(settings.resolved_database_url)
+    try:
+        pending = db.revision() != head_revision()
+    finally:
+        db.dispose()
+    if pending:
+        command = [sys.executable, "-m", "openfdi", "migrate"]
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)  # noqa: S603 - ours
 
 
 @app.command()
@@ -82,6 +97,7 @@ def serve(
     settings = settings.model_copy(
         update={k: v for k, v in overrides.items() if getattr(settings, k) is None}
     )
+    _migrate_in_child(settings)
     runtime = Runtime.open(settings)
     created = identity.bootstrap(runtime)
     if created is not None:

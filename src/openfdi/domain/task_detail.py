@@ -13,12 +13,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import sqlglot
-from sqlglot import exp
-
 WRITE_MODES = ("insert", "upsert", "truncate_insert")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}(\.[A-Za-z_][A-Za-z0-9_$]{0,62})?$")
-_BOOLEAN_NODES = (exp.Predicate, exp.Connector, exp.Not, exp.Boolean, exp.Is, exp.Exists)
 
 
 class TaskDetailError(ValueError):
@@ -68,6 +64,11 @@ def _names(value: Any, where: str) -> tuple[str, ...]:
 
 def check_where(text: str) -> str:
     """Accept exactly one boolean SQL expression: no second statement, no comment, no DDL."""
+    # Imported here: sqlglot costs 8 MiB and most tasks have no `where`.
+    import sqlglot
+    from sqlglot import exp
+
+    boolean_nodes = (exp.Predicate, exp.Connector, exp.Not, exp.Boolean, exp.Is, exp.Exists)
     if not text.strip():
         raise TaskDetailError("sourceSelectedDatasource.where is empty")
     if ";" in text or "--" in text or "/*" in text:
@@ -82,7 +83,7 @@ def check_where(text: str) -> str:
     node = condition.this if condition is not None else None
     while isinstance(node, exp.Paren):
         node = node.this
-    if not isinstance(node, _BOOLEAN_NODES):
+    if not isinstance(node, boolean_nodes):
         raise TaskDetailError("sourceSelectedDatasource.where must be a boolean expression")
     return text
 

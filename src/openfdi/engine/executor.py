@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from openfdi import memory
 from openfdi.connectors.registry import Registry
 from openfdi.domain.states import RunState, TaskType
 from openfdi.engine.runner import EngineSettings, Runner
@@ -237,6 +238,7 @@ class LocalExecutor:
             active.done.set()
             if active.deadline_timer is not None:
                 active.deadline_timer.cancel()
+        memory.trim()  # what the run's batches freed goes back, before the next run
 
     def _renew_loop(self) -> None:
         interval = self.lease_ms / 1000 / 3

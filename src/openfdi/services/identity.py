@@ -23,7 +23,7 @@ from openfdi.errors import (
 )
 from openfdi.services.runtime import Runtime
 from openfdi.store.crypto import (
-    DUMMY_PASSWORD_HASH,
+    dummy_password_hash,
     hash_password,
     token_digest,
     verify_password,
@@ -240,7 +240,7 @@ def issue_token(
 ) -> IssuedToken:
     with rt.db.read() as session:
         user = session.scalar(select(UserRow).where(UserRow.name == user_name))
-        stored = user.password_hash if user is not None else DUMMY_PASSWORD_HASH
+        stored = user.password_hash if user is not None else dummy_password_hash()
         if not verify_password(password, stored) or user is None:
             raise AuthenticationFailed(detail="the username or password is wrong")
         project = session.get(ProjectRow, user.project_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import os
@@ -64,9 +65,11 @@ def verify_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(digest, expected)
 
 
-# Verifying against this when a user does not exist keeps the timing of a failed login the same
-# whether or not the name is registered.
-DUMMY_PASSWORD_HASH = hash_password(secrets.token_hex(8))
+@functools.cache
+def dummy_password_hash() -> str:
+    """Verifying against this when a user does not exist keeps the timing of a failed login the
+    same whether or not the name is registered (made on first use: a hash costs 16 MiB)."""
+    return hash_password(secrets.token_hex(8))
 
 
 def token_digest(token: str) -> str:
