@@ -269,8 +269,8 @@ class Supervisor:
     The reconciler (every `interval_s`) closes runs whose lease expired, stops runs of stopped
     tasks and starts REALTIME ones. The scheduler thread wakes for the planner's next fire (at
     most every `interval_s`, at least `fire_spacing_s` apart, so fires due close together are
-    handled in one transaction) and hands the runs it creates to the executor, which claims
-    them in their own threads: a slow run start never delays the next fire.
+    handled in one transaction) and hands the runs it creates to the executor, whose workers
+    claim them (or leaves them to worker processes): a slow run start never delays a fire.
     """
 
     rt: Runtime
