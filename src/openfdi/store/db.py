@@ -9,8 +9,6 @@ and then failing to upgrade it (SQLITE_BUSY mid-transaction).
 
 from __future__ import annotations
 
-import fcntl
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -60,40 +58,6 @@ def _begin_with(engine: Engine, statement: str) -> Engine:
     return view
 
 
-class _WriterQueue:
-    """Exclusive for SQLite writers: a thread lock, then `flock` on a file beside the database
-    (a blocking kernel lock, released by the kernel should the process die)."""
-
-    def __init__(self, lock_file: Path | None) -> None:
-        self._threads = threading.Lock()
-        self._lock_file = lock_file
-        self._fd: int | None = None
-
-    def __enter__(self) -> None:
-        self._threads.acquire()
-        try:
-            if self._lock_file is not None:
-                if self._fd is None:
-                    self._fd = os.open(self._lock_file, os.O_RDWR | os.O_CREAT, 0o600)
-                fcntl.flock(self._fd, fcntl.LOCK_EX)
-        except BaseException:
-            self._threads.release()
-            raise
-
-    def __exit__(self, *_: object) -> None:
-        try:
-            if self._fd is not None:
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
-        finally:
-            self._threads.release()
-
-    def close(self) -> None:
-        with self._threads:
-            if self._fd is not None:
-                os.close(self._fd)
-                self._fd = None
-
-
 class Database:
     """One engine, and the session and connection factories the services use."""
 
@@ -113,16 +77,13 @@ class Database:
         else:
             self.engine = create_engine(url, pool_pre_ping=True, pool_size=16, max_overflow=16)
             reader = writer = self.engine
-        # SQLite has one writer at a time, and its busy handler (sleep and retry) is unfair and
-        # slow: under load some writers wait far longer than others, and the lock sits idle while
-        # they sleep. Writers queue on a lock first instead: a thread lock within the process,
-        # then a kernel file lock shared by every process on the database (the server, its
-        # worker processes, the admin CLI), which wakes the next writer the moment it is free.
-        self._write_queue: AbstractContextManager[object] = nullcontext()
-        if self.is_sqlite:
-            on_disk = parsed.database and parsed.database != ":memory:"
-            lock_file = Path(f"{parsed.database}.writelock") if on_disk else None
-            self._write_queue = _WriterQueue(lock_file)
+        # SQLite has one writer at a time, and its busy handler (sleep and retry) is unfair: under
+        # load some writers wait far longer than others. Queueing this process's writers on a
+        # lock first makes the wait first-come first-served; the busy handler remains for
+        # writers in other processes (the admin CLI).
+        self._write_queue: AbstractContextManager[object] = (
+            threading.Lock() if self.is_sqlite else nullcontext()
+        )
         self._write_engine = writer
         self._reader = sessionmaker(reader, expire_on_commit=False)
         self._writer = sessionmaker(writer, expire_on_commit=False)
@@ -179,8 +140,6 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
-        if isinstance(self._write_queue, _WriterQueue):
-            self._write_queue.close()
 
 
 def head_revision() -> str:
