@@ -146,3 +146,29 @@ def _sibling(runtime, mark: str) -> str:  # type: ignore[no-untyped-def]
         )
         session.add(sibling)
     return mark * 32
+
+
+def test_executors_reserving_side_by_side_never_take_the_same_run(runtime, creds) -> None:
+    tasks = [_task(runtime, creds)] + [_sibling(runtime, m) for m in "23456789"]
+    created = [runs.create_run(runtime.db, t, "schedule", now_ms=i) for i, t in enumerate(tasks)]
+    taken: dict[str, list[str]] = {}
+    barrier = threading.Barrier(3)
+
+    def reserve(owner: str) -> None:
+        barrier.wait()
+        mine: list[str] = []
+        while batch := runs.reserve_unclaimed(runtime.db, owner, 2, now_ms=100, lease_ms=LEASE):
+            mine += [run_id for run_id, _ in batch]
+        taken[owner] = mine
+
+    threads = [threading.Thread(target=reserve, args=(f"executor-{i}",)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    everything = [run_id for mine in taken.values() for run_id in mine]
+    assert sorted(everything) == sorted(created)  # each run once, none left behind
+    assert runs.reserve_unclaimed(runtime.db, "late", 5, now_ms=200, lease_ms=LEASE) == []
+    # Reserved runs are still claimable (by their executor) and not closed as never claimed.
+    assert runs.expire_leases(runtime.db, now_ms=10_000, starting_grace_ms=5_000) == []
+    assert runs.claim(runtime.db, created[0], "executor-0", now_ms=300, lease_ms=LEASE)

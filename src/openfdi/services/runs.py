@@ -226,9 +226,9 @@ def stop_unwanted_runs(rt: Runtime, executor: LocalExecutor) -> None:
 
 @dataclass
 class Worker:
-    """The loop of an `openfdi worker` process: claims runs nobody has claimed, as long as
-    its executor has free run workers, and stops its runs when asked (from the database,
-    since the request reached another process)."""
+    """The loop of an `openfdi worker` process: reserves runs nobody has claimed, as many as
+    its executor has free run workers (so that worker processes never race for one run), and
+    stops its runs when asked (from the database, since the request reached another process)."""
 
     rt: Runtime
     poll_s: float = 0.05
@@ -241,7 +241,10 @@ class Worker:
             try:
                 free = executor.free_workers()
                 if free:
-                    for run_id, task_id in runs.unclaimed(self.rt.db, free):
+                    reserved = runs.reserve_unclaimed(
+                        self.rt.db, executor.owner, free, self.rt.clock_ms(), executor.lease_ms
+                    )
+                    for run_id, task_id in reserved:
                         submit_created(self.rt, run_id, task_id)
                 if time.monotonic() - checked >= self.stop_check_s:
                     checked = time.monotonic()

@@ -148,16 +148,33 @@ def claim(db: Database, run_id: str, owner: str, now_ms: int, lease_ms: int) -> 
     return None if epoch is None else Claim(run_id, epoch, owner)
 
 
-def unclaimed(db: Database, limit: int) -> list[tuple[str, str]]:
-    """The oldest runs nobody has claimed or reserved: (run_id, task_id), oldest first."""
-    query = (
-        select(RunRow.id, RunRow.task_id)
+def reserve_unclaimed(
+    db: Database, owner: str, limit: int, now_ms: int, lease_ms: int
+) -> list[tuple[str, str]]:
+    """Reserve for `owner` the oldest runs nobody has claimed or reserved; their
+    (run_id, task_id). One statement, so executors polling side by side never take the same
+    run: on PostgreSQL rows another is reserving are skipped (SKIP LOCKED) and the outer
+    conditions are checked again after any lock wait; SQLite runs one writer at a time."""
+    oldest = (
+        select(RunRow.id)
         .where(RunRow.state == RunState.STARTING.value, RunRow.lease_owner.is_(None))
         .order_by(RunRow.created_at)
         .limit(limit)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
     )
-    with db.lookup() as conn:
-        return [(run_id, task_id) for run_id, task_id in conn.execute(query)]
+    with db.write_conn() as conn:
+        rows = conn.execute(
+            update(RunRow)
+            .where(
+                RunRow.id.in_(oldest),
+                RunRow.state == RunState.STARTING.value,
+                RunRow.lease_owner.is_(None),
+            )
+            .values(lease_owner=owner, lease_expires_at=now_ms + lease_ms)
+            .returning(RunRow.id, RunRow.task_id, RunRow.created_at)
+        ).all()
+    return [(run_id, task_id) for run_id, task_id, _ in sorted(rows, key=lambda r: r[2])]
 
 
 def reserve(db: Database, run_ids: list[str], owner: str, now_ms: int, lease_ms: int) -> None:
