@@ -504,6 +504,7 @@ def render(results: list[Result], header: list[str]) -> str:
 
 
 def main() -> int:
+    global TARGETS  # a setting of this run of the script
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--quick", action="store_true", help="1,000 tasks, 1 minute")
     parser.add_argument("--tasks", type=int, help="started TIMING tasks (default 10,000)")
@@ -512,12 +513,20 @@ def main() -> int:
         "--backend", action="append", choices=("sqlite", "postgres"), help="repeatable"
     )
     parser.add_argument(
+        "--targets",
+        type=int,
+        default=TARGETS,
+        help=f"SQLite target files the tasks share (default {TARGETS}); runs writing the same "
+        "file from several worker processes wait on its lock",
+    )
+    parser.add_argument(
         "--workers",
         type=int,
         action="append",
         help="OPENFDI_WORKER_PROCESSES of the server (repeatable; default 0: runs in the server)",
     )
     args = parser.parse_args()
+    TARGETS = args.targets
     tasks = args.tasks or (1000 if args.quick else 10_000)
     minutes = args.minutes or (1.0 if args.quick else 5.0)
     warmup_s = 20.0 if args.quick else 70.0
