@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,18 @@ UPSERT = {
     "sourceSelectedDatasource": {"table": "events"},
     "targetSelectedDatasource": {"table": "copy", "writeMode": "upsert", "keyColumns": ["id"]},
 }
+
+
+@contextmanager
+def _served(tmp_path: Path) -> Iterator[Served]:
+    """`openfdi serve` with 2 worker processes, stopped (SIGTERM) at the end unless killed."""
+    served = Served(tmp_path, demo=False, env=WORKER_ENV)
+    served.start()
+    try:
+        yield served
+    finally:
+        if served.proc is not None:
+            served.stop()
 
 
 def _children(pid: int) -> list[int]:
@@ -41,9 +55,7 @@ def _finished(client, task: str):  # type: ignore[no-untyped-def]
 def test_runs_execute_in_worker_processes_and_stop_through_the_database(tmp_path: Path) -> None:
     src, dst = tmp_path / "src.db", tmp_path / "dst.db"
     _fill(src, range(1, 300_001))
-    served = Served(tmp_path, demo=False, env=WORKER_ENV)
-    served.start()
-    try:
+    with _served(tmp_path) as served:
         assert served.proc is not None
         workers = _wait(lambda: len(_children(served.proc.pid)) == 2 and _children(served.proc.pid))
         with _client(served) as client:
@@ -62,17 +74,12 @@ def test_runs_execute_in_worker_processes_and_stop_through_the_database(tmp_path
             assert (done["execute_status"], done["data_count"]) == ("SUCCESS", 300_000), done
         assert _ids(dst) == list(range(1, 300_001))
         assert _children(served.proc.pid) == workers  # none died or was replaced
-    finally:
-        if served.proc is not None:
-            served.stop()
 
 
 def test_a_realtime_task_follows_and_stops_on_batch_stop(tmp_path: Path) -> None:
     src, dst = tmp_path / "src.db", tmp_path / "dst.db"
     _fill(src, range(1, 11))
-    served = Served(tmp_path, demo=False, env=WORKER_ENV)
-    served.start()
-    try:
+    with _served(tmp_path) as served:
         with _client(served) as client:
             detail = {**UPSERT, "sourceSelectedDatasource": {
                 "table": "events", "incremental": {"column": "id"}}}  # fmt: skip
@@ -89,17 +96,12 @@ def test_a_realtime_task_follows_and_stops_on_batch_stop(tmp_path: Path) -> None
             _fill(src, range(21, 31))
             time.sleep(1.0)  # a run still following would copy these within its 0.2 s poll
         assert _ids(dst) == list(range(1, 21))
-    finally:
-        if served.proc is not None:
-            served.stop()
 
 
 def test_workers_die_with_a_killed_server_and_a_restart_loses_nothing(tmp_path: Path) -> None:
     src, dst = tmp_path / "src.db", tmp_path / "dst.db"
     _fill(src, range(1, 300_001))
-    served = Served(tmp_path, demo=False, env=WORKER_ENV)
-    served.start()
-    try:
+    with _served(tmp_path) as served:
         assert served.proc is not None
         workers = _wait(lambda: len(_children(served.proc.pid)) == 2 and _children(served.proc.pid))
         with _client(served) as client:
@@ -119,9 +121,6 @@ def test_workers_die_with_a_killed_server_and_a_restart_loses_nothing(tmp_path: 
             done = _wait(lambda: len(_logs(client, task)) == 2 and _finished(client, task), 120)
             assert done["execute_status"] == "SUCCESS", done
         assert _ids(dst) == list(range(1, 300_001))
-    finally:
-        if served.proc is not None:
-            served.stop()
 
 
 @pytest.fixture(autouse=True)
