@@ -348,3 +348,61 @@ def test_rows_the_target_refuses_are_counted_and_kept_with_the_reason(
     assert body["total"] == 11
     assert json.loads(body["entities"][0]["row"])[0] == 90
     assert "CHECK" in body["entities"][0]["reason"]
+
+
+MILLIONS = 2_000_000
+
+
+def test_terminating_a_multi_million_row_copy_cancels_promptly_and_the_next_run_completes_it(
+    sdk, creds, signed, base_path, pg_schema
+) -> None:
+    """Issue 3: terminate mid-copy of a multi-million-row table; the upsert run after it
+    leaves the target with exactly the source's rows (compared in the database, both ways)."""
+    import time
+
+    import psycopg
+
+    url = PG_URL.format(schema=pg_schema)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE big (id bigint primary key, name varchar(32), amount numeric(12,2),"
+            " at timestamptz, flag boolean)"
+        )
+        conn.execute(
+            "INSERT INTO big SELECT i, 'row ' || i, i / 100.0,"
+            " timestamptz '2026-01-01' + i * interval '1.000001 second', i % 2 = 0"
+            f" FROM generate_series(1, {MILLIONS}) AS i"
+        )
+    content = {"host": "127.0.0.1", "port": "5432", "database_name": "postgres",
+               "user_name": "postgres", "password": "unused", "schema": pg_schema}  # fmt: skip
+    body = {"datasource_name": unique("pg"), "datasource_type": "POSTGRESQL", "content": content}
+    datasource = signed.post(f"{base_path}/datasources", json=body).json()["datasource_id"]
+    upsert = {"table": "big_copy", "writeMode": "upsert", "keyColumns": ["id"]}
+    detail = {"sourceSelectedDatasource": {"table": "big"}, "targetSelectedDatasource": upsert}
+    task = _task(sdk, creds, datasource, datasource, "TIMING", detail)
+
+    sdk.run_task(RunTaskRequest(instance_id=creds.instance_id, task_id=task))
+    wait_for(
+        lambda: (_logs(sdk, creds, task) or [None])[0] and _logs(sdk, creds, task)[0].data_count > 0
+    )
+    asked = time.time()
+    sdk.stop_task(StopTaskRequest(instance_id=creds.instance_id, task_id=task))
+    log = wait_for(lambda: _finished(sdk, creds, task), timeout=10)
+    assert log.execute_status == "CANCELLED", log.remarks
+    assert log.end_time / 1000 - asked < 2.5  # the 1 s stop deadline, plus a round trip
+    assert 0 < log.data_count < MILLIONS
+    with psycopg.connect(url) as conn:
+        copied = conn.execute("SELECT count(*) FROM big_copy").fetchone()
+    assert copied == (log.data_count,)  # what was counted was committed, and nothing more
+
+    sdk.run_task(RunTaskRequest(instance_id=creds.instance_id, task_id=task))
+    last = wait_for(
+        lambda: len(_logs(sdk, creds, task)) == 2 and _finished(sdk, creds, task), timeout=120
+    )
+    assert (last.execute_status, last.data_count) == ("SUCCESS", MILLIONS), last.remarks
+    with psycopg.connect(url) as conn:
+        differ = conn.execute(
+            "SELECT (SELECT count(*) FROM (TABLE big EXCEPT ALL TABLE big_copy) AS missing),"
+            " (SELECT count(*) FROM (TABLE big_copy EXCEPT ALL TABLE big) AS extra)"
+        ).fetchone()
+    assert differ == (0, 0)

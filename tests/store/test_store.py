@@ -153,3 +153,26 @@ def test_sqlite_writers_in_several_processes_queue_and_all_commit(tmp_path) -> N
     with db.lookup() as conn:
         assert conn.execute(text("SELECT n FROM counter")).scalar() == 500
     db.dispose()
+
+
+def test_a_pooled_connection_the_server_closed_while_idle_is_replaced(
+    postgres_url, monkeypatch
+) -> None:
+    """No round trip on every checkout, yet a connection the server dropped while it sat in
+    the pool (a restart, an idle timeout) is pinged, found dead and replaced: no error."""
+    import psycopg
+
+    from openfdi.store import db as store_db
+    from tests.services import PG_ADMIN_URL
+
+    database = store_db.Database(postgres_url)
+    try:
+        with database.lookup() as conn:
+            pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        monkeypatch.setattr(store_db, "PING_AFTER_IDLE_S", 0.0)
+        with database.lookup() as conn:
+            assert conn.execute(text("SELECT pg_backend_pid()")).scalar_one() != pid
+    finally:
+        database.dispose()

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -39,6 +39,36 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA busy_timeout=30000")  # wait for the write lock, do not fail
         cursor.execute("PRAGMA synchronous=NORMAL")  # durable in WAL mode, far fewer fsyncs
         cursor.close()
+
+
+PING_AFTER_IDLE_S = 5.0
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    """Check a pooled connection is alive before use, if it sat idle for a while.
+
+    `pool_pre_ping` would cost a round trip on every checkout: five per scheduled run, a third
+    of its statements. A connection in constant use needs none (if the server went away, its
+    next statement fails, and SQLAlchemy then discards every pooled connection), so only those
+    idle longer than `PING_AFTER_IDLE_S`, the ones a server restart or an idle timeout may have
+    closed unnoticed, are pinged; a dead one is replaced (the pool retries on DisconnectionError).
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_conn: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_S:
+            return
+        try:
+            with dbapi_conn.cursor() as cursor:
+                cursor.execute("SELECT 1")
+            dbapi_conn.rollback()
+        except Exception as exc:
+            raise DisconnectionError(str(exc)) from exc
 
 
 def _begin_with(engine: Engine, statement: str) -> Engine:
@@ -75,7 +105,8 @@ class Database:
             reader = _begin_with(self.engine, "BEGIN")
             writer = _begin_with(self.engine, "BEGIN IMMEDIATE")
         else:
-            self.engine = create_engine(url, pool_pre_ping=True, pool_size=16, max_overflow=16)
+            self.engine = create_engine(url, pool_size=16, max_overflow=16)
+            _ping_idle_connections(self.engine)
             reader = writer = self.engine
         # SQLite has one writer at a time, and its busy handler (sleep and retry) is unfair: under
         # load some writers wait far longer than others. Queueing this process's writers on a
