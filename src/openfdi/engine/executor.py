@@ -114,15 +114,18 @@ class LocalExecutor:
         with self._lock:
             return sum(1 for a in self._active.values() if a.runner is None)
 
-    def free_workers(self) -> int:
-        """Pool threads neither busy nor spoken for by a queued run."""
+    def room(self, *, ahead: int | None = None) -> int:
+        """How many more runs to take: pool threads neither busy nor spoken for by a queued run,
+        plus up to `ahead` queued ones (default: one per thread), so that a thread finishing a
+        run finds the next one waiting instead of idling until its process asks for more."""
+        ahead = len(self._workers) if ahead is None else ahead
         with self._lock:
             pooled = sum(
                 1
                 for a in self._active.values()
                 if a.runner is None or a.runner.spec.task_type is not TaskType.REALTIME
             )
-        return max(0, len(self._workers) - pooled)
+        return max(0, len(self._workers) + ahead - pooled)
 
     def stop(self, run_id: str, *, interrupt: bool = False) -> None:
         """Ask the run to stop; force it at the deadline. Returns at once.

@@ -227,7 +227,7 @@ def stop_unwanted_runs(rt: Runtime, executor: LocalExecutor) -> None:
 @dataclass
 class Worker:
     """The loop of an `openfdi worker` process: reserves runs nobody has claimed, as many as
-    its executor has free run workers (so that worker processes never race for one run), and
+    its executor has room for (so that worker processes never race for one run), and
     stops its runs when asked (from the database, since the request reached another process)."""
 
     rt: Runtime
@@ -239,10 +239,10 @@ class Worker:
         checked = 0.0
         while not closing.wait(self.poll_s):
             try:
-                free = executor.free_workers()
-                if free:
+                room = executor.room()
+                if room:
                     reserved = runs.reserve_unclaimed(
-                        self.rt.db, executor.owner, free, self.rt.clock_ms(), executor.lease_ms
+                        self.rt.db, executor.owner, room, self.rt.clock_ms(), executor.lease_ms
                     )
                     for run_id, task_id in reserved:
                         submit_created(self.rt, run_id, task_id)
