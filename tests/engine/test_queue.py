@@ -67,11 +67,15 @@ def test_runs_beyond_the_pool_queue_unclaimed_can_be_stopped_and_run_later(
         lock.execute("LOCK TABLE held IN ACCESS EXCLUSIVE MODE")
         sdk.run_task(RunTaskRequest(instance_id=creds.instance_id, task_id=holding))
         wait_for(lambda: _runs(runtime, holding)[0].state == "running")
+        # A worker process asks for as many runs as it has room for: one per free thread,
+        # plus one queued ahead per thread.
+        assert runtime.executor.room() == 1
 
         sdk.run_task(RunTaskRequest(instance_id=creds.instance_id, task_id=queued))
         time.sleep(1.0)  # ample time for a free worker to have claimed it
         (waiting,) = _runs(runtime, queued)
         assert (waiting.state, waiting.started_at) == ("starting", None)
+        assert runtime.executor.room() == 0
 
         sdk.stop_task(StopTaskRequest(instance_id=creds.instance_id, task_id=queued))
         (stopped,) = _runs(runtime, queued)
