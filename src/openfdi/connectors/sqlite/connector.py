@@ -15,10 +15,10 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
-from openfdi.connectors._sqlbase import Convert, SqlConnector, require
+from openfdi.connectors._sqlbase import Convert, RowsConvert, SqlConnector, require
 from openfdi.connectors.errors import TerminalConnectorError
 from openfdi.connectors.spi import Column, Row, TableSchema, WriteMode, WritePlan
-from openfdi.connectors.sqlite import errors, types
+from openfdi.connectors.sqlite import columnar, errors, types
 
 __all__ = ["SqliteConnector"]
 
@@ -127,6 +127,10 @@ class SqliteConnector(SqlConnector):
 
     def _read_converter(self, column: Column) -> Convert | None:
         return types.reader_for(column)
+
+    def _read_rows_converter(self, columns: Sequence[Column]) -> RowsConvert | None:
+        # Column by column: value by value, converting costs more than SQLite takes to read.
+        return columnar.rows_reader(columns)
 
     def _literal(self, value: Any) -> str:
         return literal(value)

@@ -34,7 +34,8 @@ _INT_RANGE = {
 }
 _TRUE = frozenset({"1", "t", "true", "y", "yes", "on"})
 _FALSE = frozenset({"0", "f", "false", "n", "no", "off"})
-_WIDE = Context(prec=1000)
+# Quantizing to a scale must never round away digits, whatever the default context's precision.
+WIDE_CONTEXT = Context(prec=1000)
 
 
 def column_from_declared(
@@ -162,7 +163,7 @@ def reader_for(column: Column) -> Convert | None:
             number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
             if scale is None:
                 return number
-            return number.quantize(Decimal(1).scaleb(-scale), context=_WIDE)
+            return number.quantize(Decimal(1).scaleb(-scale), context=WIDE_CONTEXT)
 
         return _lenient(read_decimal)
     if kind in (LogicalType.DOUBLE, LogicalType.FLOAT):
@@ -252,7 +253,9 @@ def _to_decimal_text(value: Any, precision: int | None, scale: int | None) -> st
     except ArithmeticError:
         raise ValueError(f"{value!r} is not a number") from None
     if number.is_finite() and scale is not None:
-        number = number.quantize(Decimal(1).scaleb(-scale), rounding=ROUND_HALF_UP, context=_WIDE)
+        number = number.quantize(
+            Decimal(1).scaleb(-scale), rounding=ROUND_HALF_UP, context=WIDE_CONTEXT
+        )
     if number.is_finite() and precision is not None:
         digits_before_point = max(number.adjusted() + 1, 0)
         if digits_before_point > precision - (scale or 0):
