@@ -77,7 +77,7 @@ def stream_batches(
             pending_bytes = kept_bytes
             started = clock()
     if pending:
-        yield _batch(columns, pending, pending_bytes, position_index)
+        yield _batch(columns, pending, pending_bytes, position_index, last=True)
 
 
 def _chunk(plan: ReadPlan, wanted: int, nbytes: int, seen_rows: int, seen_bytes: int) -> int:
@@ -110,6 +110,8 @@ def _cut(rows: list[Row], index: int | None, target: int) -> int:
     return cut
 
 
-def _batch(columns: tuple[str, ...], rows: list[Row], nbytes: int, index: int | None) -> Batch:
+def _batch(
+    columns: tuple[str, ...], rows: list[Row], nbytes: int, index: int | None, *, last: bool = False
+) -> Batch:
     position = rows[-1][index] if index is not None else None
-    return Batch(columns, rows, nbytes, position)
+    return Batch(columns, rows, nbytes, position, last)

@@ -305,7 +305,7 @@ class SqlConnector(Connector):
         stream = self._stream(sql, widened, plan, len(columns), convert, end_read=end_read)
         for batch in stream:
             rows = [row[:-1] for row in batch.rows]
-            yield Batch(names, rows, size(rows), batch.position)
+            yield Batch(names, rows, size(rows), batch.position, batch.last)
 
     def _watermark_condition(self, plan: ReadPlan, incremental: Column | None) -> str | None:
         """`column > watermark`, the watermark rendered as a literal; None without a watermark."""

@@ -136,6 +136,9 @@ class Batch:
     nbytes: int
     """Estimated size of the values in bytes (what the monitor reports as data size)."""
     position: Any = None
+    last: bool = False
+    """No row follows this batch in its read: the reader saw the end. False when it does not
+    know yet (a run may then commit its last batch with its end, in one transaction)."""
 
     @classmethod
     def of(cls, columns: Sequence[str], rows: list[Row], position: Any = None) -> Batch:

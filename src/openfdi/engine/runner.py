@@ -106,6 +106,8 @@ class Runner:
     """Stopped because this server shuts down: the run ends INTERRUPTED, so that a started task
     resumes when a server starts again (a user's stop ends it CANCELLED)."""
     _connectors: list[Connector] = field(default_factory=list)
+    _held: runs.Checkpoint | None = None
+    """The last batch's checkpoint, when the run ends with it: written with the run's end."""
 
     def stop(self, *, interrupt: bool = False) -> None:
         self.interrupting = self.interrupting or interrupt
@@ -146,7 +148,9 @@ class Runner:
                 "interrupted: the server shut down; a started task resumes from its checkpoint"
             )
         try:
-            runs.finish(self.db, self.claim, state, self.clock_ms(), remarks, status)
+            runs.finish(
+                self.db, self.claim, state, self.clock_ms(), remarks, status, last_batch=self._held
+            )
         except runs.FencedError:
             return RunState.INTERRUPTED
         return state
@@ -204,7 +208,7 @@ class Runner:
             if spec.task_type is not TaskType.REALTIME:
                 if totals.rows == 0 and totals.dirty == 0:
                     # Nothing moved, but the (possibly new) run still records its totals.
-                    self._commit(totals, watermark, [])
+                    self._commit(totals, watermark, [], ends_run=True)
                 return
             self.stop_requested.wait(self.settings.poll_interval_s)
 
@@ -231,7 +235,11 @@ class Runner:
             totals.write_ms += (time.perf_counter() - started) * 1000
             if read_plan.incremental_column is not None:
                 watermark = watermark_text(batch.position)
-            self._record(totals, result.rows_written, batch.nbytes, result.rejected, watermark)
+            # The read's last batch ends a run that does not follow its source.
+            ends_run = batch.last and self.spec.task_type is not TaskType.REALTIME
+            self._record(
+                totals, result.rows_written, batch.nbytes, result.rejected, watermark, ends_run
+            )
             if self.stop_requested.is_set():
                 return watermark
 
@@ -299,6 +307,7 @@ class Runner:
         nbytes: int,
         rejected: list[RejectedRow],
         watermark: str | None,
+        ends_run: bool = False,
     ) -> None:
         """Checkpoint a committed batch: totals, watermark and dirty rows; enforce the limit."""
         totals.rows += written
@@ -307,7 +316,7 @@ class Runner:
         dirty = [
             (json.dumps([_json_value(v) for v in r.row], default=str), r.reason) for r in rejected
         ]
-        self._commit(totals, watermark, dirty)
+        self._commit(totals, watermark, dirty, ends_run=ends_run)
         limit = self.settings.dirty_limit
         if limit and totals.dirty > limit:
             raise DirtyLimitExceeded(
@@ -315,16 +324,22 @@ class Runner:
                 f"of {limit}; first reason: {rejected[0].reason if rejected else ''}"
             )
 
-    def _commit(self, totals: _Totals, watermark: str | None, dirty: list[tuple[str, str]]) -> None:
-        runs.commit_progress(
-            self.db,
-            self.claim,
-            self.spec.task_id,
-            totals.progress(),
-            watermark,
-            dirty,
-            self.clock_ms(),
-        )
+    def _commit(
+        self,
+        totals: _Totals,
+        watermark: str | None,
+        dirty: list[tuple[str, str]],
+        *,
+        ends_run: bool = False,
+    ) -> None:
+        """Record a committed batch; the one that ends the run is held for `finish`, which
+        writes it in its own transaction: the order target, checkpoint, run state still holds,
+        with one metadata commit fewer (most scheduled runs are a single batch)."""
+        checkpoint = runs.Checkpoint(self.spec.task_id, totals.progress(), watermark, dirty)
+        if ends_run:
+            self._held = checkpoint
+        else:
+            runs.commit_progress(self.db, self.claim, checkpoint, self.clock_ms())
 
 
 def _passthrough(
