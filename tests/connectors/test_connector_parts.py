@@ -55,6 +55,17 @@ def test_batches_respect_the_row_bound_exactly() -> None:
     assert [len(b) for b in batches_of(rows, ReadPlan("t", batch_rows=10))] == [10, 10, 5]
 
 
+def test_only_the_batch_after_which_the_reader_saw_the_end_is_marked_last() -> None:
+    rows = [(i, "x") for i in range(25)]
+    cursor = FakeCursor(rows)
+    batches = list(stream_batches(cursor.fetchmany, ("a", "b"), ReadPlan("t", batch_rows=10)))
+    assert [(len(b), b.last) for b in batches] == [(10, False), (10, False), (5, True)]
+    # A read that ends exactly on a batch bound learns of the end only after that batch.
+    cursor = FakeCursor(rows[:20])
+    batches = list(stream_batches(cursor.fetchmany, ("a", "b"), ReadPlan("t", batch_rows=10)))
+    assert [b.last for b in batches] == [False, False]
+
+
 def test_the_first_fetch_is_small_because_rows_may_be_huge() -> None:
     cursor = FakeCursor([(i, "y" * 1000) for i in range(100)])
     plan = ReadPlan("t", batch_rows=10_000, batch_bytes=10_000)
