@@ -1,8 +1,9 @@
 """One run of one task: read batches, write them, commit, then checkpoint; until done or stopped.
 
 Order of commits: the target first, then (in one metadata transaction, guarded by the run's
-epoch) the totals, the watermark and the dirty rows. A crash between the two re-reads at most
-one batch: at-least-once, and exactly-once where the target write is an upsert on keys.
+epoch) the totals, the watermark and the dirty rows; for the read's last batch of a run that
+ends with it, that transaction also ends the run. A crash between the two re-reads at most one
+batch: at-least-once, and exactly-once where the target write is an upsert on keys.
 
 When both ends are `PassThrough` connectors agreeing on a format (PostgreSQL to PostgreSQL with
 identical column types), batches are raw slices moved as bytes; a slice the target refuses is
