@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import struct
+import time as clock
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
@@ -17,7 +18,7 @@ import pytest
 
 from openfdi.connectors.errors import TerminalConnectorError, TransientConnectorError
 from openfdi.connectors.mysql import errors as mysql_errors
-from openfdi.connectors.mysql import infile
+from openfdi.connectors.mysql import infile, reader
 from openfdi.connectors.mysql.infile import InfileConnection, encode_rows
 from openfdi.connectors.spi import (
     Batch,
@@ -209,6 +210,65 @@ def test_an_abandoned_read_frees_the_server_session_at_once(mysql: Any) -> None:
     # The abandoned query's transaction would hold a metadata lock: DROP would wait for it.
     mysql.execute("SET SESSION lock_wait_timeout = 5")
     mysql.execute("DROP TABLE fast")
+
+
+def test_the_read_ahead_holds_at_most_its_bytes_of_rows_whatever_the_rows(
+    mysql: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Wide rows (about 2 KiB each in memory): a bound in chunks or rows would let the queue
+    # hold far more than its bytes.
+    schema = TableSchema(
+        "wide",
+        (
+            Column("id", LogicalType.BIGINT, nullable=False, is_primary_key=True),
+            Column("t", LogicalType.TEXT),
+        ),
+        ("id",),
+    )
+    plan = WritePlan(
+        "wide", columns=schema.names, write_mode=WriteMode.INSERT, source_schema=schema
+    )
+    conn = mysql.connector()
+    conn.prepare_target(plan)
+    rows = [(i, f"{i:04d}" + "x" * 1996) for i in range(3_000)]
+    conn.write(Batch.of(schema.names, rows), plan)
+    conn.commit()
+    monkeypatch.setattr(reader, "CHUNK_BYTES", 16 << 10)
+    monkeypatch.setattr(reader, "AHEAD_BYTES", 96 << 10)  # above the first, unsized chunk
+
+    batches = conn.read(ReadPlan("wide", batch_rows=100, batch_seconds=60))
+    first = next(iter(batches))
+    stream = conn._prefetching
+    assert isinstance(stream, reader.PrefetchStream)
+    clock.sleep(0.5)  # a slow consumer: the producer runs ahead as far as it may
+    back = [*first.rows, *(r for b in batches for r in b.rows)]
+
+    assert back == rows
+    assert reader.rows_memory(rows[:1]) > 2_000
+    assert (96 - 16) << 10 < stream.peak_queued_bytes <= 96 << 10
+
+
+def test_load_data_chunks_are_sized_in_bytes_and_sent_without_joining_them_all() -> None:
+    rows = [(i, "x" * 500) for i in range(2_000)]  # about 510 bytes a line
+    chunks = list(encode_rows(rows))
+    assert b"".join(chunks) == b"".join(f"{i}\t{'x' * 500}\n".encode() for i in range(2_000))
+    assert len(chunks[0]) <= infile.FIRST_CHUNK_ROWS * 520
+    assert max(len(c) for c in chunks) <= infile.CHUNK_BYTES + 520
+
+    class Conn:
+        packets: list[bytes] = []
+
+        def write_packet(self, payload: bytes | memoryview) -> None:
+            self.packets.append(bytes(payload))
+
+    small = [b"a" * 1000] * 100  # joined up to SEND_BYTES
+    large = [b"b" * (infile.PACKET_BYTES * 2 + 10)]  # split into packets of PACKET_BYTES
+    conn = Conn()
+    infile._send(conn, [*small, *large, b"c"])  # type: ignore[arg-type]
+    assert b"".join(conn.packets) == b"".join([*small, *large, b"c"])
+    assert max(len(p) for p in conn.packets) <= infile.PACKET_BYTES
+    first_joined = conn.packets[0]
+    assert infile.SEND_BYTES <= len(first_joined) < infile.SEND_BYTES + 1000
 
 
 def test_the_infile_connection_serves_only_the_name_it_registered() -> None:

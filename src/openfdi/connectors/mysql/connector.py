@@ -31,7 +31,7 @@ from pymysql.constants import FIELD_TYPE  # type: ignore[import-untyped]
 
 from openfdi.connectors._sql import split_qualified
 from openfdi.connectors._sqlbase import Convert, SqlConnector, port_of, require
-from openfdi.connectors._values import as_naive_utc, estimate_rows_bytes, time_from_timedelta
+from openfdi.connectors._values import as_naive_utc, time_from_timedelta
 from openfdi.connectors.errors import TerminalConnectorError
 from openfdi.connectors.mysql import errors, infile, types
 from openfdi.connectors.mysql.reader import AsyncReader, PrefetchStream
@@ -101,7 +101,7 @@ class _Stream:
     def __init__(self, owner: MysqlConnector, reader: AsyncReader, sql: str) -> None:
         self._owner = owner
         self._reader = reader
-        self._prefetch = reader.stream(sql, estimate_rows_bytes)
+        self._prefetch = reader.stream(sql)
         owner._prefetching = self._prefetch
 
     def fetchmany(self, size: int) -> Sequence[Row]:

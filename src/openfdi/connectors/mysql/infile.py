@@ -2,11 +2,16 @@
 
 Rows are encoded as the tab-separated text LOAD DATA reads by default (`\\N` for NULL, backslash
 escapes) and streamed to the server in packets while the next rows are encoded, so encoding
-overlaps the server's work. No file is involved: the server asks the client for "the file" named
-in the statement, and `InfileConnection` answers only for the random name it registered for the
-statement it is running, with those bytes; a request for any other name (a hostile server may ask
-for /etc/passwd in reply to any query) gets an empty file. Binary columns travel as hex, decoded
-by `UNHEX()` in the statement's SET clause.
+overlaps the server's work. They are encoded a chunk of about `CHUNK_BYTES` at a time, and each
+chunk is sent as it is: the payload never exists whole, and the encoder's intermediate strings
+(one character outside Latin-1 widens a whole chunk's text to 2 or 4 bytes a character) stay
+small, at no cost in speed.
+
+No file is involved: the server asks the client for "the file" named in the statement, and
+`InfileConnection` answers only for the random name it registered for the statement it is
+running, with those bytes; a request for any other name (a hostile server may ask for /etc/passwd
+in reply to any query) gets an empty file. Binary columns travel as hex, decoded by `UNHEX()` in
+the statement's SET clause.
 
 With LOCAL, the server cannot stop the client mid-file, so it downgrades every refused value
 (and duplicate key) to a warning and skips or truncates the row. `refusal()` turns such warnings
@@ -33,7 +38,10 @@ from openfdi.connectors.spi import Row
 
 __all__ = ["InfileConnection", "encode_rows", "load_data_sql", "refusal"]
 
-ROWS_PER_CHUNK = 1_000
+CHUNK_BYTES = 64 << 10  # encoded bytes per chunk, about (sized on the previous chunk's rows)
+FIRST_CHUNK_ROWS = 16  # before any row size is known: rows may be megabytes each
+MAX_CHUNK_ROWS = 1_000
+SEND_BYTES = 32 << 10  # smaller chunks (narrow rows, the last one) are joined up to this
 PACKET_BYTES = 1 << 20  # well under any max_allowed_packet (MySQL's default is 64 MiB)
 
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\0": "\\0"})
@@ -102,21 +110,28 @@ def _hex(value: Any) -> str:
 
 
 def encode_rows(rows: Sequence[Row], binary: Sequence[int] = ()) -> Iterator[bytes]:
-    """The rows as LOAD DATA text (UTF-8), in chunks of `ROWS_PER_CHUNK` rows.
+    """The rows as LOAD DATA text (UTF-8), in chunks of about `CHUNK_BYTES`.
 
     Args:
         rows: The values, already converted for MySQL (naive UTC datetimes, finite floats).
         binary: Indexes of the fields that go to binary columns (sent as hex).
     """
-    for start in range(0, len(rows), ROWS_PER_CHUNK):
-        chunk = rows[start : start + ROWS_PER_CHUNK]
+    start, count = 0, FIRST_CHUNK_ROWS
+    while start < len(rows):
+        chunk = rows[start : start + count]
+        start += len(chunk)
         columns = [
             [_hex(v) for v in values] if i in binary else _column(values)
             for i, values in enumerate(zip(*chunk, strict=True))
         ]
         lines = list(map("\t".join, zip(*columns, strict=True)))
+        del columns
         lines.append("")
-        yield "\n".join(lines).encode("utf-8", "surrogateescape")
+        data = "\n".join(lines).encode("utf-8", "surrogateescape")
+        del lines
+        count = max(1, min(MAX_CHUNK_ROWS, CHUNK_BYTES * len(chunk) // len(data)))
+        del chunk
+        yield data
 
 
 # Types whose str() is already their LOAD DATA text (naive datetimes and times only).
@@ -192,19 +207,29 @@ class _Result(pymysql.connections.MySQLResult):  # type: ignore[misc]
 
 
 def _send(conn: InfileConnection, chunks: Iterable[bytes]) -> None:
+    """Each chunk as it comes (small ones joined up to `SEND_BYTES`), in packets of at most
+    `PACKET_BYTES`; any size below that is a valid piece of the file."""
     pending: list[bytes] = []
     size = 0
     for chunk in chunks:
         pending.append(chunk)
         size += len(chunk)
-        if size >= PACKET_BYTES:
-            data = b"".join(pending)
-            for at in range(0, len(data) - PACKET_BYTES + 1, PACKET_BYTES):
-                conn.write_packet(data[at : at + PACKET_BYTES])
-            rest = len(data) % PACKET_BYTES
-            pending, size = ([data[-rest:]], rest) if rest else ([], 0)
+        del chunk
+        if size >= SEND_BYTES:
+            _write(conn, b"".join(pending))  # a single chunk is not copied
+            pending.clear()
+            size = 0
     if size:
-        conn.write_packet(b"".join(pending))
+        _write(conn, b"".join(pending))
+
+
+def _write(conn: InfileConnection, data: bytes) -> None:
+    if len(data) <= PACKET_BYTES:
+        conn.write_packet(data)
+        return
+    view = memoryview(data)
+    for at in range(0, len(data), PACKET_BYTES):
+        conn.write_packet(view[at : at + PACKET_BYTES])
 
 
 class InfileConnection(pymysql.connections.Connection):  # type: ignore[misc]
