@@ -74,6 +74,7 @@ def stream_batches(
             emit, pending = pending[:cut], pending[cut:]
             kept_bytes = sizer(pending)
             yield _batch(columns, emit, pending_bytes - kept_bytes, position_index)
+            del emit  # the consumer's now: not kept alive while the next batch fills
             pending_bytes = kept_bytes
             started = clock()
     if pending:

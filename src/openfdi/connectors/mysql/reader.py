@@ -34,8 +34,8 @@ __all__ = ["AsyncReader", "PrefetchStream", "rows_memory"]
 
 CHUNK_BYTES = 256 << 10
 # 300,000 rows x 10 columns into PostgreSQL: 1 MiB made the consumer wait 3 times as long on
-# reads (2.0 s instead of 0.6 s); up to 8 MiB the process's peak did not grow, 16 MiB added 8 MB.
-AHEAD_BYTES = 8 << 20
+# reads (2.0 s instead of 0.6 s); 16 MiB added 8 MB to the peak. The queue holds about a batch.
+AHEAD_BYTES = 4 << 20  # about one batch of 5,000 such rows
 CHUNK_ROWS = 2_000
 FIRST_CHUNK_ROWS = 32  # before any row size is known: rows may be megabytes each
 SIZE_SAMPLE_ROWS = 16  # rows of each chunk measured to size it and the next one
