@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import date, datetime
 from decimal import Decimal
+from itertools import repeat
+from operator import is_, itemgetter
 from typing import Any, ClassVar, Protocol
 
 from openfdi.connectors._batching import stream_batches
@@ -45,6 +47,10 @@ from openfdi.domain.datasource import SECRET_FIELDS
 
 Convert = Callable[[Any], Any]
 RowsConvert = Callable[[Sequence[Row]], list[Row]]
+ColumnCheck = Callable[[Sequence[Any]], bool]
+"""A cheap test over a whole column of values (NULLs included)."""
+ColumnConvert = Callable[[Sequence[Any]], list[Any] | None]
+"""A column's values (NULLs included) -> converted values, or None when none of them changes."""
 
 _INTEGERS = frozenset({LogicalType.BIGINT, LogicalType.INT, LogicalType.SMALLINT})
 _VARIABLE = frozenset({LogicalType.VARCHAR, LogicalType.TEXT, LogicalType.JSON, LogicalType.BINARY})
@@ -75,6 +81,20 @@ def row_converter(converters: Sequence[Convert | None]) -> Callable[[Row], Row] 
         return tuple(out)
 
     return convert
+
+
+def column_converter(convert: Convert, unchanged: ColumnCheck | None) -> ColumnConvert:
+    """`convert` applied to a column's non-NULL values, skipped when `unchanged` vouches that it
+    would return every value as it is (the common case: no per-value call at all)."""
+
+    def run(values: Sequence[Any]) -> list[Any] | None:
+        if unchanged is not None and unchanged(values):
+            return None
+        if not any(map(is_, values, repeat(None))):
+            return list(map(convert, values))
+        return [None if v is None else convert(v) for v in values]
+
+    return run
 
 
 def _converted(
@@ -184,6 +204,14 @@ class SqlConnector(Connector):
     @abc.abstractmethod
     def _write_converter(self, column: Column) -> Convert | None:
         """SPI value -> driver value for one column; ValueError/TypeError rejects the row."""
+
+    def _write_unchanged(self, column: Column) -> ColumnCheck | None:
+        """A cheap whole-column test that `_write_converter` would return each value as it is.
+
+        A write converts a batch a column at a time; a column this test passes is not converted
+        value by value. None (the default) when the dialect has no such test.
+        """
+        return None
 
     @abc.abstractmethod
     def _literal(self, value: Any) -> str:
@@ -448,17 +476,11 @@ class SqlConnector(Connector):
                 f"{len(names)} target columns for a batch of {len(batch.columns)} columns"
             )
         columns = pick_columns(target, names)
-        convert = row_converter([self._write_converter(c) for c in columns])
+        good = self._convert_columns(columns, batch.rows)
+        origin: Sequence[int] = range(len(batch.rows))
         rejected: list[tuple[int, str]] = []
-        good: list[Row] = []
-        origin: list[int] = []
-        for index, row in enumerate(batch.rows):
-            try:
-                good.append(convert(row) if convert is not None else row)
-            except (ValueError, TypeError, ArithmeticError) as exc:
-                rejected.append((index, self._value_reason(columns, row, exc)))
-            else:
-                origin.append(index)
+        if good is None:  # some value failed: convert row by row to reject just its row
+            good, origin, rejected = self._convert_rows(columns, batch.rows)
 
         def attempt(rows: list[Row]) -> None:
             with self._savepoint():
@@ -473,6 +495,54 @@ class SqlConnector(Connector):
         rejected.extend((origin[i], reason) for i, reason in refused)
         rejected.sort(key=lambda item: item[0])
         return WriteResult(written, [RejectedRow(batch.rows[i], reason) for i, reason in rejected])
+
+    def _convert_columns(self, columns: Sequence[Column], rows: Sequence[Row]) -> list[Row] | None:
+        """`rows` converted for the driver a column at a time, or None if any value failed.
+
+        None sends the batch to `_convert_rows`, the reference, which finds the failing rows
+        and their reasons; so any exception here means "take the slow path", never a result.
+        """
+        active = [
+            (i, column_converter(convert, self._write_unchanged(c)))
+            for i, c in enumerate(columns)
+            if (convert := self._write_converter(c)) is not None
+        ]
+        if not active or not rows:
+            return list(rows)
+        if set(map(len, rows)) != {len(columns)}:
+            return None  # rows of another width: the row path fails on them as it always did
+        changed: dict[int, list[Any]] = {}
+        try:
+            for i, convert in active:
+                out = convert(list(map(itemgetter(i), rows)))
+                if out is not None:
+                    changed[i] = out
+        except Exception:
+            return None
+        if not changed:
+            return list(rows)  # the common case: the rows go to the driver as they are
+        values: list[Sequence[Any]] = list(zip(*rows, strict=True))
+        for i, out in changed.items():
+            values[i] = out
+        return list(zip(*values, strict=True))
+
+    def _convert_rows(
+        self, columns: Sequence[Column], rows: Sequence[Row]
+    ) -> tuple[list[Row], list[int], list[tuple[int, str]]]:
+        """`rows` converted one by one: the good ones, the index of each in `rows`, and the index
+        and reason of each refused one."""
+        convert = row_converter([self._write_converter(c) for c in columns])
+        rejected: list[tuple[int, str]] = []
+        good: list[Row] = []
+        origin: list[int] = []
+        for index, row in enumerate(rows):
+            try:
+                good.append(convert(row) if convert is not None else row)
+            except (ValueError, TypeError, ArithmeticError) as exc:
+                rejected.append((index, self._value_reason(columns, row, exc)))
+            else:
+                origin.append(index)
+        return good, origin, rejected
 
     def _value_reason(self, columns: Sequence[Column], row: Row, exc: Exception) -> str:
         # Name the column whose value failed, found by converting the values one at a time.

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, time
 from decimal import Decimal
+from operator import attrgetter
 from typing import Any
 
 __all__ = ["BinaryColumns", "binary_columns"]
@@ -19,38 +20,43 @@ __all__ = ["BinaryColumns", "binary_columns"]
 Check = Callable[[Sequence[Any]], bool]
 """Whether every value of a column (None included) can be dumped in binary without loss."""
 
+# The checks run over whole columns with C-level builtins (a set of types, min and max, a map of
+# attrgetter): a Python-level test per value would cost more than psycopg takes to dump it.
+_NULL = type(None)
+_TZINFO = attrgetter("tzinfo")
+
 
 def _types(*kinds: type) -> Check:
-    allowed = frozenset((*kinds, type(None)))
+    allowed = frozenset((*kinds, _NULL))
     return lambda values: set(map(type, values)) <= allowed
 
 
 def _ints(bits: int) -> Check:
     low, high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-    exact = _types(int)
+    exact = _types(int)  # not bool: the server refuses true for an integer
 
     def check(values: Sequence[Any]) -> bool:
-        if not exact(values):
-            return False
-        present = [v for v in values if v is not None]
-        return not present or (low <= min(present) and max(present) <= high)
-
-    return check
-
-
-def _datetimes(*, aware: bool) -> Check:
-    exact = _types(datetime)
-
-    def check(values: Sequence[Any]) -> bool:
-        return exact(values) and all(
-            (v.tzinfo is not None) is aware for v in values if v is not None
+        # filter(None) drops the NULLs, and the zeros too, which are in range anyway.
+        return (
+            exact(values)
+            and low <= min(filter(None, values), default=0)
+            and max(filter(None, values), default=0) <= high
         )
 
     return check
 
 
-def _times(values: Sequence[Any]) -> bool:
-    return _types(time)(values) and all(v.tzinfo is None for v in values if v is not None)
+def _zoned(kind: type, *, aware: bool) -> Check:
+    """Values of exactly `kind`, all with a time zone (`aware`) or all without."""
+    exact = _types(kind)
+
+    def check(values: Sequence[Any]) -> bool:
+        if not exact(values):
+            return False
+        zones = set(map(_TZINFO, filter(None, values)))  # datetimes and times are never false
+        return None not in zones if aware else zones <= {None}
+
+    return check
 
 
 # Base type name -> (the type psycopg dumps it as, the check of a column's values).
@@ -65,9 +71,9 @@ _BINARY: dict[str, tuple[str, Check]] = {
     "bpchar": ("bpchar", _types(str)),
     "bool": ("bool", _types(bool)),
     "date": ("date", _types(date)),
-    "time": ("time", _times),
-    "timestamp": ("timestamp", _datetimes(aware=False)),
-    "timestamptz": ("timestamptz", _datetimes(aware=True)),
+    "time": ("time", _zoned(time, aware=False)),
+    "timestamp": ("timestamp", _zoned(datetime, aware=False)),
+    "timestamptz": ("timestamptz", _zoned(datetime, aware=True)),
     "bytea": ("bytea", _types(bytes, bytearray, memoryview)),
     # json's binary form is its text; jsonb's has a version byte first, so it stays text COPY.
     # float4 stays text too: rounding a double to binary32 client-side can differ from the

@@ -29,11 +29,19 @@ from typing import Any
 import psycopg
 import psycopg.sql
 
-from openfdi.connectors._sqlbase import Convert, SqlConnector, pick_columns, port_of, require
+from openfdi.connectors._sqlbase import (
+    ColumnCheck,
+    Convert,
+    SqlConnector,
+    pick_columns,
+    port_of,
+    require,
+)
 from openfdi.connectors._values import as_naive_utc
 from openfdi.connectors.errors import SliceRefusedError, TerminalConnectorError
 from openfdi.connectors.postgres import errors, types
 from openfdi.connectors.postgres.binary import BinaryColumns, binary_columns
+from openfdi.connectors.postgres.copyin import write_rows
 from openfdi.connectors.spi import (
     Batch,
     Column,
@@ -173,6 +181,20 @@ def _same_on_the_wire(native_type: str) -> str:
     """Spell a type so that two columns compare equal when their binary COPY format is the same:
     `timestamp(6)` is `timestamp` (6 digits is PostgreSQL's default and maximum)."""
     return _DEFAULT_TIME_PRECISION.sub(r"\1", native_type)
+
+
+_TEXT_OR_NULL = frozenset({str, type(None)})
+
+
+def _without_tzinfo(values: Sequence[Any]) -> bool:
+    """No value has a time zone (NULLs, naive datetimes, text...): none is shifted to UTC."""
+    zones = set(map(getattr, values, itertools.repeat("tzinfo"), itertools.repeat(None)))
+    return zones <= {None}
+
+
+def _all_text(values: Sequence[Any]) -> bool:
+    """Every value is text or NULL: none is serialised as a JSON document."""
+    return set(map(type, values)) <= _TEXT_OR_NULL
 
 
 class PostgresConnector(SqlConnector, PassThrough):
@@ -434,6 +456,14 @@ class PostgresConnector(SqlConnector, PassThrough):
             return lambda v: v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
         return None
 
+    def _write_unchanged(self, column: Column) -> ColumnCheck | None:
+        # The checks `_write_converter`'s functions pass a value through on, over a whole column.
+        if column.type is LogicalType.TIMESTAMP:
+            return _without_tzinfo
+        if column.type is LogicalType.JSON:
+            return _all_text
+        return None
+
     def _truncate_sql(self, qualified: str) -> str:
         return f"TRUNCATE {qualified}"  # transactional in PostgreSQL, and far faster than DELETE
 
@@ -509,9 +539,7 @@ class PostgresConnector(SqlConnector, PassThrough):
         with conn.cursor() as cursor, cursor.copy(statement) as copy:
             if binary is not None:
                 copy.set_types(binary.types)
-            write = copy.write_row
-            for row in rows:
-                write(row)
+            write_rows(copy, rows, binary=binary is not None)
 
     def _row_error(self, exc: Exception) -> str | None:
         if not errors.is_row_error(exc):
