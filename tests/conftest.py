@@ -23,6 +23,7 @@ from openfdi.client import signed_client
 from openfdi.services import identity
 from openfdi.services.runtime import Runtime
 from openfdi.settings import Settings
+from tests.e2e.process import Served
 from tests.services import PG_ADMIN_URL, require
 
 PROJECT_ID = "a4a5d4098fb4474fa22cd05f897d6b99"
@@ -184,3 +185,16 @@ def sdk(server: LiveServer, creds: Credentials):  # type: ignore[no-untyped-def]
     return (
         RomaClient.new_builder().with_credentials(credentials).with_endpoints([server.url]).build()
     )
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    """A real `openfdi serve --demo` process on a free loopback port, killed afterwards."""
+    s = Served(tmp_path)
+    s.start()
+    try:
+        yield s
+    finally:
+        if s.proc is not None:
+            s.proc.kill()
+            s.proc.wait()

@@ -7,11 +7,9 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 from openfdi.client import signed_client
 from tests.e2e.process import Served
@@ -19,18 +17,6 @@ from tests.e2e.process import Served
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_PROJECT = "0123456789abcdef0123456789abcdef"
 DEMO_INSTANCE = "fedcba98-7654-4321-8fed-cba987654321"
-
-
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[Served]:
-    s = Served(tmp_path)
-    s.start()
-    try:
-        yield s
-    finally:
-        if s.proc is not None:
-            s.proc.kill()
-            s.proc.wait()
 
 
 def _readme_example() -> str:

@@ -29,16 +29,6 @@ ROWS = [
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[Served]:
-    s = Served(tmp_path)
-    s.start()
-    try:
-        yield s
-    finally:
-        s.stop()
-
-
-@pytest.fixture
 def warehouse() -> Iterator[str]:
     """A fresh PostgreSQL database: the example writes to its default schema."""
     require("postgres")

@@ -6,26 +6,11 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.e2e.process import Served
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[Served]:
-    s = Served(tmp_path)
-    s.start()
-    try:
-        yield s
-    finally:
-        if s.proc is not None:
-            s.proc.kill()
-            s.proc.wait()
 
 
 def test_the_sdk_example_schedules_and_runs_the_demo_task(served: Served) -> None:
