@@ -245,6 +245,8 @@ class RawSlice(abc.ABC):
     until its reader moves on to the next slice.
     """
 
+    form: tuple[str, ...] = ()
+    """The pass-through form the slice is in (one of its source's `passthrough_forms`)."""
     position: Any = None
     """The incremental column's value at the slice's upper bound: the watermark once it is written
     (None when the read is not incremental). Rows sharing that value are all inside the slice."""
@@ -253,8 +255,9 @@ class RawSlice(abc.ABC):
 
     @abc.abstractmethod
     def chunks(self) -> Generator[bytes, None, None]:
-        """The slice's rows as a stream of byte chunks, each of bounded size. Closing the iterator
-        early abandons the slice (its rows can still be read with `batches()`)."""
+        """The slice's rows as a stream of byte chunks, each of bounded size and each ending at
+        a row's end. Closing the iterator early abandons the slice (its rows can still be read
+        with `batches()`)."""
 
     @abc.abstractmethod
     def batches(self) -> Generator[Batch, None, None]:
@@ -265,19 +268,23 @@ class RawSlice(abc.ABC):
 class PassThrough(abc.ABC):
     """Optional capability of a `Connector` (declared as `Capabilities.passthrough`).
 
-    When a source's and a target's `passthrough_format` are equal (and not None), the engine
-    moves rows with `read_raw` and `write_raw`, as bytes, instead of `read` and `write`.
+    A *form* is a wire format and what it carries for each column, e.g.
+    `("postgresql-copy-binary", "bigint", "text")`. When a source offers a form its target
+    accepts, the engine moves rows with `read_raw` and `write_raw`, as bytes, instead of `read`
+    and `write`: the source's most preferred such form is used.
     """
 
     @abc.abstractmethod
-    def passthrough_format(self, table: str, columns: Sequence[str]) -> tuple[str, ...] | None:
-        """What a pass-through of these columns of `table` would carry: the wire format and the
-        exact native types, in order; None when these columns cannot pass through.
-        Call on the target after `prepare_target`."""
+    def passthrough_forms(self, table: str, columns: Sequence[str]) -> tuple[tuple[str, ...], ...]:
+        """Every form in which these columns of `table` can pass through, best first (empty
+        when none). Two equal forms must mean that the target, parsing the source's bytes,
+        gets exactly the values the row path would write. Call on the target after
+        `prepare_target`."""
 
     @abc.abstractmethod
-    def read_raw(self, plan: ReadPlan) -> Generator[RawSlice, None, None]:
-        """The rows `plan` selects, as consecutive slices (in incremental order when incremental).
+    def read_raw(self, plan: ReadPlan, form: tuple[str, ...]) -> Generator[RawSlice, None, None]:
+        """The rows `plan` selects, in `form`, as consecutive slices (in incremental order when
+        incremental).
 
         One read transaction (a snapshot, where the source has them) spans all slices. A slice
         should take well under a second to move; `plan.batch_rows` sizes the first one.
@@ -285,7 +292,8 @@ class PassThrough(abc.ABC):
 
     @abc.abstractmethod
     def write_raw(self, raw: RawSlice, plan: WritePlan, stop: Callable[[], bool]) -> int | None:
-        """Write the slice through the bulk path, uncommitted, atomically; return the rows written.
+        """Write the slice (in `raw.form`) through the bulk path, uncommitted, atomically; return
+        the rows written.
 
         `stop()` is checked between chunks: once it is true the slice is abandoned, nothing of it
         stays written, and the result is None. When the target refuses some row of the slice, the

@@ -5,7 +5,7 @@ epoch) the totals, the watermark and the dirty rows; for the read's last batch o
 ends with it, that transaction also ends the run. A crash between the two re-reads at most one
 batch: at-least-once, and exactly-once where the target write is an upsert on keys.
 
-When both ends are `PassThrough` connectors agreeing on a format (PostgreSQL to PostgreSQL with
+When both ends are `PassThrough` connectors agreeing on a form (PostgreSQL to PostgreSQL with
 identical column types), batches are raw slices moved as bytes; a slice the target refuses is
 written again through the row path, so its bad rows are still reported one by one.
 """
@@ -205,8 +205,10 @@ class Runner:
                 batch_rows=self.settings.batch_rows,
                 batch_seconds=self.settings.batch_seconds,
             )
-            if passthrough:
-                watermark = self._raw_pass(source, target, read_plan, write_plan, totals, watermark)
+            if passthrough is not None:
+                watermark = self._raw_pass(
+                    source, target, read_plan, passthrough, write_plan, totals, watermark
+                )
             else:
                 watermark = self._pass(source, target, read_plan, write_plan, totals, watermark)
             if spec.task_type is not TaskType.REALTIME:
@@ -252,6 +254,7 @@ class Runner:
         source: Connector,
         target: Connector,
         read_plan: ReadPlan,
+        form: tuple[str, ...],
         write_plan: WritePlan,
         totals: _Totals,
         watermark: str | None,
@@ -259,7 +262,7 @@ class Runner:
         """`_pass` by pass-through: slices move as bytes; a refused one goes the row path."""
         if not isinstance(source, PassThrough) or not isinstance(target, PassThrough):
             raise TypeError("a pass-through needs PassThrough connectors at both ends")
-        with contextlib.closing(source.read_raw(read_plan)) as slices:
+        with contextlib.closing(source.read_raw(read_plan, form)) as slices:
             while True:
                 started = time.perf_counter()
                 raw = next(slices, None)
@@ -352,13 +355,13 @@ def _passthrough(
     table: str,
     columns: Sequence[str],
     write_plan: WritePlan,
-) -> bool:
-    """Whether both ends can pass these columns through (same format, same native types)."""
+) -> tuple[str, ...] | None:
+    """The form both ends can pass these columns through in (the source's preferred one that
+    the target accepts), or None."""
     if not isinstance(source, PassThrough) or not isinstance(target, PassThrough):
-        return False
+        return None
     if write_plan.columns is None:
-        return False
-    theirs = source.passthrough_format(table, columns)
-    return theirs is not None and theirs == target.passthrough_format(
-        write_plan.table, write_plan.columns
-    )
+        return None
+    accepted = target.passthrough_forms(write_plan.table, write_plan.columns)
+    offered = source.passthrough_forms(table, columns) if accepted else ()
+    return next((form for form in offered if form in accepted), None)

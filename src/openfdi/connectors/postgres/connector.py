@@ -3,9 +3,11 @@
 Reads stream through a named (server-side) cursor. Writes use COPY; an upsert COPYs into a
 temporary staging table, then merges it with one `INSERT ... SELECT ... ON CONFLICT DO UPDATE`.
 
-Pass-through (`PassThrough`, PostgreSQL to PostgreSQL with identical column types): the source
-streams `COPY (SELECT ...) TO STDOUT (FORMAT binary)` of one key or incremental range at a time,
-and the target feeds those bytes, undecoded, to `COPY ... FROM STDIN (FORMAT binary)`.
+Pass-through (`PassThrough`): the source streams `COPY (SELECT ...) TO STDOUT` of one key or
+incremental range at a time, and the target feeds those bytes, undecoded, to `COPY ... FROM
+STDIN`. Between PostgreSQL databases with identical column types the format is binary; to and
+from other dialects it is the shared text form of `_tsv` (booleans selected as 0/1, timestamptz
+as UTC wall time).
 Savepoints (psycopg's nested `transaction()`) make each bulk attempt atomic, so refused rows can
 be isolated. `cancel()` is libpq's cancel request, sent from the calling thread.
 
@@ -37,6 +39,7 @@ from openfdi.connectors._sqlbase import (
     port_of,
     require,
 )
+from openfdi.connectors._tsv import TSV, tsv_form
 from openfdi.connectors._values import as_naive_utc
 from openfdi.connectors.errors import SliceRefusedError, TerminalConnectorError
 from openfdi.connectors.postgres import errors, types
@@ -133,18 +136,20 @@ class _Stream:
 
 
 class _Slice(RawSlice):
-    """One range of a pass-through read: `COPY (SELECT ...) TO STDOUT (FORMAT binary)`."""
+    """One range of a pass-through read: `COPY (SELECT ...) TO STDOUT`, binary or text."""
 
     def __init__(
         self,
         owner: PostgresConnector,
         plan: ReadPlan,
+        form: tuple[str, ...],
         copy_sql: str,
         conditions: Sequence[str],
         position: Any,
     ) -> None:
         self._owner = owner
         self._plan = plan
+        self.form = form
         self._copy_sql = copy_sql
         self._conditions = tuple(conditions)
         self.position = position
@@ -307,18 +312,29 @@ class PostgresConnector(SqlConnector, PassThrough):
 
     # --- pass-through --------------------------------------------------------------------------
 
-    def passthrough_format(self, table: str, columns: Sequence[str]) -> tuple[str, ...] | None:
+    def passthrough_forms(self, table: str, columns: Sequence[str]) -> tuple[tuple[str, ...], ...]:
         schema = self.describe(table)
         picked = pick_columns(schema, columns)
-        for column in picked:
-            if (
-                column.type is LogicalType.TEXT
-                and column.native_type not in _PASSTHROUGH_TEXT_TYPES
-            ):
-                return None
-        return (PASSTHROUGH_FORMAT, *(_same_on_the_wire(c.native_type) for c in picked))
+        forms: list[tuple[str, ...]] = []
+        if all(
+            c.type is not LogicalType.TEXT or c.native_type in _PASSTHROUGH_TEXT_TYPES
+            for c in picked
+        ):
+            forms.append((PASSTHROUGH_FORMAT, *(_same_on_the_wire(c.native_type) for c in picked)))
+        text = tsv_form(picked)
+        if text is not None:
+            forms.append(text)
+        return tuple(forms)
 
-    def read_raw(self, plan: ReadPlan) -> Generator[RawSlice, None, None]:
+    def _tsv_expression(self, column: Column) -> str:
+        """A column as `_tsv` writes it (COPY's text of everything else already is)."""
+        if column.type is LogicalType.BOOLEAN:
+            return f"{self.q(column.name)}::int"
+        if column.type is LogicalType.TIMESTAMPTZ:
+            return f"({self.q(column.name)} AT TIME ZONE 'UTC')"
+        return self._select_expression(column)
+
+    def read_raw(self, plan: ReadPlan, form: tuple[str, ...]) -> Generator[RawSlice, None, None]:
         schema = self.describe(plan.table)
         columns = pick_columns(schema, plan.columns or schema.names)
         incremental = None
@@ -331,7 +347,13 @@ class PostgresConnector(SqlConnector, PassThrough):
         base: list[str] = [f"({plan.where})"] if plan.where else []
         with self._errors():
             after = self._watermark_condition(plan, incremental)
-        select = ", ".join(self.q(c.name) for c in columns)
+        text = form[0] == TSV
+        if text:
+            select = ", ".join(self._tsv_expression(c) for c in columns)
+            options = ""
+        else:
+            select = ", ".join(self.q(c.name) for c in columns)
+            options = " (FORMAT binary)"
         source = self.qualified(plan.table)
 
         def copy_sql(conditions: Sequence[str]) -> str:
@@ -340,17 +362,22 @@ class PostgresConnector(SqlConnector, PassThrough):
                 sql += " WHERE " + " AND ".join(conditions)
             if incremental is not None:  # upserts keep the last of equal keys: keep read order
                 sql += f" ORDER BY {self.q(incremental.name)}"
-            return f"COPY ({sql}) TO STDOUT (FORMAT binary)"
+            return f"COPY ({sql}) TO STDOUT{options}"
 
         self._end_read()
         try:
             with self._errors():
                 # One snapshot for every slice, as one `read()` would see.
-                self._connection().execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                conn = self._connection()
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                if text:  # dates in the one spelling every dialect reads (the default too)
+                    conn.execute("SET LOCAL datestyle = 'ISO, YMD'")
             if key is None:
-                yield _Slice(self, plan, copy_sql(base), base, None)
+                yield _Slice(self, plan, form, copy_sql(base), base, None)
                 return
-            yield from self._key_slices(plan, key, incremental is not None, base, after, copy_sql)
+            yield from self._key_slices(
+                plan, form, key, incremental is not None, base, after, copy_sql
+            )
         finally:
             with contextlib.suppress(Exception):
                 self._end_read()
@@ -358,6 +385,7 @@ class PostgresConnector(SqlConnector, PassThrough):
     def _key_slices(
         self,
         plan: ReadPlan,
+        form: tuple[str, ...],
         key: Column,
         incremental: bool,
         base: list[str],
@@ -374,7 +402,7 @@ class PostgresConnector(SqlConnector, PassThrough):
             with self._errors():
                 found = self._connection().execute(exists).fetchone()
             if found is not None and found[0]:
-                yield _Slice(self, plan, copy_sql(nulls), nulls, None)
+                yield _Slice(self, plan, form, copy_sql(nulls), nulls, None)
         lower = after if after is not None else f"{name} IS NOT NULL"
         rows = plan.batch_rows
         while True:
@@ -395,7 +423,7 @@ class PostgresConnector(SqlConnector, PassThrough):
             upper = f"{name} <= {literal}"
             inside = [*conditions, upper]
             started = time.monotonic()
-            yield _Slice(self, plan, copy_sql(inside), inside, hi if incremental else None)
+            yield _Slice(self, plan, form, copy_sql(inside), inside, hi if incremental else None)
             took = max(time.monotonic() - started, 1e-3)
             # Aim the next slice at SLICE_SECONDS, changing by at most 4x at a time.
             scaled = int(rows * SLICE_SECONDS / took)
@@ -419,7 +447,8 @@ class PostgresConnector(SqlConnector, PassThrough):
                     into = self.qualified(plan.table)
                     if plan.write_mode is WriteMode.UPSERT:
                         into = self._stage(conn, plan.table, names)
-                    statement = f"COPY {into} ({names}) FROM STDIN (FORMAT binary)"
+                    options = "" if raw.form[0] == TSV else " (FORMAT binary)"
+                    statement = f"COPY {into} ({names}) FROM STDIN{options}"
                     with conn.cursor() as cursor:
                         with (
                             cursor.copy(statement) as copy,
