@@ -155,8 +155,9 @@ def test_fires_and_runs_show_in_the_metrics(
 def test_runs_longer_than_the_period_never_overlap(
     runtime: Runtime, client: httpx.Client, base_path: str, tmp_path: Path
 ) -> None:
-    # Each run reads 5,000 rows, generating 100 kB of random bytes per row: about 2-3 s a run.
-    slow = "length(randomblob(100000)) > 0"
+    # Each run reads 5,000 rows, generating 300 kB of random bytes per row: about 2 s a run on
+    # an idle machine of the reference kind (100 kB was 0.7 s there: too close to the period).
+    slow = "length(randomblob(300000)) > 0"
     task = _armed_task(client, base_path, tmp_path, EVERY_1S, rows=5000, where=slow)
     # Until a second run has begun: the first ran to its end, fires meanwhile were skipped.
     wait_for(lambda: len([r for r in _fires(runtime, task) if r.state != "skipped"]) >= 2, 30)

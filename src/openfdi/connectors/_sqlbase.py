@@ -11,7 +11,8 @@ from __future__ import annotations
 import abc
 import contextlib
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import date, datetime
 from decimal import Decimal
@@ -35,6 +36,7 @@ from openfdi.connectors.spi import (
     Column,
     Connector,
     LogicalType,
+    RawSlice,
     ReadPlan,
     RejectedRow,
     Row,
@@ -46,6 +48,10 @@ from openfdi.connectors.spi import (
 from openfdi.domain.datasource import SECRET_FIELDS
 
 Convert = Callable[[Any], Any]
+FirstRow = Callable[[str], Row | None]
+"""Runs a query inside the pass-through's read snapshot and returns its first row, if any."""
+MakeSlice = Callable[[list[str], Any], RawSlice]
+"""A pass-through slice of the rows matching SQL conditions (ANDed), with its `position`."""
 RowsConvert = Callable[[Sequence[Row]], list[Row]]
 ColumnCheck = Callable[[Sequence[Any]], bool]
 """A cheap test over a whole column of values (NULLs included)."""
@@ -55,6 +61,25 @@ ColumnConvert = Callable[[Sequence[Any]], list[Any] | None]
 _INTEGERS = frozenset({LogicalType.BIGINT, LogicalType.INT, LogicalType.SMALLINT})
 _VARIABLE = frozenset({LogicalType.VARCHAR, LogicalType.TEXT, LogicalType.JSON, LogicalType.BINARY})
 _FIXED_BYTES = {LogicalType.BOOLEAN: 1, LogicalType.DECIMAL: 16, LogicalType.DATE: 4}
+
+# A pass-through slice should take about this long to move: long enough to amortise its range
+# query, commit and checkpoint, short enough to checkpoint often. A stop does not wait for it
+# (see the targets' write_raw).
+SLICE_SECONDS = 0.5
+MAX_SLICE_ROWS = 2_000_000
+# Key types a full copy may be sliced by (a single-column primary key of one of these).
+SLICEABLE = frozenset(
+    {
+        LogicalType.BIGINT,
+        LogicalType.INT,
+        LogicalType.SMALLINT,
+        LogicalType.DECIMAL,
+        LogicalType.VARCHAR,
+        LogicalType.DATE,
+        LogicalType.TIMESTAMP,
+        LogicalType.TIMESTAMPTZ,
+    }
+)
 
 
 class Stream(Protocol):
@@ -414,6 +439,82 @@ class SqlConnector(Connector):
                 stream.close(exhausted=True)
             if end_read:
                 self._end_read()
+
+    def _range_slices(
+        self, plan: ReadPlan, schema: TableSchema, first_row: FirstRow, make_slice: MakeSlice
+    ) -> Generator[RawSlice, None, None]:
+        """`plan`'s rows as pass-through slices, in incremental order: ranges of the incremental
+        column, else of a single-column primary key of a `SLICEABLE` type, else one slice.
+
+        `first_row` runs the range queries; it must see the slices' snapshot.
+        """
+        incremental = None
+        if plan.incremental_column:
+            incremental = pick_columns(schema, (plan.incremental_column,))[0]
+        key = incremental
+        if key is None and len(schema.primary_key) == 1:
+            primary = schema.column(schema.primary_key[0])
+            key = primary if primary.type in SLICEABLE else None
+        base: list[str] = [f"({plan.where})"] if plan.where else []
+        with self._errors():
+            after = self._watermark_condition(plan, incremental)
+        if key is None:
+            yield make_slice(base, None)
+            return
+        yield from self._key_slices(
+            plan, key, incremental is not None, base, after, first_row, make_slice
+        )
+
+    def _key_slices(
+        self,
+        plan: ReadPlan,
+        key: Column,
+        incremental: bool,
+        base: list[str],
+        after: str | None,
+        first_row: FirstRow,
+        make_slice: MakeSlice,
+    ) -> Generator[RawSlice, None, None]:
+        """Slices of consecutive `key` ranges `(lo, hi]`, each about SLICE_SECONDS of work."""
+        name = self.q(key.name)
+        source = self.qualified(plan.table)
+        if incremental and after is None:
+            # Rows whose incremental column is NULL come first, as `read()` orders them.
+            nulls = [*base, f"{name} IS NULL"]
+            exists = f"SELECT EXISTS (SELECT 1 FROM {source} WHERE {' AND '.join(nulls)})"
+            with self._errors():
+                found = first_row(exists)
+            if found is not None and found[0]:
+                yield make_slice(nulls, None)
+        lower = after if after is not None else f"{name} IS NOT NULL"
+        # The watermark a slice ends at must be the value `read()` would report for that row.
+        to_spi = self._read_converter(key)
+        rows = plan.batch_rows
+        while True:
+            self._ensure_live()
+            conditions = [*base, lower]
+            # The last of the next `rows` keys, in the column's own order (not its text's).
+            bound = (
+                f"SELECT {self._select_expression(key)} FROM (SELECT {name} FROM {source} "
+                f"WHERE {' AND '.join(conditions)} ORDER BY {name} LIMIT {rows}) AS s "
+                f"ORDER BY {name} DESC LIMIT 1"
+            )
+            with self._errors():
+                found = first_row(bound)
+                hi = None if found is None else found[0]
+                if hi is None:
+                    return
+                if to_spi is not None:
+                    hi = to_spi(hi)
+                literal = self._value_literal(hi, key)
+            inside = [*conditions, f"{name} <= {literal}"]
+            started = time.monotonic()
+            yield make_slice(inside, hi if incremental else None)
+            took = max(time.monotonic() - started, 1e-3)
+            # Aim the next slice at SLICE_SECONDS, changing by at most 4x at a time.
+            scaled = int(rows * SLICE_SECONDS / took)
+            rows = max(plan.batch_rows, min(scaled, rows * 4, MAX_SLICE_ROWS), rows // 4)
+            lower = f"{name} > {literal}"
 
     def prepare_target(self, plan: WritePlan) -> TableSchema:
         self._ensure_live()

@@ -235,7 +235,8 @@ class Capabilities:
     realtime: bool = False
     bulk: bool = False
     passthrough: bool = False
-    """Implements `PassThrough`: rows move to a target of the same kind without being decoded."""
+    """Implements `PassThrough`: rows move between it and a connector that speaks one of its forms
+    without being decoded in Python."""
 
 
 class RawSlice(abc.ABC):
@@ -275,10 +276,13 @@ class PassThrough(abc.ABC):
     """
 
     @abc.abstractmethod
-    def passthrough_forms(self, table: str, columns: Sequence[str]) -> tuple[tuple[str, ...], ...]:
+    def passthrough_forms(
+        self, table: str, columns: Sequence[str], *, as_target: bool
+    ) -> tuple[tuple[str, ...], ...]:
         """Every form in which these columns of `table` can pass through, best first (empty
-        when none). Two equal forms must mean that the target, parsing the source's bytes,
-        gets exactly the values the row path would write. Call on the target after
+        when none): as they are read (`read_raw`), or as they can be written (`write_raw`)
+        when `as_target`. Two equal forms must mean that the target, parsing the source's
+        bytes, gets exactly the values the row path would write. Call on the target after
         `prepare_target`."""
 
     @abc.abstractmethod

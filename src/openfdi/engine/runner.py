@@ -5,9 +5,10 @@ epoch) the totals, the watermark and the dirty rows; for the read's last batch o
 ends with it, that transaction also ends the run. A crash between the two re-reads at most one
 batch: at-least-once, and exactly-once where the target write is an upsert on keys.
 
-When both ends are `PassThrough` connectors agreeing on a form (PostgreSQL to PostgreSQL with
-identical column types), batches are raw slices moved as bytes; a slice the target refuses is
-written again through the row path, so its bad rows are still reported one by one.
+When both ends are `PassThrough` connectors agreeing on a form (binary COPY from PostgreSQL to
+PostgreSQL with identical column types; the shared text form between SQL dialects, see
+`connectors/_tsv`), batches are raw slices moved as bytes; a slice the target refuses is written
+again through the row path, so its bad rows are still reported one by one.
 """
 
 from __future__ import annotations
@@ -362,6 +363,6 @@ def _passthrough(
         return None
     if write_plan.columns is None:
         return None
-    accepted = target.passthrough_forms(write_plan.table, write_plan.columns)
-    offered = source.passthrough_forms(table, columns) if accepted else ()
+    accepted = target.passthrough_forms(write_plan.table, write_plan.columns, as_target=True)
+    offered = source.passthrough_forms(table, columns, as_target=False) if accepted else ()
     return next((form for form in offered if form in accepted), None)

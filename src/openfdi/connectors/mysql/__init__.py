@@ -14,6 +14,6 @@ def _load() -> type[Connector]:
 SPEC = ConnectorSpec(
     type="MYSQL",
     required_content=("host", "port", "database_name", "user_name"),
-    capabilities=Capabilities(read=True, write=True, incremental=True, bulk=True),
+    capabilities=Capabilities(read=True, write=True, incremental=True, bulk=True, passthrough=True),
     load=_load,
 )

@@ -5,8 +5,9 @@ than PyMySQL's), on a connection of their own, read ahead by a thread (see `read
 else runs on PyMySQL. Inserts are `LOAD DATA LOCAL INFILE` fed from memory (see `infile`), the
 fastest way into MySQL; upserts are multi-row INSERTs (PyMySQL's `executemany` packs rows into
 statements of up to about 1 MB) with `ON DUPLICATE KEY UPDATE`. Each write attempt runs inside a
-SAVEPOINT so refused rows can be isolated. `cancel()` sends `KILL QUERY <thread id>` for both
-connections from a third, short-lived one.
+SAVEPOINT so refused rows can be isolated. A pass-through slice in the text form is fed to LOAD
+DATA as it comes, never decoded (see `tsv_write`). `cancel()` sends `KILL QUERY <thread id>` for
+both connections from a third, short-lived one.
 
 Sessions use UTC (`time_zone = '+00:00'`, so TIMESTAMP columns read and write as UTC instants)
 and a fixed strict `sql_mode`, so bad values fail loudly instead of being silently truncated.
@@ -17,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -30,12 +31,23 @@ import pymysql.cursors  # type: ignore[import-untyped]
 from pymysql.constants import FIELD_TYPE  # type: ignore[import-untyped]
 
 from openfdi.connectors._sql import split_qualified
-from openfdi.connectors._sqlbase import Convert, SqlConnector, port_of, require
+from openfdi.connectors._sqlbase import Convert, SqlConnector, pick_columns, port_of, require
+from openfdi.connectors._tsv import tsv_form
 from openfdi.connectors._values import as_naive_utc, time_from_timedelta
 from openfdi.connectors.errors import TerminalConnectorError
-from openfdi.connectors.mysql import errors, infile, types
+from openfdi.connectors.mysql import errors, infile, tsv_read, tsv_write, types
 from openfdi.connectors.mysql.reader import AsyncReader, PrefetchStream
-from openfdi.connectors.spi import Column, LogicalType, Row, TableSchema, WriteMode, WritePlan
+from openfdi.connectors.spi import (
+    Column,
+    LogicalType,
+    PassThrough,
+    RawSlice,
+    ReadPlan,
+    Row,
+    TableSchema,
+    WriteMode,
+    WritePlan,
+)
 
 __all__ = ["MysqlConnector"]
 
@@ -115,7 +127,7 @@ class _Stream:
             self._owner._drop_reader()
 
 
-class MysqlConnector(SqlConnector):
+class MysqlConnector(SqlConnector, PassThrough):
     """MYSQL datasource (MySQL 8 or MariaDB 10.5+)."""
 
     quote = "`"
@@ -275,6 +287,35 @@ class MysqlConnector(SqlConnector):
         if self._conn is not None:
             self._conn.rollback()
 
+    # --- pass-through --------------------------------------------------------------------------
+
+    def passthrough_forms(
+        self, table: str, columns: Sequence[str], *, as_target: bool
+    ) -> tuple[tuple[str, ...], ...]:
+        form = tsv_form(pick_columns(self.describe(table), columns))
+        return () if form is None else (form,)
+
+    def read_raw(self, plan: ReadPlan, form: tuple[str, ...]) -> Generator[RawSlice, None, None]:
+        return tsv_read.read_raw(self, plan, form)
+
+    def write_raw(self, raw: RawSlice, plan: WritePlan, stop: Callable[[], bool]) -> int | None:
+        self._ensure_live()
+        if plan.columns is None:
+            raise TerminalConnectorError("a pass-through write needs the target columns")
+        if plan.table not in self._targets:
+            self._targets[plan.table] = self.describe(plan.table)
+        columns = pick_columns(self._targets[plan.table], plan.columns)
+        table = self.qualified(plan.table)
+        names = tuple(self.q(c.name) for c in columns)
+        updates = None
+        if plan.write_mode is WriteMode.UPSERT:
+            updates = self._upsert_updates(table, names, plan.key_columns)
+        target = tsv_write.TsvTarget(table, names, updates)
+        with self._errors():  # also redacts the refusal's message
+            return tsv_write.write_slice(
+                self._connection(), self._savepoint, raw, target, stop, self._cancelled.is_set
+            )
+
     # --- writing -------------------------------------------------------------------------------
 
     def _render_type(self, column: Column, *, in_key: bool) -> str:
@@ -326,21 +367,33 @@ class MysqlConnector(SqlConnector):
             self._load(table, columns, rows)
             return
         names = [self.q(c.name) for c in columns]
+        qualified = self.qualified(table)
+        updates = self._upsert_updates(qualified, names, plan.key_columns)
         # executemany %-formats the statement text, so any % in a name is doubled.
-        prefix = f"INSERT INTO {self.qualified(table)} ({', '.join(names)}) VALUES ".replace(
-            "%", "%%"
-        )
-        suffix = ""
-        if plan.write_mode is WriteMode.UPSERT:
-            keys = {self.q(k) for k in plan.key_columns}
-            # VALUES(col) is understood by MariaDB and (deprecated but working) by MySQL 8.
-            updates = [f"{n} = VALUES({n})" for n in names if n not in keys] or [
-                f"{n} = {n}" for n in names[:1]
-            ]
-            suffix = " ON DUPLICATE KEY UPDATE " + ", ".join(updates).replace("%", "%%")
+        into = f"INSERT INTO {qualified} ({', '.join(names)}) VALUES ".replace("%", "%%")
         values = "(" + ", ".join("%s" for _ in names) + ")"
+        suffix = f" ON DUPLICATE KEY UPDATE {updates}".replace("%", "%%")
         with self._connection().cursor() as cursor:
-            cursor.executemany(prefix + values + suffix, rows)
+            cursor.executemany(into + values + suffix, rows)
+
+    def _upsert_updates(
+        self, qualified: str, names: Sequence[str], key_columns: Sequence[str]
+    ) -> str:
+        """An upsert's `ON DUPLICATE KEY UPDATE` assignments: each non-key column takes the new
+        row's value (a no-op assignment when every column is a key).
+
+        Args:
+            qualified: The target table, quoted.
+            names: The written columns, quoted.
+            key_columns: The upsert's keys, unquoted.
+        """
+        keys = {self.q(k) for k in key_columns}
+        # VALUES(col) is understood by MariaDB and (deprecated but working) by MySQL 8. The
+        # no-op names the target's column: an INSERT ... SELECT's source has one of that name.
+        updates = [f"{n} = VALUES({n})" for n in names if n not in keys] or [
+            f"{n} = {qualified}.{n}" for n in names[:1]
+        ]
+        return ", ".join(updates)
 
     def _load(self, table: str, columns: Sequence[Column], rows: list[Row]) -> None:
         """Insert `rows` with LOAD DATA; a refused row fails the whole load, as an INSERT would."""

@@ -23,7 +23,6 @@ import hashlib
 import itertools
 import json
 import re
-import time
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
@@ -99,25 +98,8 @@ PASSTHROUGH_FORMAT = "postgresql-copy-binary"
 # Native types mapped to TEXT whose binary form carries no database-specific OID (arrays and
 # composites embed their element types' OIDs, which differ between databases: never passed).
 _PASSTHROUGH_TEXT_TYPES = frozenset({"text", "name", "interval", "inet", "cidr", "macaddr", "xml"})
-# A slice should take about this long to move: long enough to amortise its range query, commit
-# and checkpoint, short enough to checkpoint often. A stop does not wait for it (see write_raw).
-SLICE_SECONDS = 0.5
-MAX_SLICE_ROWS = 2_000_000
 # Bytes per chunk handed from the source's COPY to the target's.
 CHUNK_BYTES = 1 << 20
-# Key types a full copy may be sliced by (a single-column primary key of one of these).
-_SLICEABLE = frozenset(
-    {
-        LogicalType.BIGINT,
-        LogicalType.INT,
-        LogicalType.SMALLINT,
-        LogicalType.DECIMAL,
-        LogicalType.VARCHAR,
-        LogicalType.DATE,
-        LogicalType.TIMESTAMP,
-        LogicalType.TIMESTAMPTZ,
-    }
-)
 
 
 class _Stopped(Exception):
@@ -312,7 +294,9 @@ class PostgresConnector(SqlConnector, PassThrough):
 
     # --- pass-through --------------------------------------------------------------------------
 
-    def passthrough_forms(self, table: str, columns: Sequence[str]) -> tuple[tuple[str, ...], ...]:
+    def passthrough_forms(
+        self, table: str, columns: Sequence[str], *, as_target: bool
+    ) -> tuple[tuple[str, ...], ...]:
         schema = self.describe(table)
         picked = pick_columns(schema, columns)
         forms: list[tuple[str, ...]] = []
@@ -340,13 +324,6 @@ class PostgresConnector(SqlConnector, PassThrough):
         incremental = None
         if plan.incremental_column:
             incremental = pick_columns(schema, (plan.incremental_column,))[0]
-        key = incremental
-        if key is None and len(schema.primary_key) == 1:
-            primary = schema.column(schema.primary_key[0])
-            key = primary if primary.type in _SLICEABLE else None
-        base: list[str] = [f"({plan.where})"] if plan.where else []
-        with self._errors():
-            after = self._watermark_condition(plan, incremental)
         text = form[0] == TSV
         if text:
             select = ", ".join(self._tsv_expression(c) for c in columns)
@@ -364,6 +341,9 @@ class PostgresConnector(SqlConnector, PassThrough):
                 sql += f" ORDER BY {self.q(incremental.name)}"
             return f"COPY ({sql}) TO STDOUT{options}"
 
+        def make_slice(conditions: list[str], position: Any) -> RawSlice:
+            return _Slice(self, plan, form, copy_sql(conditions), conditions, position)
+
         self._end_read()
         try:
             with self._errors():
@@ -372,63 +352,13 @@ class PostgresConnector(SqlConnector, PassThrough):
                 conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                 if text:  # dates in the one spelling every dialect reads (the default too)
                     conn.execute("SET LOCAL datestyle = 'ISO, YMD'")
-            if key is None:
-                yield _Slice(self, plan, form, copy_sql(base), base, None)
-                return
-            yield from self._key_slices(
-                plan, form, key, incremental is not None, base, after, copy_sql
-            )
+            yield from self._range_slices(plan, schema, self._first_row, make_slice)
         finally:
             with contextlib.suppress(Exception):
                 self._end_read()
 
-    def _key_slices(
-        self,
-        plan: ReadPlan,
-        form: tuple[str, ...],
-        key: Column,
-        incremental: bool,
-        base: list[str],
-        after: str | None,
-        copy_sql: Callable[[Sequence[str]], str],
-    ) -> Generator[RawSlice, None, None]:
-        """Slices of consecutive `key` ranges `(lo, hi]`, each about SLICE_SECONDS of work."""
-        name = self.q(key.name)
-        source = self.qualified(plan.table)
-        if incremental and after is None:
-            # Rows whose incremental column is NULL come first, as `read()` orders them.
-            nulls = [*base, f"{name} IS NULL"]
-            exists = f"SELECT EXISTS (SELECT 1 FROM {source} WHERE {' AND '.join(nulls)})"
-            with self._errors():
-                found = self._connection().execute(exists).fetchone()
-            if found is not None and found[0]:
-                yield _Slice(self, plan, form, copy_sql(nulls), nulls, None)
-        lower = after if after is not None else f"{name} IS NOT NULL"
-        rows = plan.batch_rows
-        while True:
-            self._ensure_live()
-            conditions = [*base, lower]
-            # The last of the next `rows` keys, in the column's own order (not its text's).
-            bound = (
-                f"SELECT {self._select_expression(key)} FROM (SELECT {name} FROM {source} "
-                f"WHERE {' AND '.join(conditions)} ORDER BY {name} LIMIT {rows}) AS s "
-                f"ORDER BY {name} DESC LIMIT 1"
-            )
-            with self._errors():
-                found = self._connection().execute(bound).fetchone()
-                hi = None if found is None else found[0]
-                if hi is None:
-                    return
-                literal = self._value_literal(hi, key)
-            upper = f"{name} <= {literal}"
-            inside = [*conditions, upper]
-            started = time.monotonic()
-            yield _Slice(self, plan, form, copy_sql(inside), inside, hi if incremental else None)
-            took = max(time.monotonic() - started, 1e-3)
-            # Aim the next slice at SLICE_SECONDS, changing by at most 4x at a time.
-            scaled = int(rows * SLICE_SECONDS / took)
-            rows = max(plan.batch_rows, min(scaled, rows * 4, MAX_SLICE_ROWS), rows // 4)
-            lower = f"{name} > {literal}"
+    def _first_row(self, sql: str) -> Row | None:
+        return self._connection().execute(sql).fetchone()
 
     def write_raw(self, raw: RawSlice, plan: WritePlan, stop: Callable[[], bool]) -> int | None:
         self._ensure_live()

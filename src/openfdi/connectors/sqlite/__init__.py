@@ -14,6 +14,6 @@ def _load() -> type[Connector]:
 SPEC = ConnectorSpec(
     type="SQLITE",
     required_content=("database_name",),
-    capabilities=Capabilities(read=True, write=True, incremental=True, bulk=True),
+    capabilities=Capabilities(read=True, write=True, incremental=True, bulk=True, passthrough=True),
     load=_load,
 )

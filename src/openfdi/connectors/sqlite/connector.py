@@ -4,25 +4,50 @@ Writes run in one explicit `BEGIN IMMEDIATE` transaction (the write lock is take
 instead of failing to upgrade a read lock later) with `executemany` as the bulk path. Reads step
 the statement lazily, so a large table is never held in memory. `cancel()` is
 `sqlite3.Connection.interrupt()`, which SQLite allows from any thread.
+
+As a pass-through source (`PassThrough`, never a target: SQLite has no bulk loader to feed), it
+reads key ranges in one read transaction as lines of the shared text form (see `tsv`).
 """
 
 from __future__ import annotations
 
 import math
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
-from openfdi.connectors._sqlbase import Convert, RowsConvert, SqlConnector, require
+from openfdi.connectors._sqlbase import (
+    Convert,
+    RowsConvert,
+    SqlConnector,
+    pick_columns,
+    require,
+)
+from openfdi.connectors._tsv import tsv_form
 from openfdi.connectors.errors import TerminalConnectorError
-from openfdi.connectors.spi import Column, Row, TableSchema, WriteMode, WritePlan
-from openfdi.connectors.sqlite import columnar, errors, types
+from openfdi.connectors.spi import (
+    Batch,
+    Column,
+    LogicalType,
+    PassThrough,
+    RawSlice,
+    ReadPlan,
+    Row,
+    TableSchema,
+    WriteMode,
+    WritePlan,
+)
+from openfdi.connectors.sqlite import columnar, errors, tsv, types
 
 __all__ = ["SqliteConnector"]
 
 BUSY_TIMEOUT_SECONDS = 10.0
+# Encoded bytes per pass-through chunk, about (sized on the previous chunk's lines).
+CHUNK_BYTES = 1 << 20
+FIRST_CHUNK_ROWS = 64  # before any line's size is known: rows may be megabytes each
+MAX_CHUNK_ROWS = 20_000
 
 
 class _Stream:
@@ -51,7 +76,60 @@ def literal(value: Any) -> str:
     raise TypeError(f"no SQLite literal for {type(value).__name__}")
 
 
-class SqliteConnector(SqlConnector):
+class _Slice(RawSlice):
+    """One range of a pass-through read: SELECT of the rows' lines in the text form."""
+
+    def __init__(
+        self,
+        owner: SqliteConnector,
+        plan: ReadPlan,
+        form: tuple[str, ...],
+        columns: Sequence[Column],
+        conditions: Sequence[str],
+        position: Any,
+    ) -> None:
+        self._owner = owner
+        self._plan = plan
+        self.form = form
+        self._conditions = tuple(conditions)
+        self.position = position
+        self.nbytes = 0
+        fields = tsv.line_select(columns, owner.q)
+        self._line = tsv.line_writer(len(fields))
+        self._sql = f"SELECT {', '.join(fields)} FROM {owner.q(plan.table)}"
+        if conditions:
+            self._sql += " WHERE " + " AND ".join(conditions)
+        if plan.incremental_column:  # upserts keep the last of equal keys: keep read order
+            self._sql += f" ORDER BY {owner.q(plan.incremental_column)}"
+
+    def chunks(self) -> Generator[bytes, None, None]:
+        owner = self._owner
+        owner._ensure_live()
+        with owner._errors():
+            cursor = owner._connection().execute(self._sql)
+        try:
+            count = FIRST_CHUNK_ROWS
+            while True:
+                with owner._errors():
+                    rows = cursor.fetchmany(count)
+                if not rows:
+                    return
+                lines = list(map(self._line, rows))
+                lines.append("")
+                data = "\n".join(lines).encode()
+                del lines
+                count = max(1, min(MAX_CHUNK_ROWS, CHUNK_BYTES * len(rows) // len(data)))
+                del rows
+                self.nbytes += len(data)
+                yield data
+        finally:
+            cursor.close()
+
+    def batches(self) -> Generator[Batch, None, None]:
+        yield from self._owner._read_batches(self._plan, self._conditions, end_read=False)
+
+
+class SqliteConnector(SqlConnector, PassThrough):
     """SQLITE datasource; `content["database_name"]` is the path of the database file."""
 
     qualified_names = False
@@ -140,6 +218,43 @@ class SqliteConnector(SqlConnector):
 
     def _end_read(self) -> None:
         """Reads are single statements in autocommit mode: nothing to end."""
+
+    # --- pass-through --------------------------------------------------------------------------
+
+    def passthrough_forms(
+        self, table: str, columns: Sequence[str], *, as_target: bool
+    ) -> tuple[tuple[str, ...], ...]:
+        if as_target:
+            return ()
+        picked = pick_columns(self.describe(table), columns)
+        if any(c.type is LogicalType.DECIMAL and c.scale is None for c in picked):
+            return ()  # read as Decimal(repr(v)), unquantized: no SQL spells that
+        form = tsv_form(picked)
+        return () if form is None else (form,)
+
+    def read_raw(self, plan: ReadPlan, form: tuple[str, ...]) -> Generator[RawSlice, None, None]:
+        schema = self.describe(plan.table)
+        columns = pick_columns(schema, plan.columns or schema.names)
+
+        def make_slice(conditions: list[str], position: Any) -> RawSlice:
+            return _Slice(self, plan, form, columns, conditions, position)
+
+        conn = self._connection()
+        with self._errors():
+            conn.execute("BEGIN")  # one read transaction: every slice sees the same data
+        try:
+            yield from self._range_slices(plan, schema, self._first_row, make_slice)
+        finally:
+            if conn.in_transaction:
+                with self._errors():
+                    conn.execute("ROLLBACK")
+
+    def _first_row(self, sql: str) -> Row | None:
+        row: Row | None = self._connection().execute(sql).fetchone()
+        return row
+
+    def write_raw(self, raw: RawSlice, plan: WritePlan, stop: Callable[[], bool]) -> int | None:
+        raise TerminalConnectorError("SQLite is never a pass-through target")
 
     # --- writing -------------------------------------------------------------------------------
 

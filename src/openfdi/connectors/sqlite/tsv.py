@@ -1,0 +1,150 @@
+"""SQLite as a source of the text pass-through form (layer: connectors); see `_tsv`.
+
+SQLite itself writes each row's line: a SELECT renders every value in the text form, so Python
+handles one string per row instead of converting ten values (`columnar`) that a target would then
+encode again. Doubles are the exception: SQLite prints a REAL with 15 significant digits, which
+is not exact, so a DOUBLE column comes back as the number and Python prints it (`repr`, the
+shortest exact form). A row is then a few fields: runs of columns SQLite already joined, and the
+doubles between them.
+
+SQLite stores anything in any column, and the row path (`types.reader_for`) converts what it
+finds leniently. The text form may only carry a value when the target, parsing it, gets exactly
+what the row path would give it. So each expression accepts only the canonical storage forms
+(those `types.writer_for` writes, and a few equally plain ones) and renders any other value as a
+lone tab: a field too many, which every target refuses, so the slice is written again through
+the row path, which reports each such row as it always did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from openfdi.connectors.spi import Column, LogicalType
+
+__all__ = ["line_select", "line_writer"]
+
+REFUSED = "char(9)"
+"""What a value the text form cannot carry becomes: an unescaped tab, so the line has a field too
+many and the target refuses it (see the module's docstring)."""
+NULL = "'\\N'"
+_DIGITS = "[0-9]"
+_DATE_GLOB = f"{_DIGITS * 4}-{_DIGITS * 2}-{_DIGITS * 2}"
+_TIMESTAMP_GLOB = f"{_DATE_GLOB} {_DIGITS * 2}:{_DIGITS * 2}:{_DIGITS * 2}"
+# A decimal stored as a REAL carries its exact digits only below this many (see types).
+_REAL_SAFE_DIGITS = 15
+
+
+def _text(q: str) -> str:
+    # instr() before replace(): most values have nothing to escape, and four scans for a
+    # character are cheaper than four replace() copies. NUL cannot travel in the text form.
+    specials = " OR ".join(f"instr({q}, {c})" for c in ("'\\'", "char(9)", "char(10)", "char(13)"))
+    escaped = (
+        f"replace(replace(replace(replace({q}, '\\', '\\\\'), char(9), '\\t'), "
+        f"char(10), '\\n'), char(13), '\\r')"
+    )
+    return (
+        f"CASE typeof({q}) WHEN 'text' THEN CASE WHEN instr({q}, char(0)) THEN {REFUSED} "
+        f"WHEN {specials} THEN {escaped} ELSE {q} END "
+        f"WHEN 'null' THEN {NULL} WHEN 'integer' THEN {q} ELSE {REFUSED} END"
+    )
+
+
+def _integer(q: str) -> str:
+    return f"CASE typeof({q}) WHEN 'integer' THEN {q} WHEN 'null' THEN {NULL} ELSE {REFUSED} END"
+
+
+def _boolean(q: str) -> str:
+    # 0 and 1, stored as integers (or 0.0 and 1.0): what the row path reads as booleans.
+    return (
+        f"CASE WHEN {q} IS NULL THEN {NULL} WHEN typeof({q}) IN ('integer', 'real') THEN "
+        f"CASE {q} WHEN 0 THEN '0' WHEN 1 THEN '1' ELSE {REFUSED} END ELSE {REFUSED} END"
+    )
+
+
+def _decimal(q: str, scale: int) -> str:
+    # Text: digits, a point, signs and an exponent only (as str(Decimal) writes small ones:
+    # 1E-10), which Decimal() and the targets parse alike.
+    # A REAL (numeric affinity) passes when it holds a decimal of at most `scale` places and
+    # 15 digits, which printf() then spells exactly: the row path's Decimal(repr(v)) quantized.
+    real = REFUSED
+    if scale < _REAL_SAFE_DIGITS:
+        limit = f"1e{_REAL_SAFE_DIGITS - scale}"
+        real = (
+            f"CASE WHEN abs({q}) < {limit} AND {q} = round({q}, {scale}) "
+            f"THEN printf('%.{scale}f', {q}) ELSE {REFUSED} END"
+        )
+    return (
+        f"CASE typeof({q}) WHEN 'text' THEN CASE WHEN {q} GLOB '*[^0-9.eE+-]*' OR {q} = '' "
+        f"THEN {REFUSED} ELSE {q} END "
+        f"WHEN 'integer' THEN {q} WHEN 'real' THEN {real} "
+        f"WHEN 'null' THEN {NULL} ELSE {REFUSED} END"
+    )
+
+
+def _date(q: str) -> str:
+    return (
+        f"CASE WHEN {q} IS NULL THEN {NULL} WHEN typeof({q}) = 'text' AND length({q}) = 10 "
+        f"AND {q} GLOB '{_DATE_GLOB}' THEN {q} ELSE {REFUSED} END"
+    )
+
+
+def _timestamp(q: str, suffix: str) -> str:
+    """`YYYY-MM-DD HH:MM:SS[.ffffff]` followed by `suffix`, which is dropped."""
+    n = len(suffix)
+    return (
+        f"CASE WHEN {q} IS NULL THEN {NULL} WHEN typeof({q}) = 'text' "
+        f"AND (length({q}) = {19 + n} OR length({q}) = {26 + n} AND substr({q}, 20, 1) = '.') "
+        f"AND {q} GLOB '{_TIMESTAMP_GLOB}*{suffix}' "
+        f"THEN substr({q}, 1, length({q}) - {n}) ELSE {REFUSED} END"
+    )
+
+
+def _double(q: str) -> str:
+    """The number itself (printed by Python), '\\N' or the refusal."""
+    return (
+        f"CASE typeof({q}) WHEN 'real' THEN {q} WHEN 'integer' THEN {q} "
+        f"WHEN 'null' THEN {NULL} ELSE {REFUSED} END"
+    )
+
+
+def _expression(column: Column, q: str) -> str:
+    kind = column.type
+    if kind in (LogicalType.VARCHAR, LogicalType.TEXT):
+        return _text(q)
+    if kind in (LogicalType.BIGINT, LogicalType.INT, LogicalType.SMALLINT):
+        return _integer(q)
+    if kind is LogicalType.BOOLEAN:
+        return _boolean(q)
+    if kind is LogicalType.DECIMAL and column.scale is not None:
+        return _decimal(q, column.scale)
+    if kind is LogicalType.DATE:
+        return _date(q)
+    if kind is LogicalType.TIMESTAMP:
+        return _timestamp(q, "")
+    if kind is LogicalType.TIMESTAMPTZ:
+        return _timestamp(q, "+00:00")
+    raise ValueError(f"no text form for a {kind.value} column")
+
+
+def line_select(columns: Sequence[Column], quote: Callable[[str], str]) -> list[str]:
+    """The select list of a line's fields: runs of columns joined by SQLite, and doubles."""
+    fields: list[str] = []
+    run: list[str] = []
+    for column in columns:
+        q = quote(column.name)
+        if column.type is LogicalType.DOUBLE:
+            if run:
+                fields.append(" || char(9) || ".join(run))
+                run = []
+            fields.append(_double(q))
+        else:
+            run.append(_expression(column, q))
+    if run:
+        fields.append(" || char(9) || ".join(run))
+    return fields
+
+
+def line_writer(field_count: int) -> Callable[[tuple[object, ...]], str]:
+    """Joins one fetched row's fields into its line (without the newline); `%s` of a float is
+    its repr, the shortest text that reads back as the same double."""
+    return "\t".join(["%s"] * field_count).__mod__
