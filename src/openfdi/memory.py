@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import gc
 import threading
 import time
 from typing import Any
@@ -47,3 +48,16 @@ def trim(*, at_most_every_s: float = _TRIM_INTERVAL_S) -> None:
             return
         _last_trim = now
     _libc.malloc_trim(0)
+
+
+def freeze_startup_objects() -> None:
+    """Exempt everything alive now from the cyclic garbage collector (call once, when started).
+
+    A copy allocates millions of short-lived tuples, and each 700 of them start a collection;
+    every tenth of those walks the middle generation and some walk everything the process holds.
+    In a server that is the modules, the app and the ORM's metadata: several hundred thousand
+    objects that never become garbage, walked over and over (5% of a SQLite to PostgreSQL copy's
+    CPU in a profile). Frozen, they are left alone; objects created later are collected as ever.
+    """
+    gc.collect()
+    gc.freeze()

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
-from openfdi import __version__
+from openfdi import __version__, memory
 from openfdi.api import errors
 from openfdi.api.context import Metrics, RequestContextMiddleware
 from openfdi.api.engine_metrics import EngineCollector
@@ -39,6 +39,7 @@ def create_app(runtime: Runtime) -> FastAPI:
                 runtime.start_engine()
             supervisor = Supervisor(runtime, planner=planner)
             supervisor.start()
+        memory.freeze_startup_objects()
         try:
             yield
         finally:

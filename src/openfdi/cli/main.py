@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 import uvicorn
 
+from openfdi import memory
 from openfdi.api.app import create_app
 from openfdi.cli.admin import admin
 from openfdi.cli.workers import WorkerProcesses, die_with_parent
@@ -145,6 +146,7 @@ def worker(
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: closing.set())
     runtime = Runtime.open(Settings(), migrate=migrate)
+    memory.freeze_startup_objects()
     try:
         Worker(runtime).run(closing)
     finally:

@@ -76,6 +76,17 @@ def literal(value: Any) -> str:
     raise TypeError(f"no SQLite literal for {type(value).__name__}")
 
 
+@contextmanager
+def _text_as_bytes(conn: sqlite3.Connection) -> Iterator[None]:
+    """TEXT values come as their UTF-8 bytes (for the fetches inside only: the connection is
+    shared with everything else the connector reads)."""
+    conn.text_factory = bytes
+    try:
+        yield
+    finally:
+        conn.text_factory = str
+
+
 class _Slice(RawSlice):
     """One range of a pass-through read: SELECT of the rows' lines in the text form."""
 
@@ -94,8 +105,8 @@ class _Slice(RawSlice):
         self._conditions = tuple(conditions)
         self.position = position
         self.nbytes = 0
-        fields = tsv.line_select(columns, owner.q)
-        self._line = tsv.line_writer(len(fields))
+        fields, doubles = tsv.line_select(columns, owner.q)
+        self._lines = tsv.lines_joiner(doubles)
         self._sql = f"SELECT {', '.join(fields)} FROM {owner.q(plan.table)}"
         if conditions:
             self._sql += " WHERE " + " AND ".join(conditions)
@@ -109,14 +120,15 @@ class _Slice(RawSlice):
             cursor = owner._connection().execute(self._sql)
         try:
             count = FIRST_CHUNK_ROWS
+            conn = owner._connection()
             while True:
-                with owner._errors():
+                with owner._errors(), _text_as_bytes(conn):
                     rows = cursor.fetchmany(count)
                 if not rows:
                     return
-                lines = list(map(self._line, rows))
-                lines.append("")
-                data = "\n".join(lines).encode()
+                lines = self._lines(rows)
+                lines.append(b"")
+                data = b"\n".join(lines)
                 del lines
                 count = max(1, min(MAX_CHUNK_ROWS, CHUNK_BYTES * len(rows) // len(data)))
                 del rows

@@ -5,7 +5,9 @@ handles one string per row instead of converting ten values (`columnar`) that a 
 encode again. Doubles are the exception: SQLite prints a REAL with 15 significant digits, which
 is not exact, so a DOUBLE column comes back as the number and Python prints it (`repr`, the
 shortest exact form). A row is then a few fields: runs of columns SQLite already joined, and the
-doubles between them.
+doubles between them. Text is fetched as UTF-8 bytes and never decoded: a str holding one emoji
+takes 4 bytes a character, and decoding then encoding each chunk again cost more than SQLite
+took to produce it.
 
 SQLite stores anything in any column, and the row path (`types.reader_for`) converts what it
 finds leniently. The text form may only carry a value when the target, parsing it, gets exactly
@@ -18,10 +20,11 @@ the row path, which reports each such row as it always did.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
-from openfdi.connectors.spi import Column, LogicalType
+from openfdi.connectors.spi import Column, LogicalType, Row
 
-__all__ = ["line_select", "line_writer"]
+__all__ = ["line_select", "lines_joiner"]
 
 REFUSED = "char(9)"
 """What a value the text form cannot carry becomes: an unescaped tab, so the line has a field too
@@ -99,7 +102,7 @@ def _timestamp(q: str, suffix: str) -> str:
     )
 
 
-def _double(q: str) -> str:
+def _double_field(q: str) -> str:
     """The number itself (printed by Python), '\\N' or the refusal."""
     return (
         f"CASE typeof({q}) WHEN 'real' THEN {q} WHEN 'integer' THEN {q} "
@@ -126,9 +129,13 @@ def _expression(column: Column, q: str) -> str:
     raise ValueError(f"no text form for a {kind.value} column")
 
 
-def line_select(columns: Sequence[Column], quote: Callable[[str], str]) -> list[str]:
-    """The select list of a line's fields: runs of columns joined by SQLite, and doubles."""
+def line_select(
+    columns: Sequence[Column], quote: Callable[[str], str]
+) -> tuple[list[str], list[int]]:
+    """The select list of a line's fields (runs of columns joined by SQLite, and doubles), and
+    the indexes of the doubles' fields among them."""
     fields: list[str] = []
+    doubles: list[int] = []
     run: list[str] = []
     for column in columns:
         q = quote(column.name)
@@ -136,15 +143,53 @@ def line_select(columns: Sequence[Column], quote: Callable[[str], str]) -> list[
             if run:
                 fields.append(" || char(9) || ".join(run))
                 run = []
-            fields.append(_double(q))
+            doubles.append(len(fields))
+            fields.append(_double_field(q))
         else:
             run.append(_expression(column, q))
     if run:
         fields.append(" || char(9) || ".join(run))
-    return fields
+    return fields, doubles
 
 
-def line_writer(field_count: int) -> Callable[[tuple[object, ...]], str]:
-    """Joins one fetched row's fields into its line (without the newline); `%s` of a float is
-    its repr, the shortest text that reads back as the same double."""
-    return "\t".join(["%s"] * field_count).__mod__
+def lines_joiner(doubles: Sequence[int]) -> Callable[[Sequence[Row]], list[bytes]]:
+    """Turns fetched rows (text fields as bytes; at the indexes `doubles`, the doubles' numbers,
+    or the bytes of `\\N` or of the refusal) into their lines, without newlines."""
+    join = b"\t".join
+    if not doubles:
+        return lambda rows: list(map(join, rows))
+
+    def lines(rows: Sequence[Row]) -> list[bytes]:
+        columns: list[Sequence[Any]] = list(zip(*rows, strict=True))
+        for i in doubles:
+            columns[i] = _doubles(columns[i])
+        return list(map(join, zip(*columns, strict=True)))
+
+    return lines
+
+
+def _doubles(values: Sequence[Any]) -> list[bytes]:
+    """Each double as repr spells it (the shortest text that reads back as the same double),
+    mapped in C; the few other values (NULL, integers, the refusal) one by one."""
+    if set(map(type, values)) == {float}:
+        return _reprs(values)
+    odd = [i for i, kind in enumerate(map(type, values)) if kind is not float]
+    filled = list(values)
+    for i in odd:
+        filled[i] = 0.0
+    out = _reprs(filled)
+    for i in odd:
+        out[i] = _double(values[i])
+    return out
+
+
+def _reprs(floats: Sequence[float]) -> list[bytes]:
+    return "\n".join(map(float.__repr__, floats)).encode().split(b"\n")
+
+
+def _double(value: Any) -> bytes:
+    if isinstance(value, bytes):
+        return value  # NULL or the refusal, already spelled by SQLite
+    if isinstance(value, float):
+        return repr(value).encode()
+    return b"%d" % value  # an integer in a DOUBLE column: the same number
