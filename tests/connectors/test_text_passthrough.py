@@ -296,6 +296,44 @@ def test_sqlite_values_in_other_forms_than_its_own_take_the_row_path(
     assert refusals > 0
 
 
+@pytest.mark.parametrize(
+    "dst_name", [pytest.param(t, marks=_MARKS[t], id=t) for t in ("postgresql", "mysql")]
+)
+def test_sqlite_lines_of_single_columns_between_doubles_and_texts(
+    dst_name: str, make_harness: Callable[[str], Harness]
+) -> None:
+    """SQLite joins runs of columns into one field; a run of one column comes back alone."""
+    source, target = make_harness("sqlite"), make_harness(dst_name)
+    source.execute(
+        "CREATE TABLE lone (id INTEGER PRIMARY KEY, x DOUBLE, n INT, t TEXT, "
+        "d DECIMAL(12,2), v VARCHAR(8), b BOOLEAN)"
+    )
+    source.execute(
+        "INSERT INTO lone VALUES (1, 0.1, 7, 'a\tb', 12.5, NULL, 1), "
+        "(2, NULL, NULL, NULL, 3, 'x', 0), (3, 1e300, -1, '', NULL, '', NULL)"
+    )
+    src, dst = source.connector(), target.connector()
+    assert isinstance(src, PassThrough)
+    assert isinstance(dst, PassThrough)
+    names = ("id", "x", "n", "t", "d", "v", "b")
+    schema = src.describe("lone")
+    copies = {}
+    for table in ("lone_by_rows", "lone_by_raw"):
+        plan = WritePlan(table, columns=names, source_schema=schema)
+        dst.prepare_target(plan)
+        read = ReadPlan("lone", columns=names)
+        if table == "lone_by_rows":
+            for batch in src.read(read):
+                assert dst.write(batch, plan).rejected == []
+        else:
+            (form,) = src.passthrough_forms("lone", names, as_target=False)
+            for raw in src.read_raw(read, form):
+                assert dst.write_raw(raw, plan, lambda: False) == 3
+        dst.commit()
+        copies[table] = _read_all(dst, table)
+    assert_same_values(schema, copies["lone_by_rows"], copies["lone_by_raw"])
+
+
 def test_a_text_form_column_set_is_offered_and_others_are_not(
     make_harness: Callable[[str], Harness],
 ) -> None:

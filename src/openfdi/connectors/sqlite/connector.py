@@ -105,8 +105,8 @@ class _Slice(RawSlice):
         self._conditions = tuple(conditions)
         self.position = position
         self.nbytes = 0
-        fields, doubles = tsv.line_select(columns, owner.q)
-        self._lines = tsv.lines_joiner(doubles)
+        fields, finish = tsv.line_select(columns, owner.q)
+        self._lines = tsv.lines_joiner(finish)
         self._sql = f"SELECT {', '.join(fields)} FROM {owner.q(plan.table)}"
         if conditions:
             self._sql += " WHERE " + " AND ".join(conditions)

@@ -1,13 +1,15 @@
 """SQLite as a source of the text pass-through form (layer: connectors); see `_tsv`.
 
-SQLite itself writes each row's line: a SELECT renders every value in the text form, so Python
-handles one string per row instead of converting ten values (`columnar`) that a target would then
-encode again. Doubles are the exception: SQLite prints a REAL with 15 significant digits, which
-is not exact, so a DOUBLE column comes back as the number and Python prints it (`repr`, the
-shortest exact form). A row is then a few fields: runs of columns SQLite already joined, and the
-doubles between them. Text is fetched as UTF-8 bytes and never decoded: a str holding one emoji
-takes 4 bytes a character, and decoding then encoding each chunk again cost more than SQLite
-took to produce it.
+SQLite itself writes most of each row's line: a SELECT renders numbers, booleans, dates and
+timestamps in the text form and joins runs of them, so Python handles a few fields per row
+instead of converting ten values (`columnar`) that a target would then encode again. Two kinds
+of column come back on their own and are finished a column at a time with C builtins:
+- doubles: SQLite prints a REAL with 15 significant digits, which is not exact, so the number
+  comes back and Python prints it (`repr`, the shortest exact form);
+- text: escaping it in SQL (four instr() scans a value, character-aware) cost more than the rest
+  of the row; in Python one scan of a chunk's whole column finds the rare value to escape.
+Text is fetched as UTF-8 bytes and never decoded: a str holding one emoji takes 4 bytes a
+character, and decoding then encoding each chunk again cost more than SQLite took to produce it.
 
 SQLite stores anything in any column, and the row path (`types.reader_for`) converts what it
 finds leniently. The text form may only carry a value when the target, parsing it, gets exactly
@@ -29,6 +31,8 @@ __all__ = ["line_select", "lines_joiner"]
 REFUSED = "char(9)"
 """What a value the text form cannot carry becomes: an unescaped tab, so the line has a field too
 many and the target refuses it (see the module's docstring)."""
+REFUSED_TEXT = "0.5"
+"""What a text field that cannot travel becomes: a number, where text is expected (see `_texts`)."""
 NULL = "'\\N'"
 _DIGITS = "[0-9]"
 _DATE_GLOB = f"{_DIGITS * 4}-{_DIGITS * 2}-{_DIGITS * 2}"
@@ -37,18 +41,12 @@ _TIMESTAMP_GLOB = f"{_DATE_GLOB} {_DIGITS * 2}:{_DIGITS * 2}:{_DIGITS * 2}"
 _REAL_SAFE_DIGITS = 15
 
 
-def _text(q: str) -> str:
-    # instr() before replace(): most values have nothing to escape, and four scans for a
-    # character are cheaper than four replace() copies. NUL cannot travel in the text form.
-    specials = " OR ".join(f"instr({q}, {c})" for c in ("'\\'", "char(9)", "char(10)", "char(13)"))
-    escaped = (
-        f"replace(replace(replace(replace({q}, '\\', '\\\\'), char(9), '\\t'), "
-        f"char(10), '\\n'), char(13), '\\r')"
-    )
+def _text_field(q: str) -> str:
+    """The stored text itself (escaped by Python), NULL, or REFUSED_TEXT for what the row path
+    would turn into text some other way (a REAL's repr, a BLOB's decoding)."""
     return (
-        f"CASE typeof({q}) WHEN 'text' THEN CASE WHEN instr({q}, char(0)) THEN {REFUSED} "
-        f"WHEN {specials} THEN {escaped} ELSE {q} END "
-        f"WHEN 'null' THEN {NULL} WHEN 'integer' THEN {q} ELSE {REFUSED} END"
+        f"CASE typeof({q}) WHEN 'text' THEN {q} WHEN 'null' THEN NULL "
+        f"WHEN 'integer' THEN CAST({q} AS TEXT) ELSE {REFUSED_TEXT} END"
     )
 
 
@@ -112,8 +110,6 @@ def _double_field(q: str) -> str:
 
 def _expression(column: Column, q: str) -> str:
     kind = column.type
-    if kind in (LogicalType.VARCHAR, LogicalType.TEXT):
-        return _text(q)
     if kind in (LogicalType.BIGINT, LogicalType.INT, LogicalType.SMALLINT):
         return _integer(q)
     if kind is LogicalType.BOOLEAN:
@@ -129,43 +125,100 @@ def _expression(column: Column, q: str) -> str:
     raise ValueError(f"no text form for a {kind.value} column")
 
 
+_TEXT = frozenset({LogicalType.VARCHAR, LogicalType.TEXT})
+
+
 def line_select(
     columns: Sequence[Column], quote: Callable[[str], str]
-) -> tuple[list[str], list[int]]:
-    """The select list of a line's fields (runs of columns joined by SQLite, and doubles), and
-    the indexes of the doubles' fields among them."""
+) -> tuple[list[str], dict[int, Callable[[Sequence[Any]], list[bytes]]]]:
+    """The select list of a line's fields (runs of columns joined by SQLite, doubles, texts),
+    and how to finish the fields that need it, by index."""
     fields: list[str] = []
-    doubles: list[int] = []
+    finish: dict[int, Callable[[Sequence[Any]], list[bytes]]] = {}
     run: list[str] = []
     for column in columns:
         q = quote(column.name)
-        if column.type is LogicalType.DOUBLE:
+        if column.type is LogicalType.DOUBLE or column.type in _TEXT:
             if run:
-                fields.append(" || char(9) || ".join(run))
+                fields.append(_joined(run))
                 run = []
-            doubles.append(len(fields))
-            fields.append(_double_field(q))
+            double = column.type is LogicalType.DOUBLE
+            finish[len(fields)] = _doubles if double else _texts
+            fields.append(_double_field(q) if double else _text_field(q))
         else:
             run.append(_expression(column, q))
     if run:
-        fields.append(" || char(9) || ".join(run))
-    return fields, doubles
+        fields.append(_joined(run))
+    return fields, finish
 
 
-def lines_joiner(doubles: Sequence[int]) -> Callable[[Sequence[Row]], list[bytes]]:
-    """Turns fetched rows (text fields as bytes; at the indexes `doubles`, the doubles' numbers,
-    or the bytes of `\\N` or of the refusal) into their lines, without newlines."""
+def _joined(run: list[str]) -> str:
+    # || makes text of what it joins; a run of one column needs the CAST to come back as text
+    # (an integer, say, would come back as a number).
+    return " || char(9) || ".join(run) if len(run) > 1 else f"CAST({run[0]} AS TEXT)"
+
+
+def lines_joiner(
+    finish: dict[int, Callable[[Sequence[Any]], list[bytes]]],
+) -> Callable[[Sequence[Row]], list[bytes]]:
+    """Turns fetched rows (fields as bytes, but those `finish` turns into bytes, a column at a
+    time) into their lines, without newlines."""
     join = b"\t".join
-    if not doubles:
+    if not finish:
         return lambda rows: list(map(join, rows))
 
     def lines(rows: Sequence[Row]) -> list[bytes]:
         columns: list[Sequence[Any]] = list(zip(*rows, strict=True))
-        for i in doubles:
-            columns[i] = _doubles(columns[i])
+        for i, column_bytes in finish.items():
+            columns[i] = column_bytes(columns[i])
         return list(map(join, zip(*columns, strict=True)))
 
     return lines
+
+
+_SPECIALS = (b"\\", b"\t", b"\n", b"\r", b"\0")
+_EMPTY = b""
+
+
+def _texts(values: Sequence[Any]) -> list[bytes]:
+    """A text column's values escaped, NULL as `\\N`; a value the row path would not read as
+    this text (REFUSED_TEXT) or that holds NUL (the text form has no escape for it) is refused."""
+    out = list(values)
+    nulls = _positions(out, None)
+    for i in nulls:
+        out[i] = _EMPTY
+    if set(map(type, out)) == {bytes}:
+        joined = _EMPTY.join(out)
+        if not any(special in joined for special in _SPECIALS):
+            for i in nulls:
+                out[i] = b"\\N"
+            return out  # the common case: no call per value
+    return list(map(_text, values))
+
+
+def _text(value: Any) -> bytes:
+    if value is None:
+        return b"\\N"
+    if not isinstance(value, bytes) or b"\0" in value:
+        return b"\t"  # refused: a field too many
+    return (
+        value.replace(b"\\", b"\\\\")
+        .replace(b"\t", b"\\t")
+        .replace(b"\n", b"\\n")
+        .replace(b"\r", b"\\r")
+    )
+
+
+def _positions(values: list[Any], wanted: Any) -> list[int]:
+    """Where `wanted` is, found by `index` (a scan in C): cheap when it is rare."""
+    found: list[int] = []
+    start = 0
+    try:
+        while True:
+            start = values.index(wanted, start) + 1
+            found.append(start - 1)
+    except ValueError:
+        return found
 
 
 def _doubles(values: Sequence[Any]) -> list[bytes]:
