@@ -62,10 +62,18 @@ class Served:
         raise RuntimeError("openfdi did not become healthy in 30 s")
 
     def stop(self) -> str:
+        """SIGTERM, and the server's stderr once it exited. Worker processes get up to 15 s
+        each to stop before the server kills them, so 45 s is a hang, not a slow stop: the
+        process is killed and its stderr shown."""
         assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        _, err = self.proc.communicate(timeout=20)
-        self.proc = None
+        proc, self.proc = self.proc, None
+        proc.send_signal(signal.SIGTERM)
+        try:
+            _, err = proc.communicate(timeout=45)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+            raise AssertionError(f"openfdi did not stop within 45 s of SIGTERM:\n{err}") from None
         return err
 
     def kill(self) -> None:
