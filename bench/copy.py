@@ -27,8 +27,9 @@ each pair (PG->PG, MySQL->PG, PG->MySQL, MySQL->MySQL, SQLite->PG):
   rows, read back ordered by key: Decimal exact and typed, doubles bit-exact, timestamps to the
   microsecond (aware values compared in UTC), booleans, dates, strings, NULLs.
 
-Last, stop latency: 20 runs of a large PG->PG copy, each terminated after 0.5-1 s of copying;
-latency is the run's end_time (server clock) minus the time the client sent the terminate.
+Last, stop latency: 20 runs of a large PG->PG copy (PG->MySQL with --stop-target mysql), each
+terminated after 0.5-1 s of copying; latency is the run's end_time (server clock) minus the time
+the client sent the terminate.
 
 The markdown table is printed and written to bench/results/copy.md. Everything it creates (the
 schema, the two databases, the temp dir, the server) is removed at the end, also on failure.
@@ -854,6 +855,7 @@ def bench_pair(pair: str, ctx: Context, api: Api, pid: int, timeout_s: float) ->
 
 @dataclass
 class StopResult:
+    pair: str
     latencies_ms: list[float]
     statuses: dict[str, int]
     rows: int
@@ -868,8 +870,9 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[rank - 1]
 
 
-def bench_stops(ctx: Context, api: Api, stops: int, rows: int) -> StopResult:
-    """`stops` runs of a large PG->PG copy, each terminated after 0.5-1 s."""
+def bench_stops(ctx: Context, api: Api, stops: int, rows: int, target: str) -> StopResult:
+    """`stops` runs of a large copy from PG to `target` ("pg" or "mysql"), each terminated
+    after 0.5-1 s."""
     s = ctx.schema
     _exec_pg(PG_DDL.format(t=f"{s}.stop_src"))
     _exec_pg(
@@ -884,7 +887,7 @@ def bench_stops(ctx: Context, api: Api, stops: int, rows: int) -> StopResult:
         '{"sourceSelectedDatasource": {"table": "stop_src"}, '
         '"targetSelectedDatasource": {"table": "stop_dst", "writeMode": "truncate_insert"}}'
     )
-    task_id = api.task("stop-latency", ctx.datasources["pg"], ctx.datasources["pg"], detail)
+    task_id = api.task("stop-latency", ctx.datasources["pg"], ctx.datasources[target], detail)
     rng = random.Random(SEED)
     latencies: list[float] = []
     statuses: dict[str, int] = {}
@@ -906,7 +909,8 @@ def bench_stops(ctx: Context, api: Api, stops: int, rows: int) -> StopResult:
             f"stop {index + 1}/{stops}: {outcome.status} after {outcome.rows:,} rows, "
             f"terminate -> end {outcome.end_time - sent_ms:.0f} ms"
         )
-    return StopResult(sorted(latencies), statuses, copied, remarks)
+    pair = {"pg": "PG→PG", "mysql": "PG→MySQL"}[target]
+    return StopResult(pair, sorted(latencies), statuses, copied, remarks)
 
 
 # --- rendering ------------------------------------------------------------------------------------
@@ -992,7 +996,8 @@ def render(
         ok = p99 < GOAL_STOP_P99_MS and len(stops.latencies_ms) == total
         lines.append(
             f"- stop latency p99 < {GOAL_STOP_P99_MS:.0f} ms: {_verdict(ok)} "
-            f"(terminate → end_time over {len(stops.latencies_ms)} cancelled runs of {total}: "
+            f"(terminate → end_time over {len(stops.latencies_ms)} cancelled {stops.pair} runs "
+            f"of {total}: "
             f"p50 {p50:.0f} ms, p99 {p99:.0f} ms, max "
             f"{max(stops.latencies_ms, default=float('nan')):.0f} ms; outcomes "
             + ", ".join(f"{k} {v}" for k, v in sorted(stops.statuses.items()))
@@ -1060,6 +1065,12 @@ def main() -> int:
     )
     parser.add_argument("--stops", type=int, help="terminated runs (default 20; 5 with --quick)")
     parser.add_argument("--pair", action="append", choices=list(PAIRS), help="repeatable")
+    parser.add_argument(
+        "--stop-target",
+        choices=["pg", "mysql"],
+        default="pg",
+        help="the stopped copies go from PostgreSQL to this (default pg)",
+    )
     args = parser.parse_args()
     n = args.rows or (100_000 if args.quick else 1_000_000)
     slow_n = args.slow_rows or (n if args.quick or args.rows else min(n, 500_000))
@@ -1158,7 +1169,7 @@ def main() -> int:
                         results.append(bench_pair(pair, ctx, api, pid, timeout_s))
                     if stops:
                         stop_rows = max(n, 2_000_000 if not args.quick else 1_000_000)
-                        stop_result = bench_stops(ctx, api, stops, stop_rows)
+                        stop_result = bench_stops(ctx, api, stops, stop_rows, args.stop_target)
                 finally:
                     api.close()
     wall = time.monotonic() - wall_before
