@@ -55,7 +55,7 @@ def freeze_startup_objects() -> None:
 
     A copy allocates millions of short-lived tuples, and each 700 of them start a collection;
     every tenth of those walks the middle generation and some walk everything the process holds.
-    In a server that is the modules, the app and the ORM's metadata: several hundred thousand
+    In a server that is the modules, the app and the ORM's metadata: more than 100,000
     objects that never become garbage, walked over and over: frozen, they are left alone (a
     1,000,000-row SQLite to PostgreSQL copy went from 4.3 to 4.0 s), and objects created later
     are collected as ever.
