@@ -156,7 +156,7 @@ def test_a_started_realtime_task_resumes_after_a_crash(tmp_path: Path) -> None:
         assert _ids(dst) == list(range(1, 200_101))  # the target's key refuses any re-sent row
         with _client(served) as client:
             logs = _logs(client, task)
-            assert [log["execute_status"] for log in logs] == ["RUNNING", "ERROR"]
+            assert [log["execute_status"] for log in logs] == ["RUNNING", "ERROR"], logs
     finally:
         if served.proc is not None:
             served.stop()

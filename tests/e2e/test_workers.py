@@ -4,7 +4,11 @@ database; they die with the server, and a restart loses and duplicates nothing."
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -121,6 +125,27 @@ def test_workers_die_with_a_killed_server_and_a_restart_loses_nothing(tmp_path: 
             done = _wait(lambda: len(_logs(client, task)) == 2 and _finished(client, task), 120)
             assert done["execute_status"] == "SUCCESS", done
         assert _ids(dst) == list(range(1, 300_001))
+
+
+def test_a_worker_stops_on_a_burst_of_signals(tmp_path: Path) -> None:
+    """The server's SIGTERM and the kernel's (when the server exits) can come together; a worker
+    must stop however many arrive, wherever they interrupt it."""
+    env = {**os.environ, **ENV, "OPENFDI_DATA_DIR": str(tmp_path / ".openfdi")}
+    openfdi = str(Path(sys.executable).parent / "openfdi")
+    for attempt in range(5):
+        worker = subprocess.Popen(
+            [openfdi, "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        try:
+            time.sleep(1.5 + attempt * 0.1)  # migrated (the first time), polling
+            for _ in range(200):
+                with contextlib.suppress(ProcessLookupError):
+                    worker.send_signal(signal.SIGTERM)
+            assert worker.wait(timeout=20) == 0
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
 
 
 @pytest.fixture(autouse=True)

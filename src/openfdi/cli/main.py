@@ -143,8 +143,16 @@ def worker(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
     closing = threading.Event()
+
+    def on_signal(*_: object) -> None:
+        # Not closing.set() here: the handler runs on the main thread, between two bytecodes of
+        # whatever it was doing, maybe inside closing.wait() holding the lock that set() takes,
+        # or inside an earlier handler's set() (the server's SIGTERM, then the kernel's when the
+        # server exits): the worker would deadlock and never stop. A thread sets it instead.
+        threading.Thread(target=closing.set, name="closing", daemon=True).start()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: closing.set())
+        signal.signal(signum, on_signal)
     runtime = Runtime.open(Settings(), migrate=migrate)
     memory.freeze_startup_objects()
     try:
