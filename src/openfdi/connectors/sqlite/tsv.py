@@ -90,12 +90,16 @@ def _date(q: str) -> str:
 
 
 def _timestamp(q: str, suffix: str) -> str:
-    """`YYYY-MM-DD HH:MM:SS[.ffffff]` followed by `suffix`, which is dropped."""
+    """`YYYY-MM-DD HH:MM:SS[.ffffff]` followed by `suffix`, which is dropped. Every character is
+    checked: `05.123+02` is as long as six digits of fraction, and Python reads it as an offset
+    (the row path converts to UTC) where a target's `timestamp` ignores it."""
     n = len(suffix)
+    whole = f"{_TIMESTAMP_GLOB}{suffix}"
+    fraction = f"{_TIMESTAMP_GLOB}.{_DIGITS * 6}{suffix}"
     return (
-        f"CASE WHEN {q} IS NULL THEN {NULL} WHEN typeof({q}) = 'text' "
-        f"AND (length({q}) = {19 + n} OR length({q}) = {26 + n} AND substr({q}, 20, 1) = '.') "
-        f"AND {q} GLOB '{_TIMESTAMP_GLOB}*{suffix}' "
+        f"CASE WHEN {q} IS NULL THEN {NULL} WHEN typeof({q}) = 'text' AND "
+        f"CASE length({q}) WHEN {19 + n} THEN {q} GLOB '{whole}' "
+        f"WHEN {26 + n} THEN {q} GLOB '{fraction}' ELSE 0 END "
         f"THEN substr({q}, 1, length({q}) - {n}) ELSE {REFUSED} END"
     )
 
