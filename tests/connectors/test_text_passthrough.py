@@ -18,12 +18,11 @@ from typing import Any
 
 import pytest
 
-from openfdi.connectors._tsv import TSV
+from openfdi.connectors._tsv import TEXT_FORM_TYPES, TSV
 from openfdi.connectors.errors import SliceRefusedError
 from openfdi.connectors.spi import (
     Batch,
     Connector,
-    LogicalType,
     PassThrough,
     ReadPlan,
     TableSchema,
@@ -34,20 +33,7 @@ from tests.connectors.test_connector_types import assert_same_values
 
 Row = tuple[Any, ...]
 
-_TEXT_FORM_TYPES = {
-    LogicalType.BIGINT,
-    LogicalType.INT,
-    LogicalType.SMALLINT,
-    LogicalType.DECIMAL,
-    LogicalType.DOUBLE,
-    LogicalType.VARCHAR,
-    LogicalType.TEXT,
-    LogicalType.BOOLEAN,
-    LogicalType.DATE,
-    LogicalType.TIMESTAMP,
-    LogicalType.TIMESTAMPTZ,
-}
-_KEPT = [i for i, c in enumerate(CANONICAL_SCHEMA.columns) if c.type in _TEXT_FORM_TYPES]
+_KEPT = [i for i, c in enumerate(CANONICAL_SCHEMA.columns) if c.type in TEXT_FORM_TYPES]
 SCHEMA = replace(CANONICAL_SCHEMA, columns=tuple(CANONICAL_SCHEMA.columns[i] for i in _KEPT))
 _NAMES = SCHEMA.names
 
@@ -352,4 +338,4 @@ def test_a_text_form_column_set_is_offered_and_others_are_not(
 
 def test_schema_is_the_text_form_part_of_the_canonical_one() -> None:
     assert isinstance(SCHEMA, TableSchema)
-    assert {c.type for c in SCHEMA.columns} == _TEXT_FORM_TYPES
+    assert {c.type for c in SCHEMA.columns} == TEXT_FORM_TYPES

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 import uuid
@@ -12,7 +13,14 @@ from typing import Any
 import psycopg
 import pymysql
 import pytest
+from huaweicloudsdkroma.v2 import (
+    CreateCommonTaskRequest,
+    CreateCommonTaskRequestBody,
+    ListMonitorLogRequest,
+    TaskBasicRequestBody,
+)
 
+from tests.factories import unique
 from tests.services import PG_ADMIN_URL, require
 
 
@@ -67,3 +75,32 @@ def mysql_database() -> Iterator[str]:
     with conn.cursor() as cur:
         cur.execute(f"DROP DATABASE `{name}`")
     conn.close()
+
+
+def create_task(  # type: ignore[no-untyped-def]
+    sdk, creds, source: str, target: str, detail: dict[str, Any], task_type: str = "TIMING"
+) -> str:
+    """A common task between these data sources, created with the SDK; returns its id."""
+    reply = sdk.create_common_task(
+        CreateCommonTaskRequest(
+            instance_id=creds.instance_id,
+            body=CreateCommonTaskRequestBody(
+                task=TaskBasicRequestBody(
+                    task_name=unique("task"),
+                    task_type=task_type,
+                    source_datasource_id=source,
+                    target_datasource_id=target,
+                ),
+                task_detail=json.dumps(detail),
+            ),
+        )
+    )
+    return str(reply.task.task_id)
+
+
+def monitor_logs(sdk, creds, task_id: str) -> list[Any]:  # type: ignore[no-untyped-def]
+    """The task's runs, newest first, as the SDK lists them."""
+    reply = sdk.list_monitor_log(
+        ListMonitorLogRequest(instance_id=creds.instance_id, task_id=task_id)
+    )
+    return list(reply.entities)

@@ -13,16 +13,12 @@ from typing import Any
 import psycopg
 import pytest
 from huaweicloudsdkroma.v2 import (
-    CreateCommonTaskRequest,
-    CreateCommonTaskRequestBody,
-    ListMonitorLogRequest,
     RunTaskRequest,
     StopTaskRequest,
-    TaskBasicRequestBody,
 )
 
 from openfdi.connectors.postgres.connector import PostgresConnector
-from tests.engine.conftest import wait_for
+from tests.engine.conftest import create_task, monitor_logs, wait_for
 from tests.factories import unique
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/postgres?options=-csearch_path%3D{schema}"
@@ -92,28 +88,11 @@ def _pg_datasource(signed, base_path: str, schema: str) -> str:  # type: ignore[
 
 def _task(sdk, creds, signed, base_path, schema: str, detail: dict[str, Any]) -> str:  # type: ignore[no-untyped-def]
     ds = _pg_datasource(signed, base_path, schema)
-    reply = sdk.create_common_task(
-        CreateCommonTaskRequest(
-            instance_id=creds.instance_id,
-            body=CreateCommonTaskRequestBody(
-                task=TaskBasicRequestBody(
-                    task_name=unique("task"),
-                    task_type="TIMING",
-                    source_datasource_id=ds,
-                    target_datasource_id=ds,
-                ),
-                task_detail=json.dumps(detail),
-            ),
-        )
-    )
-    return str(reply.task.task_id)
+    return create_task(sdk, creds, ds, ds, detail)
 
 
 def _logs(sdk, creds, task_id: str) -> list[Any]:  # type: ignore[no-untyped-def]
-    reply = sdk.list_monitor_log(
-        ListMonitorLogRequest(instance_id=creds.instance_id, task_id=task_id)
-    )
-    return list(reply.entities)
+    return monitor_logs(sdk, creds, task_id)
 
 
 def _run(sdk, creds, task_id: str, *, nth: int = 1, timeout: float = 60) -> Any:  # type: ignore[no-untyped-def]

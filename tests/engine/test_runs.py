@@ -16,21 +16,17 @@ from huaweicloudsdkcore.exceptions import exceptions
 from huaweicloudsdkroma.v2 import (
     BatchStartOrStopTasksRequest,
     Content,
-    CreateCommonTaskRequest,
-    CreateCommonTaskRequestBody,
     CreateDatasourceInfoRequest,
     DatasourceInfo,
-    ListMonitorLogRequest,
     OperateTasksBean,
     RunTaskRequest,
     StopTaskRequest,
-    TaskBasicRequestBody,
     TaskBean,
 )
 from sqlalchemy import select
 
 from openfdi.store.tables import RunRow
-from tests.engine.conftest import wait_for
+from tests.engine.conftest import create_task, monitor_logs, wait_for
 from tests.factories import unique
 
 
@@ -70,28 +66,11 @@ def _datasource(sdk, creds, path: Path) -> str:  # type: ignore[no-untyped-def]
 
 
 def _task(sdk, creds, source: str, target: str, task_type: str, detail: dict) -> str:  # type: ignore[no-untyped-def, type-arg]
-    reply = sdk.create_common_task(
-        CreateCommonTaskRequest(
-            instance_id=creds.instance_id,
-            body=CreateCommonTaskRequestBody(
-                task=TaskBasicRequestBody(
-                    task_name=unique("task"),
-                    task_type=task_type,
-                    source_datasource_id=source,
-                    target_datasource_id=target,
-                ),
-                task_detail=json.dumps(detail),
-            ),
-        )
-    )
-    return str(reply.task.task_id)
+    return create_task(sdk, creds, source, target, detail, task_type)
 
 
 def _logs(sdk, creds, task_id: str) -> list:  # type: ignore[no-untyped-def, type-arg]
-    reply = sdk.list_monitor_log(
-        ListMonitorLogRequest(instance_id=creds.instance_id, task_id=task_id)
-    )
-    return list(reply.entities)
+    return monitor_logs(sdk, creds, task_id)
 
 
 def _finished(sdk, creds, task_id: str):  # type: ignore[no-untyped-def]

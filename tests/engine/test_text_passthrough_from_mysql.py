@@ -8,7 +8,6 @@ PostgreSQL tables must hold the same values.
 
 from __future__ import annotations
 
-import json
 import random
 import struct
 from collections.abc import Callable, Generator, Iterator
@@ -19,18 +18,15 @@ from typing import Any
 import pymysql
 import pytest
 from huaweicloudsdkroma.v2 import (
-    CreateCommonTaskRequest,
-    CreateCommonTaskRequestBody,
     RunTaskRequest,
     StopTaskRequest,
-    TaskBasicRequestBody,
 )
 
 from openfdi.connectors.mysql import tsv_read
 from openfdi.connectors.mysql.connector import MysqlConnector
 from openfdi.connectors.spi import ReadPlan
 from tests.engine import test_fast_paths as fast
-from tests.engine.conftest import wait_for
+from tests.engine.conftest import create_task, wait_for
 from tests.factories import unique
 
 pg = fast.pg  # the same fixture: SQL in the test's PostgreSQL schema
@@ -173,21 +169,7 @@ def datasources(signed, base_path, pg_schema, mysql_database) -> tuple[str, str]
 
 
 def _task(sdk, creds, datasources: tuple[str, str], detail: dict[str, Any]) -> str:  # type: ignore[no-untyped-def]
-    reply = sdk.create_common_task(
-        CreateCommonTaskRequest(
-            instance_id=creds.instance_id,
-            body=CreateCommonTaskRequestBody(
-                task=TaskBasicRequestBody(
-                    task_name=unique("task"),
-                    task_type="TIMING",
-                    source_datasource_id=datasources[0],
-                    target_datasource_id=datasources[1],
-                ),
-                task_detail=json.dumps(detail),
-            ),
-        )
-    )
-    return str(reply.task.task_id)
+    return create_task(sdk, creds, *datasources, detail)
 
 
 def _copy(table: str, target: str, **target_options: Any) -> dict[str, Any]:

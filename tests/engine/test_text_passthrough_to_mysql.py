@@ -17,12 +17,8 @@ import psycopg
 import pymysql
 import pytest
 from huaweicloudsdkroma.v2 import (
-    CreateCommonTaskRequest,
-    CreateCommonTaskRequestBody,
-    ListMonitorLogRequest,
     RunTaskRequest,
     StopTaskRequest,
-    TaskBasicRequestBody,
 )
 
 from openfdi.connectors.errors import SliceRefusedError
@@ -30,7 +26,7 @@ from openfdi.connectors.mysql.connector import MysqlConnector
 from openfdi.connectors.mysql.tsv_write import has_unreadable_escape
 from openfdi.connectors.postgres.connector import PostgresConnector
 from openfdi.connectors.spi import ReadPlan, WriteMode, WritePlan
-from tests.engine.conftest import wait_for
+from tests.engine.conftest import create_task, monitor_logs, wait_for
 from tests.factories import unique
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/postgres?options=-csearch_path%3D{schema}"
@@ -147,21 +143,7 @@ def task(sdk, creds, endpoints: tuple[str, str]) -> Callable[[dict[str, Any]], s
     """Create a PostgreSQL -> MariaDB TIMING task with this task detail; returns its id."""
 
     def create(detail: dict[str, Any]) -> str:
-        reply = sdk.create_common_task(
-            CreateCommonTaskRequest(
-                instance_id=creds.instance_id,
-                body=CreateCommonTaskRequestBody(
-                    task=TaskBasicRequestBody(
-                        task_name=unique("task"),
-                        task_type="TIMING",
-                        source_datasource_id=endpoints[0],
-                        target_datasource_id=endpoints[1],
-                    ),
-                    task_detail=json.dumps(detail),
-                ),
-            )
-        )
-        return str(reply.task.task_id)
+        return create_task(sdk, creds, *endpoints, detail)
 
     return create
 
@@ -174,10 +156,7 @@ def _detail(source: str, target: str, **target_options: Any) -> dict[str, Any]:
 
 
 def _logs(sdk, creds, task_id: str) -> list[Any]:  # type: ignore[no-untyped-def]
-    reply = sdk.list_monitor_log(
-        ListMonitorLogRequest(instance_id=creds.instance_id, task_id=task_id)
-    )
-    return list(reply.entities)
+    return monitor_logs(sdk, creds, task_id)
 
 
 def _finished(sdk, creds, task_id: str, nth: int) -> Any:  # type: ignore[no-untyped-def]

@@ -12,7 +12,7 @@ Values are written in the one text form that every dialect parses back to the sa
 integers and decimals in plain digits; doubles in their shortest exact form; booleans as 0/1;
 dates as YYYY-MM-DD; timestamps as `YYYY-MM-DD HH:MM:SS[.ffffff]`, timestamps with time zone
 as that instant's UTC wall time (both ends' sessions run in UTC). Only the logical types listed
-in `_FORMS` take part; a column of any other type (binary, JSON, time, float...) keeps its
+in `TEXT_FORM_TYPES` take part; a column of any other type (binary, JSON, time, float...) keeps its
 table on the row path.
 
 The form names the logical type of each column (with its length, precision and scale), so a
@@ -26,11 +26,11 @@ from collections.abc import Sequence
 
 from openfdi.connectors.spi import Column, LogicalType
 
-__all__ = ["TSV", "tsv_form"]
+__all__ = ["TEXT_FORM_TYPES", "TSV", "tsv_form"]
 
 TSV = "text-tsv"
 
-_FORMS = frozenset(
+TEXT_FORM_TYPES = frozenset(
     {
         LogicalType.BIGINT,
         LogicalType.INT,
@@ -48,7 +48,7 @@ _FORMS = frozenset(
 
 
 def _spelling(column: Column) -> str | None:
-    if column.type not in _FORMS:
+    if column.type not in TEXT_FORM_TYPES:
         return None
     if column.type is LogicalType.DECIMAL:
         if column.precision is None:

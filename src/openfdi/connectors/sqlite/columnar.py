@@ -23,7 +23,7 @@ from typing import Any
 from openfdi.connectors.spi import Column, LogicalType, Row
 from openfdi.connectors.sqlite import types
 
-__all__ = ["ColumnRead", "RowsRead", "column_reader", "rows_reader"]
+__all__ = ["ColumnRead", "RowsRead", "column_reader", "positions", "rows_reader"]
 
 ColumnRead = Callable[[Sequence[Any]], list[Any] | None]
 """A column's stored values (NULLs included) -> its SPI values, or None when they are unchanged."""
@@ -148,7 +148,7 @@ def _with_nulls_as(
     """
 
     def run(values: Sequence[Any]) -> list[Any]:
-        nulls = _positions(values, None)
+        nulls = positions(values, None)
         filled = list(values)
         for i in nulls:
             filled[i] = placeholder
@@ -160,7 +160,7 @@ def _with_nulls_as(
     return run
 
 
-def _positions(values: Sequence[Any], wanted: Any) -> list[int]:
+def positions(values: Sequence[Any], wanted: Any) -> list[int]:
     """Where `wanted` is, found by `index` (a scan in C): cheap when it is rare."""
     found: list[int] = []
     start = 0
@@ -255,7 +255,7 @@ def _numbers_at_scale(scale: int) -> Callable[[list[Any]], list[Any]]:
         if max(map(abs, scaled)) >= limit or list(map(truediv, scaled, repeat(factor))) != values:
             return by_repr(values)  # still `reader_for`'s operations, only mapped in C
         out = list(map(wide.scaleb, scaled, repeat(-scale)))  # exact: 15 digits, prec 1000
-        for i in _positions(scaled, 0):
+        for i in positions(scaled, 0):
             out[i] = by_repr([values[i]])[0]
         return out
 

@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from openfdi.connectors.spi import Column, LogicalType, Row
+from openfdi.connectors.sqlite.columnar import positions
 
 __all__ = ["line_select", "lines_joiner"]
 
@@ -188,7 +189,7 @@ def _texts(values: Sequence[Any]) -> list[bytes]:
     """A text column's values escaped, NULL as `\\N`; a value the row path would not read as
     this text (REFUSED_TEXT) or that holds NUL (the text form has no escape for it) is refused."""
     out = list(values)
-    nulls = _positions(out, None)
+    nulls = positions(out, None)
     for i in nulls:
         out[i] = _EMPTY
     if set(map(type, out)) == {bytes}:
@@ -211,18 +212,6 @@ def _text(value: Any) -> bytes:
         .replace(b"\n", b"\\n")
         .replace(b"\r", b"\\r")
     )
-
-
-def _positions(values: list[Any], wanted: Any) -> list[int]:
-    """Where `wanted` is, found by `index` (a scan in C): cheap when it is rare."""
-    found: list[int] = []
-    start = 0
-    try:
-        while True:
-            start = values.index(wanted, start) + 1
-            found.append(start - 1)
-    except ValueError:
-        return found
 
 
 def _doubles(values: Sequence[Any]) -> list[bytes]:
