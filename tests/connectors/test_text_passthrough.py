@@ -169,17 +169,23 @@ def _text_pairs() -> list[Any]:
     ]
 
 
-@pytest.mark.parametrize(("src_name", "dst_name"), _text_pairs())
-def test_a_text_pass_through_copy_equals_the_row_copy(
-    src_name: str, dst_name: str, make_harness: Callable[[str], Harness]
-) -> None:
-    source, target = make_harness(src_name), make_harness(dst_name)
+def _source_table(source: Harness) -> list[Row]:
+    """Write `_rows()` into the table `src` of the source, created from SCHEMA; returns them."""
     writer = source.connector()
     plan = WritePlan("src", source_schema=SCHEMA)
     writer.prepare_target(plan)
     rows = _rows()
     assert writer.write(Batch.of(_NAMES, rows), plan).rejected == []
     writer.commit()
+    return rows
+
+
+@pytest.mark.parametrize(("src_name", "dst_name"), _text_pairs())
+def test_a_text_pass_through_copy_equals_the_row_copy(
+    src_name: str, dst_name: str, make_harness: Callable[[str], Harness]
+) -> None:
+    source, target = make_harness(src_name), make_harness(dst_name)
+    rows = _source_table(source)
 
     dst = target.connector()
     rejected_by_rows, (rejected_raw, raw_slices, refused) = _both_copies(
@@ -200,12 +206,7 @@ def test_an_incremental_text_read_moves_what_the_row_read_moves_past_the_waterma
     src_name: str, make_harness: Callable[[str], Harness]
 ) -> None:
     source, target = make_harness(src_name), make_harness("postgresql")
-    writer = source.connector()
-    plan = WritePlan("src", source_schema=SCHEMA)
-    writer.prepare_target(plan)
-    rows = _rows()
-    assert writer.write(Batch.of(_NAMES, rows), plan).rejected == []
-    writer.commit()
+    rows = _source_table(source)
     dst = target.connector()
     stamps = sorted(r[_NAMES.index("ts")] for r in rows if r[_NAMES.index("ts")] is not None)
     watermark = stamps[len(stamps) // 3].isoformat()

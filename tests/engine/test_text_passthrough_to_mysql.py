@@ -13,7 +13,6 @@ from collections.abc import Callable
 from datetime import UTC
 from typing import Any
 
-import psycopg
 import pymysql
 import pytest
 from huaweicloudsdkroma.v2 import (
@@ -26,6 +25,7 @@ from openfdi.connectors.mysql.connector import MysqlConnector
 from openfdi.connectors.mysql.tsv_write import has_unreadable_escape
 from openfdi.connectors.postgres.connector import PostgresConnector
 from openfdi.connectors.spi import ReadPlan, WriteMode, WritePlan
+from tests.engine import test_fast_paths as fast
 from tests.engine.conftest import create_task, monitor_logs, wait_for
 from tests.factories import unique
 
@@ -56,16 +56,7 @@ INSERT INTO src VALUES
 """
 
 
-@pytest.fixture
-def pg(pg_schema: str) -> Callable[[str], list[tuple[Any, ...]]]:
-    """Run SQL in the test's PostgreSQL schema (committed); returns a query's rows, else []."""
-
-    def run(sql: str) -> list[tuple[Any, ...]]:
-        with psycopg.connect(PG_URL.format(schema=pg_schema), autocommit=True) as conn:
-            cursor = conn.execute(sql)
-            return [tuple(r) for r in cursor.fetchall()] if cursor.description else []
-
-    return run
+pg = fast.pg  # the same fixture: SQL in the test's PostgreSQL schema
 
 
 @pytest.fixture
