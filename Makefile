@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install serve test lint typecheck bench clean
+.PHONY: install browser serve test test-fast lint typecheck bench clean
 
 install: $(STAMP)
 
@@ -13,6 +13,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
+
+# The console's browser tests drive Debian's Chromium (never a browser download): install it with
+# apt where it is missing and we may (root), else tell how. OPENFDI_CHROMIUM names another one.
+browser:
+	@if [ -n "$$OPENFDI_CHROMIUM" ] || command -v chromium >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		(apt-get install -y -qq chromium chromium-driver || \
+		 (apt-get update -qq && apt-get install -y -qq chromium chromium-driver)) >/dev/null; \
+	else echo "browser tests need Chromium: sudo apt-get install chromium chromium-driver" >&2; fi
 
 serve: install
 	$(BIN)/openfdi serve --host 127.0.0.1 --port 8080 --demo
@@ -25,8 +34,12 @@ lint: install
 typecheck: install
 	$(BIN)/mypy --strict src
 
-test: install lint typecheck
+test: install browser lint typecheck
 	$(BIN)/python -m pytest
+
+# The inner loop: everything but the tests marked slow (crash, fuzz, browser, load), no lint.
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow" -q
 
 bench: install
 	$(BIN)/python bench/control_plane.py

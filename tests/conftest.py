@@ -6,6 +6,7 @@ Every test gets its own data dir and, on PostgreSQL, its own schema; nothing is 
 
 from __future__ import annotations
 
+import tempfile
 import threading
 import time
 import uuid
@@ -64,10 +65,14 @@ def postgres_url() -> Iterator[str]:
 def make_settings(
     data_dir: Path, database_url: str | None = None, *, engine: bool = False
 ) -> Settings:
-    """Control-plane tests run without the engine: no run happens unless a test asks for one."""
+    """Control-plane tests run without the engine: no run happens unless a test asks for one.
+
+    SQLite data sources may name files anywhere under the temporary directory (the tests' own
+    `tmp_path`s), never in `data_dir` (which is inside it too)."""
     c = Credentials()
     return Settings(
         data_dir=data_dir,
+        sqlite_roots=(Path(tempfile.gettempdir()),),
         database_url=database_url,
         engine_enabled=engine,
         poll_interval_seconds=0.2,

@@ -8,7 +8,7 @@ from typing import Any
 
 SQLITE_DETAIL = json.dumps(
     {
-        "sourceSelectedDatasource": {"table": "orders"},
+        "sourceSelectedDatasource": {"table": "orders", "incremental": {"column": "id"}},
         "targetSelectedDatasource": {"table": "orders_copy"},
     }
 )

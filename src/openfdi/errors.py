@@ -163,6 +163,21 @@ class NotAuthorized(FdiError):
     template = "The IAM user is not authorized to access the API."
 
 
+class SignInThrottled(FdiError):
+    """Too many failed password sign-ins for the user name or from the client address.
+
+    APIG answers 429 APIG.0308 when a throttling threshold is reached (fdi-api.md D); ROMA
+    documents no code of its own for a locked sign-in.
+    """
+
+    code = "APIG.0308"
+    status = 429
+    template = (
+        "The throttling threshold has been reached: too many failed sign-ins, "
+        "try again in {seconds} seconds."
+    )
+
+
 CATALOGUE: tuple[type[FdiError], ...] = (
     InvalidParameters,
     DatasourceNotFound,
@@ -186,4 +201,5 @@ CATALOGUE: tuple[type[FdiError], ...] = (
     RequestError,
     RequestTooLarge,
     NotAuthorized,
+    SignInThrottled,
 )

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -19,10 +21,39 @@ class Settings(BaseSettings):
         default=None,
         description="Fernet key for secrets at rest; default is the key file in data_dir",
     )
+    sqlite_roots: Annotated[tuple[Path, ...] | None, NoDecode] = Field(
+        default=None,
+        description="directories SQLite data sources may name files in, separated by "
+        "os.pathsep (':'); default data_dir/sqlite. openfdi's own data dir is refused whatever "
+        "this says, and the demo's databases are always allowed",
+    )
     host: str = "127.0.0.1"
     port: int = 8080
     token_ttl_seconds: int = 24 * 3600
     signature_max_skew_seconds: int = 15 * 60
+    allow_unsigned_payload: bool = Field(
+        default=False,
+        description="accept signed requests whose body is declared `X-Sdk-Content-Sha256: "
+        "UNSIGNED-PAYLOAD` (the body is then not covered by the signature)",
+    )
+    signin_max_failures: int = Field(
+        default=5,
+        ge=0,
+        description="consecutive failed passwords after which a user name is locked "
+        "(0: never); APIG locks an AK after 5",
+    )
+    signin_lock_seconds: int = Field(
+        default=300,
+        ge=1,
+        description="how long a lock lasts; failures older than this (since the last attempt) "
+        "are forgotten",
+    )
+    signin_address_max_failures: int = Field(
+        default=20,
+        ge=0,
+        description="failed sign-ins from one client address, whatever the user names, after "
+        "which the address is locked (0: never)",
+    )
     max_body_bytes: int = 12 * 1024 * 1024
     stop_deadline_seconds: float = 1.0
     lease_seconds: float = 10.0
@@ -58,6 +89,19 @@ class Settings(BaseSettings):
     bootstrap_user: str | None = None
     bootstrap_password: str | None = None
 
+    @field_validator("sqlite_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(Path(p) for p in value.split(os.pathsep) if p.strip())
+        return value
+
+    @property
+    def allowed_sqlite_roots(self) -> tuple[Path, ...]:
+        """`sqlite_roots` (default data_dir/sqlite) and the demo's directory."""
+        roots = self.sqlite_roots if self.sqlite_roots is not None else (self.data_dir / "sqlite",)
+        return (*roots, self.data_dir / "demo")
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -67,3 +111,33 @@ class Settings(BaseSettings):
     @property
     def key_file(self) -> Path:
         return self.data_dir / "secret.key"
+
+
+def _default_config_file() -> Path:
+    """`$XDG_CONFIG_HOME/openfdi/config.toml`, else `~/.config/openfdi/config.toml` (or
+    `%APPDATA%\\openfdi\\config.toml` on Windows)."""
+    if os.name == "nt" and os.environ.get("APPDATA"):
+        return Path(os.environ["APPDATA"]) / "openfdi" / "config.toml"
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "openfdi" / "config.toml"
+
+
+class ClientSettings(BaseSettings):
+    """What the `openfdi` client verbs (task, datasource, plan, login) read from the environment.
+
+    A command-line flag wins over these, and these win over the profile file `openfdi login`
+    writes (openfdi.client.profile). Unset fields are None so that the profile can fill them.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="OPENFDI_", extra="ignore")
+
+    endpoint: str | None = Field(default=None, description="server URL, http://host:port")
+    project_id: str | None = None
+    instance_id: str | None = None
+    ak: str | None = Field(default=None, description="access key (requests are signed)")
+    sk: str | None = Field(default=None, description="secret key of the access key")
+    token: str | None = Field(default=None, description="X-Auth-Token, instead of AK/SK")
+    profile: str = Field(default="default", description="profile of the config file")
+    config_file: Path = Field(
+        default_factory=_default_config_file, description="profiles written by `openfdi login`"
+    )

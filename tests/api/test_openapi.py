@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -108,3 +109,47 @@ def test_declared_errors_are_what_the_server_answers(signed, anon, base_path) ->
         assert set(body) == {"error_code", "error_msg", "request_id"}
         assert 8 <= len(body["error_code"]) <= 36
         assert 2 <= len(body["error_msg"]) <= 512
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_docs_pages_load_nothing_from_another_host(anon, page) -> None:
+    """The pages work offline: every script, style and icon comes from this server."""
+    reply = anon.get(page)
+    assert reply.status_code == 200
+    html = reply.text
+    assert "http://" not in html
+    assert "https://" not in html
+    assert "//" not in "".join(re.findall(r"(?:src|href)=\"([^\"]*)\"", html))
+    assets = re.findall(r"(?:src|href)=\"(/[^\"]+)\"", html)
+    assert any(a.endswith(".js") for a in assets), assets
+    for asset in assets:
+        served = anon.get(asset)
+        assert served.status_code == 200, asset
+        assert len(served.content) > 1000, asset
+        kind = served.headers["content-type"]
+        expected = {".js": "javascript", ".css": "text/css", ".png": "image/png"}
+        assert expected[asset[asset.rindex(".") :]] in kind, (asset, kind)
+    assert "/openapi.json" in html
+    assert anon.get("/docs/assets/no-such-file.js").json()["error_code"] == "APIG.0101"
+
+
+def test_openapi_declares_the_ak_sk_signature_and_the_token(anon) -> None:
+    doc = anon.get("/openapi.json").json()
+    schemes = doc["components"]["securitySchemes"]
+    assert schemes["AkSkSignature"]["type"] == "apiKey"
+    assert (schemes["AkSkSignature"]["in"], schemes["AkSkSignature"]["name"]) == (
+        "header",
+        "Authorization",
+    )
+    assert "SDK-HMAC-SHA256" in schemes["AkSkSignature"]["description"]
+    assert (schemes["IamToken"]["in"], schemes["IamToken"]["name"]) == ("header", "X-Auth-Token")
+    for path, operations in doc["paths"].items():
+        for method, operation in operations.items():
+            alternatives = [set(requirement) for requirement in operation.get("security", [])]
+            if path == "/v3/auth/tokens" or not path.startswith(("/v2/", "/v3/")):
+                assert alternatives == [], (method, path)
+            else:  # either one will do: two requirement objects, not one with both
+                assert sorted(map(sorted, alternatives)) == [["AkSkSignature"], ["IamToken"]], (
+                    method,
+                    path,
+                )

@@ -20,7 +20,12 @@ from openfdi.connectors.sqlite.connector import SqliteConnector
 
 
 def test_built_in_connectors_are_registered_as_entry_points() -> None:
-    assert registry.available() == {"MYSQL": None, "POSTGRESQL": None, "SQLITE": None}
+    assert registry.available() == {
+        "MEMORY": None,
+        "MYSQL": None,
+        "POSTGRESQL": None,
+        "SQLITE": None,
+    }
     assert registry.get("sqlite") is SQLITE_SPEC
     assert registry.get("POSTGRESQL") is POSTGRES_SPEC
     assert registry.get("MySQL") is MYSQL_SPEC
@@ -101,3 +106,12 @@ def test_importing_a_spec_does_not_import_its_driver() -> None:
     assert status["SQLITE"] is None
     assert status["MYSQL"] is None
     assert "psycopg" in str(status["POSTGRESQL"])
+
+
+def test_required_content_is_declared_once_in_the_spec() -> None:
+    """Create/update validation reads a type's required fields from its connector's spec."""
+    spec = ConnectorSpec("ZZZ", ("host", "vhost"), Capabilities(read=True), lambda: Connector)
+    reg = Registry([spec])
+    assert reg.required_content("zzz") == ("host", "vhost")
+    assert reg.required_content("NOPE") is None
+    assert registry.default_registry().required_content("MYSQL") == MYSQL_SPEC.required_content

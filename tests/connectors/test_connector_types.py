@@ -69,7 +69,8 @@ NATIVE: dict[str, list[tuple[str, LogicalType, int | None, int | None, int | Non
         ("MEDIUMINT", LogicalType.INT, None, None, None),
         ("SMALLINT", LogicalType.SMALLINT, None, None, None),
         ("TINYINT", LogicalType.SMALLINT, None, None, None),
-        ("TINYINT(1)", LogicalType.BOOLEAN, None, None, None),
+        ("TINYINT(1)", LogicalType.SMALLINT, None, None, None),  # holds -1 and 2: no boolean
+        ("BOOLEAN", LogicalType.SMALLINT, None, None, None),
         ("DECIMAL(10,3)", LogicalType.DECIMAL, None, 10, 3),
         ("DOUBLE", LogicalType.DOUBLE, None, None, None),
         ("FLOAT", LogicalType.FLOAT, None, None, None),

@@ -28,7 +28,8 @@ from openfdi.connectors.spi import (
     TableSchema,
     WritePlan,
 )
-from tests.connectors.conftest import CANONICAL_ROWS, CANONICAL_SCHEMA, Harness
+from openfdi.connectors.testing.canonical import CANONICAL_ROWS, CANONICAL_SCHEMA
+from openfdi.connectors.testing.harness import Harness
 from tests.connectors.test_connector_types import assert_same_values
 
 Row = tuple[Any, ...]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 
+START_TIMEOUT_S = 120
 OPENFDI = str(Path(sys.executable).parent / "openfdi")
 
 
@@ -50,7 +51,9 @@ class Served:
             stderr=subprocess.PIPE,
             text=True,
         )
-        deadline = time.monotonic() + 30
+        # Generous: a start imports openfdi twice (server, migrate child) and hashes the
+        # bootstrap password, which takes well over 30 s on a machine this busy.
+        deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"openfdi exited: {self.proc.stderr.read()}")  # type: ignore[union-attr]
@@ -59,7 +62,7 @@ class Served:
                     return
             except httpx.TransportError:
                 time.sleep(0.1)
-        raise RuntimeError("openfdi did not become healthy in 30 s")
+        raise RuntimeError(f"openfdi did not become healthy in {START_TIMEOUT_S} s")
 
     def stop(self) -> str:
         """SIGTERM, and the server's stderr once it exited. Worker processes get up to 15 s

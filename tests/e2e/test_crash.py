@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ ENV = {
     "OPENFDI_BOOTSTRAP_SK": SK,
     "OPENFDI_LEASE_SECONDS": "2",  # a dead server's runs are given up after 2 s
     "OPENFDI_POLL_INTERVAL_SECONDS": "0.2",
+    "OPENFDI_SQLITE_ROOTS": tempfile.gettempdir(),  # the tests' SQLite files are in tmp_path
 }
 BASE = f"/v2/{PROJECT}/fdi/instances/{INSTANCE}"
 

@@ -6,13 +6,14 @@ import threading
 
 import pytest
 
-from openfdi.domain.states import RunState
+from openfdi.domain.states import RunState, RunTrigger
 from openfdi.store import runs
 from openfdi.store.tables import RunRow, TaskRow
 from tests.store.test_store import _task
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite", "postgres"], indirect=True)
 LEASE = 15_000
+STOP = 4_000
 
 
 def test_second_run_of_a_task_is_refused_until_the_first_ends(runtime, creds) -> None:
@@ -73,7 +74,7 @@ def test_expired_lease_interrupts_and_fences_the_old_owner(runtime, creds) -> No
         row = session.get_one(RunRow, run_id)
         assert (row.state, row.data_count, row.epoch) == ("interrupted", 0, 2)
     # The task is free again: the next run can start.
-    runs.create_run(runtime.db, task_id, "resume", now_ms=30_003)
+    runs.create_run(runtime.db, task_id, RunTrigger.SUPERVISOR, now_ms=30_003)
 
 
 def test_unclaimed_runs_expire_after_the_grace(runtime, creds) -> None:
@@ -89,18 +90,53 @@ def test_stop_request_is_seen_by_the_owner_and_progress_is_kept(runtime, creds) 
     assert claim is not None
     with runtime.db.write() as session:
         runs.record_progress(session, claim, runs.Progress(data_count=7, read_ms=3), "WRITER")
-    assert runs.request_stop(runtime.db, task_id, now_ms=8) == [run_id]
+    assert runs.request_stop(runtime.db, task_id, now_ms=8, deadline_ms=STOP) == [run_id]
     runs.finish(runtime.db, claim, RunState.CANCELLED, now_ms=9, remarks="stopped")
     with runtime.db.read() as session:
         row = session.get_one(RunRow, run_id)
         assert (row.state, row.data_count, row.remarks) == ("cancelled", 7, "stopped")
-    assert runs.request_stop(runtime.db, task_id, now_ms=10) == []
+    assert runs.request_stop(runtime.db, task_id, now_ms=10, deadline_ms=STOP) == []
+
+
+def test_a_stopping_run_ends_cancelled_at_its_deadline_whoever_holds_it(runtime, creds) -> None:
+    task_id = _task(runtime, creds)
+    run_id = runs.create_run(runtime.db, task_id, "manual", now_ms=1)
+    claim = runs.claim(runtime.db, run_id, "stuck", now_ms=1, lease_ms=LEASE)
+    assert claim is not None
+    assert runs.request_stop(runtime.db, task_id, now_ms=100, deadline_ms=STOP) == [run_id]
+    # A second stop does not postpone the first one's deadline.
+    assert runs.request_stop(runtime.db, task_id, now_ms=3_000, deadline_ms=STOP) == [run_id]
+    runs.renew(runtime.db, claim, now_ms=3_000, lease_ms=LEASE)  # its owner is alive, but stuck
+    assert runs.expire_leases(runtime.db, now_ms=100 + STOP, starting_grace_ms=60_000) == []
+    assert runs.expire_leases(runtime.db, now_ms=101 + STOP, starting_grace_ms=60_000) == [run_id]
+    with runtime.db.read() as session:
+        row = session.get_one(RunRow, run_id)
+        assert (row.state, row.ended_at, row.position_status, row.lease_owner) == (
+            "cancelled",
+            101 + STOP,
+            "RUNTIME_CANCEL",
+            None,
+        )
+    with pytest.raises(runs.FencedError):  # the owner can no longer write
+        runs.finish(runtime.db, claim, RunState.SUCCEEDED, now_ms=200 + STOP)
+    runs.create_run(runtime.db, task_id, "manual", now_ms=200 + STOP)  # the task is free again
+
+
+def test_a_stopping_run_left_without_a_deadline_is_ended(runtime, creds) -> None:
+    """As earlier versions could leave one on PostgreSQL (no owner, no start time, no
+    deadline): the next pass ends it, so that its task can run again."""
+    task_id = _task(runtime, creds)
+    run_id = runs.create_run(runtime.db, task_id, "manual", now_ms=1)
+    with runtime.db.write() as session:
+        session.get_one(RunRow, run_id).state = "stopping"
+    assert runs.expire_leases(runtime.db, now_ms=2, starting_grace_ms=60_000) == [run_id]
+    runs.create_run(runtime.db, task_id, "manual", now_ms=3)
 
 
 def test_a_run_stopped_before_anyone_claimed_it_ends_cancelled_at_once(runtime, creds) -> None:
     task_id = _task(runtime, creds)
     run_id = runs.create_run(runtime.db, task_id, "manual", now_ms=1)
-    assert runs.request_stop(runtime.db, task_id, now_ms=5) == [run_id]
+    assert runs.request_stop(runtime.db, task_id, now_ms=5, deadline_ms=STOP) == [run_id]
     assert runs.claim(runtime.db, run_id, "late-worker", now_ms=6, lease_ms=LEASE) is None
     with runtime.db.read() as session:
         row = session.get_one(RunRow, run_id)

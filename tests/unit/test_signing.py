@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.sdk_request import SdkRequest
@@ -81,3 +83,23 @@ def test_sdk_date_is_parsed_strictly() -> None:
         "2026112T1820123Z",
     ):
         assert signing.parse_date(bad) is None, bad
+
+
+def test_a_verifier_hashes_the_body_whatever_is_declared() -> None:
+    body = b'{"action_id": "stop"}'
+    actual = hashlib.sha256(body).hexdigest()
+    header = signing.CONTENT_HASH_HEADER
+    verify = signing.verified_payload_hash
+    assert verify(body, None, allow_unsigned=False) == actual
+    assert verify(body, actual, allow_unsigned=False) == actual
+    other = hashlib.sha256(b'{"action_id": "start"}').hexdigest()
+    for declared in (other, actual.upper(), "", "x"):
+        expected = actual if declared == "" else None  # an empty header is no declaration
+        assert verify(body, declared, allow_unsigned=True) == expected, declared
+    unsigned = signing.UNSIGNED_PAYLOAD
+    assert verify(body, unsigned, allow_unsigned=False) is None
+    assert verify(body, unsigned, allow_unsigned=True) == signing.UNSIGNED_PAYLOAD
+    # No body, nothing to bind: the SDK signs the empty hash whatever it declared.
+    assert verify(b"", other, allow_unsigned=False) == signing.EMPTY_HASH
+    # The signer's side is unchanged: it trusts what it declared itself.
+    assert signing.payload_hash(body, {header: other}) == other

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 import uuid
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from openfdi import logs
 from openfdi.errors import RequestTooLarge
 
 
@@ -33,11 +35,17 @@ class Metrics:
         )
 
 
+# A request id the client sends is kept (so its logs and ours share it) when it is this tame.
+_CLIENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
 def request_id_of(scope: Scope) -> str:
     state: dict[str, Any] = scope.setdefault("state", {})
     rid = state.get("request_id")
     if rid is None:
-        rid = state["request_id"] = uuid.uuid4().hex
+        sent = next((v for k, v in scope.get("headers", []) if k == b"x-request-id"), b"")
+        text = sent.decode("latin-1")
+        rid = state["request_id"] = text if _CLIENT_ID.fullmatch(text) else uuid.uuid4().hex
     return str(rid)
 
 
@@ -46,7 +54,9 @@ class _BodyTooLarge(Exception):
 
 
 class RequestContextMiddleware:
-    """Adds `X-Request-Id` to every response, refuses oversized bodies with APIG.0201 (413)."""
+    """Adds `X-Request-Id` to every response (the client's own when it sent a tame one) and to
+    every log line of the request (`logs.request_id`); refuses oversized bodies with APIG.0201
+    (413)."""
 
     def __init__(self, app: ASGIApp, *, max_body_bytes: int, metrics: Metrics) -> None:
         self.app = app
@@ -58,6 +68,13 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         rid = request_id_of(scope)
+        token = logs.request_id.set(rid)  # every log line of this request carries it
+        try:
+            await self._handle(scope, receive, send, rid)
+        finally:
+            logs.request_id.reset(token)
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send, rid: str) -> None:
         started = time.perf_counter()
         status_holder = {"status": 500}
 

@@ -2,18 +2,39 @@
 
 A custom collector rather than counters bumped on the hot path: the planner already keeps
 running totals (`PlannerStats`) and the executor knows its queue, so a scrape reads them and the
-fire path pays nothing.
+fire path pays nothing. The runs' own counts (engine/metrics.py) come from where runs execute:
+this process, or the worker processes' shared files (`RunsCollector`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from openfdi.engine.metrics import RUNS, shared_dir
 from openfdi.scheduler.planner import Planner
 from openfdi.services.runtime import Runtime
+
+
+class RunsCollector(Collector):
+    """The run counts of every process that executes runs: this one's, or with worker processes
+    the sum of their files (those of exited workers included, so totals never drop when a
+    worker is restarted)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def collect(self) -> Iterator[Metric]:
+        if not self.runtime.runs_in_worker_processes:
+            yield from RUNS.registry.collect()
+            return
+        path = shared_dir(self.runtime.settings.data_dir)
+        if path.is_dir():  # made by the server as it starts its workers
+            shared = MultiProcessCollector(None, path=str(path))  # type: ignore[no-untyped-call]
+            yield from shared.collect()  # type: ignore[no-untyped-call]
 
 
 class EngineCollector(Collector):

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from openfdi.errors import FdiError
-from openfdi.services import identity
-from openfdi.services.runtime import Runtime
-from openfdi.settings import Settings
+
+if TYPE_CHECKING:
+    from openfdi.services.runtime import Runtime
 
 admin = typer.Typer(no_args_is_help=True, help="Manage projects, instances, users and AK/SK.")
 project = typer.Typer(no_args_is_help=True, help="Projects")
@@ -30,6 +30,10 @@ ProjectOpt = Annotated[str, typer.Option("--project", help="project id")]
 
 
 def _runtime() -> Runtime:
+    # Imported here: the rest of the command line does not need the database layers.
+    from openfdi.services.runtime import Runtime
+    from openfdi.settings import Settings
+
     return Runtime.open(Settings())
 
 
@@ -46,6 +50,8 @@ def _fail(exc: FdiError) -> typer.Exit:
 def project_create(
     name: Annotated[str, typer.Option(help="project name")], as_json: JsonOpt = False
 ) -> None:
+    from openfdi.services import identity
+
     try:
         project_id = identity.create_project(_runtime(), name)
     except FdiError as exc:
@@ -59,6 +65,8 @@ def instance_create(
     name: Annotated[str, typer.Option(help="instance name")] = "default",
     as_json: JsonOpt = False,
 ) -> None:
+    from openfdi.services import identity
+
     try:
         instance_id = identity.create_instance(_runtime(), project_id, name)
     except FdiError as exc:
@@ -73,6 +81,8 @@ def user_create(
     password: Annotated[str, typer.Option(help="password (at least 8 characters)")],
     as_json: JsonOpt = False,
 ) -> None:
+    from openfdi.services import identity
+
     try:
         user_id = identity.create_user(_runtime(), project_id, name, password)
     except FdiError as exc:
@@ -82,6 +92,8 @@ def user_create(
 
 @credential.command("create")
 def credential_create(project_id: ProjectOpt, as_json: JsonOpt = False) -> None:
+    from openfdi.services import identity
+
     try:
         ak, sk = identity.create_credential(_runtime(), project_id)
     except FdiError as exc:
@@ -91,6 +103,8 @@ def credential_create(project_id: ProjectOpt, as_json: JsonOpt = False) -> None:
 
 @credential.command("list")
 def credential_list(project_id: ProjectOpt, as_json: JsonOpt = False) -> None:
+    from openfdi.services import identity
+
     creds = identity.list_credentials(_runtime(), project_id)
     rows = [{"ak": c.ak, "created_at": c.created_at, "revoked_at": c.revoked_at} for c in creds]
     text = "\n".join(f"{r['ak']}  {'revoked' if r['revoked_at'] else 'active'}" for r in rows)
@@ -103,6 +117,8 @@ def credential_revoke(
     ak: Annotated[str, typer.Option("--ak", help="access key to revoke")],
     as_json: JsonOpt = False,
 ) -> None:
+    from openfdi.services import identity
+
     if not identity.revoke_credential(_runtime(), project_id, ak):
         typer.echo(f"error: no access key {ak} in project {project_id}", err=True)
         raise typer.Exit(2)

@@ -1,33 +1,87 @@
-"""`openfdi serve | worker | migrate | admin …`."""
+"""`openfdi serve | worker | migrate | admin | login | task | datasource | plan …`.
+
+Imports are made inside the commands: `openfdi --version`, `openfdi task list` and every worker
+process would otherwise load the web app, SQLAlchemy and the engine before doing anything
+(seconds on a loaded machine, measured with `python -X importtime`).
+"""
 
 from __future__ import annotations
 
 import ipaddress
 import logging
-import signal
-import subprocess
 import sys
-import threading
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-import uvicorn
 
-from openfdi import memory
-from openfdi.api.app import create_app
+from openfdi import __version__
+from openfdi.cli._common import Connection
 from openfdi.cli.admin import admin
-from openfdi.cli.workers import WorkerProcesses, die_with_parent
-from openfdi.domain.scope import Scope
-from openfdi.services import demo, identity
-from openfdi.services.runs import Worker
-from openfdi.services.runtime import Runtime
-from openfdi.settings import Settings
-from openfdi.store.db import Database, head_revision
+from openfdi.cli.datasource import datasource
+from openfdi.cli.login import login
+from openfdi.cli.plan import plan
+from openfdi.cli.task import task
 
+if TYPE_CHECKING:
+    from openfdi.services import identity
+    from openfdi.settings import Settings
+
+# rich_markup_mode=None: plain click help. Typer's rich panels print every option with its
+# Python type, so a flag such as --demo read `--demo <bool>` as if it took a value.
 app = typer.Typer(
-    no_args_is_help=True, add_completion=False, help="openfdi: FDI-compatible data integration"
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    help="openfdi: FDI-compatible data integration. Exit codes: 0 ok, 1 some items failed, "
+    "2 usage error, 3 the server answered with an error code, 4 the server could not be reached.",
 )
 app.add_typer(admin, name="admin")
+app.add_typer(task, name="task")
+app.add_typer(datasource, name="datasource")
+app.add_typer(plan, name="plan")
+app.command("login")(login)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"openfdi {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="print the version and exit"
+        ),
+    ] = False,
+    endpoint: Annotated[
+        str | None, typer.Option(help="server URL (client verbs) [env: OPENFDI_ENDPOINT]")
+    ] = None,
+    project_id: Annotated[str | None, typer.Option(help="[env: OPENFDI_PROJECT_ID]")] = None,
+    instance_id: Annotated[str | None, typer.Option(help="[env: OPENFDI_INSTANCE_ID]")] = None,
+    ak: Annotated[str | None, typer.Option("--ak", help="access key [env: OPENFDI_AK]")] = None,
+    sk: Annotated[str | None, typer.Option("--sk", help="secret key [env: OPENFDI_SK]")] = None,
+    token: Annotated[
+        str | None, typer.Option(help="X-Auth-Token instead of AK/SK [env: OPENFDI_TOKEN]")
+    ] = None,
+    profile: Annotated[
+        str | None, typer.Option(help="profile written by `openfdi login` [env: OPENFDI_PROFILE]")
+    ] = None,
+    config_file: Annotated[
+        Path | None,
+        typer.Option(help="profiles file [env: OPENFDI_CONFIG_FILE]", dir_okay=False),
+    ] = None,
+) -> None:
+    """openfdi: FDI-compatible data integration.
+
+    The client verbs (login, task, datasource, plan) talk to a running server. Each connection
+    value comes from the flag above, else the environment, else the profile file.
+    """
+    ctx.obj = Connection(endpoint, project_id, instance_id, ak, sk, token, profile, config_file)
 
 
 def _is_loopback(host: str) -> bool:
@@ -55,6 +109,10 @@ def _print_bootstrap(created: identity.Bootstrap) -> None:
 def _migrate_in_child(settings: Settings) -> None:
     """Apply pending migrations in a child `openfdi migrate` (same environment), so that the
     long-running server never imports Alembic (openfdi.store.db.Database.migrate)."""
+    import subprocess
+
+    from openfdi.store.db import Database, head_revision
+
     db = Database(settings.resolved_database_url)
     try:
         pending = db.revision() != head_revision()
@@ -67,8 +125,14 @@ def _migrate_in_child(settings: Settings) -> None:
 
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port to listen on")] = 8080,
+    host: Annotated[
+        str | None,
+        typer.Option(help="address to listen on [default: $OPENFDI_HOST, else 127.0.0.1]"),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(help="port to listen on [default: $OPENFDI_PORT, else 8080]"),
+    ] = None,
     demo_mode: Annotated[
         bool,
         typer.Option("--demo", help="on first start, use the documented demo credentials and data"),
@@ -77,9 +141,23 @@ def serve(
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
 ) -> None:
     """Run the API server (migrations are applied first)."""
+    import uvicorn
+
+    from openfdi.api.app import create_app
+    from openfdi.cli.workers import WorkerProcesses
+    from openfdi.domain.scope import Scope
+    from openfdi.services import demo, identity
+    from openfdi.services.runtime import Runtime
+    from openfdi.settings import Settings
+
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    settings = Settings()
+    # A flag wins over the environment (OPENFDI_HOST / OPENFDI_PORT, read by Settings), which
+    # wins over the defaults.
+    host = host if host is not None else settings.host
+    port = port if port is not None else settings.port
     overrides: dict[str, str] = {}
     if demo_mode:
         if not _is_loopback(host):
@@ -93,7 +171,6 @@ def serve(
             "bootstrap_user": demo.DEMO_USER,
             "bootstrap_password": demo.DEMO_PASSWORD,
         }
-    settings = Settings()
     # Values from the environment win over the demo's, so a user can still fix their own.
     settings = settings.model_copy(
         update={k: v for k, v in overrides.items() if getattr(settings, k) is None}
@@ -106,6 +183,7 @@ def serve(
         if demo_mode:
             demo.install_demo(runtime, Scope(created.project_id, created.instance_id))
             typer.echo("openfdi: demo data sources and tasks created", err=True)
+    typer.echo(demo.console_banner(host, port, demo_mode=demo_mode), err=True)
     workers = None
     if runtime.runs_in_worker_processes:
         workers = WorkerProcesses(settings.worker_processes, log_level)
@@ -137,8 +215,19 @@ def worker(
     `openfdi serve` starts these itself with OPENFDI_WORKER_PROCESSES; start more by hand (same
     environment, same database) to add capacity. SIGTERM interrupts the runs and exits.
     """
+    import signal
+    import threading
+
+    from openfdi.cli.workers import die_with_parent
+
     if parent_pid is not None:
         die_with_parent(parent_pid)
+
+    from openfdi import memory
+    from openfdi.services.runs import Worker
+    from openfdi.services.runtime import Runtime
+    from openfdi.settings import Settings
+
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
@@ -164,6 +253,9 @@ def worker(
 @app.command()
 def migrate() -> None:
     """Apply database migrations up to the newest."""
+    from openfdi.services.runtime import Runtime
+    from openfdi.settings import Settings
+
     runtime = Runtime.open(Settings())
     runtime.close()
     typer.echo("migrations applied")

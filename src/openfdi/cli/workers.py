@@ -18,6 +18,9 @@ import subprocess
 import sys
 import threading
 
+from openfdi.engine.metrics import MULTIPROCESS_ENV, reset_shared_dir
+from openfdi.settings import Settings
+
 log = logging.getLogger(__name__)
 _PR_SET_PDEATHSIG = 1
 _RESTART_DELAY_S = 1.0
@@ -38,15 +41,21 @@ class WorkerProcesses:
         self._procs: list[subprocess.Popen[bytes]] = []
         self._closing = threading.Event()
         self._watcher = threading.Thread(target=self._watch, name="worker-watch", daemon=True)
+        self._env = dict(os.environ)
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         command = [
             sys.executable, "-m", "openfdi", "worker", "--no-migrate",
             "--log-level", self.log_level, "--parent-pid", str(os.getpid()),
         ]  # fmt: skip
-        return subprocess.Popen(command)  # noqa: S603 - our own interpreter and arguments
+        return subprocess.Popen(command, env=self._env)  # noqa: S603 - our own interpreter
 
     def start(self) -> None:
+        # The workers count their runs in files the server's /metrics adds up (multiprocess
+        # mode, engine/metrics.py); the variable is theirs only, so the server's own metrics
+        # stay in its memory.
+        shared = reset_shared_dir(Settings().data_dir)
+        self._env = {**os.environ, MULTIPROCESS_ENV: str(shared)}
         self._procs = [self._spawn() for _ in range(self.count)]
         log.info("started %d worker processes: %s", self.count, [p.pid for p in self._procs])
         self._watcher.start()

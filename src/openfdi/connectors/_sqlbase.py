@@ -36,6 +36,7 @@ from openfdi.connectors.spi import (
     Column,
     Connector,
     LogicalType,
+    Positions,
     RawSlice,
     ReadPlan,
     RejectedRow,
@@ -160,7 +161,7 @@ def require(content: Mapping[str, Any], *keys: str) -> None:
     for key in keys:
         value = content.get(key)
         if value is None or (isinstance(value, str) and not value.strip()):
-            raise InvalidContentError(f"datasource content is missing {key!r}")
+            raise InvalidContentError(f"datasource content is missing {key!r}", field=key)
 
 
 def port_of(content: Mapping[str, Any], default: int) -> int:
@@ -175,7 +176,11 @@ def port_of(content: Mapping[str, Any], default: int) -> int:
     return port
 
 
-class SqlConnector(Connector):
+POSITIONS_TABLE = "openfdi_positions"
+"""Where a SQL target keeps each task's read position (see `Positions`), in its default schema."""
+
+
+class SqlConnector(Connector, Positions):
     """A connector over a SQL database reached through a DB-API driver."""
 
     quote: ClassVar[str] = '"'
@@ -282,6 +287,11 @@ class SqlConnector(Connector):
         return f"DELETE FROM {qualified}"
 
     def _create_suffix(self) -> str:
+        return ""
+
+    def _column_constraint(self, column: Column) -> str:
+        """What follows a created column's type and NOT NULL (a CHECK keeping it to the logical
+        type's values where the native type holds more)."""
         return ""
 
     # --- shared algorithm ------------------------------------------------------------------------
@@ -535,6 +545,38 @@ class SqlConnector(Connector):
         self._targets[plan.table] = schema
         return schema
 
+    def load_position(self, key: str) -> str | None:
+        self._ensure_live()
+        table, task, at = self.q(POSITIONS_TABLE), self.q("task_id"), self.q("position")
+        with self._errors():
+            # Its own committed step, before any write: MySQL commits on DDL, and ending the
+            # read below rolls back on PostgreSQL.
+            self._execute(
+                f"CREATE TABLE IF NOT EXISTS {table} "
+                f"({task} VARCHAR(64) NOT NULL PRIMARY KEY, {at} TEXT)"
+            )
+            self._commit_ddl()
+            stream = self._open_stream(
+                f"SELECT {at} FROM {table} WHERE {task} = {self._literal(key)}"
+            )
+            try:
+                rows = stream.fetchmany(1)
+            finally:
+                stream.close(exhausted=False)
+                self._end_read()
+        return None if not rows or rows[0][0] is None else str(rows[0][0])
+
+    def save_position(self, key: str, position: str) -> None:
+        self._ensure_live()
+        table, key_sql, names = self.q(POSITIONS_TABLE), self._literal(key), self.q("task_id")
+        with self._errors():
+            # Delete and insert: every dialect's statements, and one run of a task at a time.
+            self._execute(f"DELETE FROM {table} WHERE {names} = {key_sql}")
+            self._execute(
+                f"INSERT INTO {table} ({names}, {self.q('position')}) "
+                f"VALUES ({key_sql}, {self._literal(position)})"
+            )
+
     def _create_table_sql(self, plan: WritePlan) -> str:
         source = plan.source_schema
         if source is None or not source.columns:
@@ -558,7 +600,8 @@ class SqlConnector(Connector):
         for col in columns:
             not_null = "" if col.nullable and col.name not in primary else " NOT NULL"
             rendered = self._render_type(col, in_key=col.name in keyed)
-            parts.append(f"{self.q(col.name)} {rendered}{not_null}")
+            constraint = self._column_constraint(col)
+            parts.append(f"{self.q(col.name)} {rendered}{not_null}{constraint}")
         if primary:
             parts.append(f"PRIMARY KEY ({', '.join(map(self.q, primary))})")
         if unique:

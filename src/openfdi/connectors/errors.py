@@ -64,6 +64,11 @@ class TerminalConnectorError(ConnectorError):
 class InvalidContentError(TerminalConnectorError):
     """The datasource `content` is missing a field or has one of the wrong form."""
 
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+        """The content field at fault, when known (answered as `content.<field>`)."""
+
 
 class TableNotFoundError(TerminalConnectorError):
     """The table (or view) does not exist, or the user may not see it."""

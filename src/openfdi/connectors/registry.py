@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from openfdi.connectors.errors import ConnectorNotFoundError, ConnectorUnavailableError
-from openfdi.connectors.spi import Connector, ConnectorSpec
+from openfdi.connectors.spi import Capabilities, Connector, ConnectorSpec, HostPaths
 
 __all__ = ["GROUP", "Registry", "available", "default_registry", "get"]
 
@@ -26,19 +26,29 @@ def _reason(exc: BaseException) -> str:
 
 
 class Registry:
-    """The connectors one process knows, by datasource type (upper case, as the FDI API has it)."""
+    """The connectors one process knows, by datasource type (upper case, as the FDI API has it),
+    and the host's file-system limits every connector it opens is given."""
 
-    __slots__ = ("_broken", "_loaded", "_specs")
+    __slots__ = ("_broken", "_host", "_loaded", "_specs")
 
-    def __init__(self, specs: Iterable[ConnectorSpec], broken: Mapping[str, str] | None = None):
+    def __init__(
+        self,
+        specs: Iterable[ConnectorSpec],
+        broken: Mapping[str, str] | None = None,
+        *,
+        host: HostPaths | None = None,
+    ):
         """
         Args:
             specs: The specs to serve; a later spec for an already known type is reported broken.
             broken: Entries that could not even produce a spec, name -> reason.
+            host: Where connectors may open local files (default: anywhere; a server binds its
+                settings' limits with `bound`).
         """
         self._specs: dict[str, ConnectorSpec] = {}
         self._broken: dict[str, str] = dict(broken or {})
         self._loaded: dict[str, type[Connector] | str] = {}
+        self._host = host or HostPaths()
         for spec in specs:
             key = spec.type.upper()
             if key in self._specs:
@@ -66,6 +76,30 @@ class Registry:
                 continue
             specs.append(spec)
         return cls(specs, broken)
+
+    def bound(self, host: HostPaths) -> Registry:
+        """The same connectors (sharing what is loaded), opened with these host limits."""
+        twin = Registry((), self._broken, host=host)
+        twin._specs, twin._loaded = self._specs, self._loaded
+        return twin
+
+    @property
+    def host(self) -> HostPaths:
+        return self._host
+
+    def capabilities(self, type_name: str) -> Capabilities | None:
+        """What the connector of `type_name` declares, or None when no usable one exists."""
+        try:
+            return self.get(type_name).capabilities
+        except (ConnectorNotFoundError, ConnectorUnavailableError):
+            return None
+
+    def required_content(self, type_name: str) -> tuple[str, ...] | None:
+        """The `content` fields a data source of `type_name` must fill, as its connector's spec
+        declares them (the one declaration: create/update validation reads it here), or None
+        when no connector is registered for the type. Imports no driver."""
+        spec = self._specs.get(type_name.upper())
+        return None if spec is None else spec.required_content
 
     def types(self) -> list[str]:
         """Every type with a registered spec, available or not, sorted."""
@@ -99,8 +133,9 @@ class Registry:
         return self._specs[key]
 
     def open(self, type_name: str, content: Mapping[str, Any]) -> Connector:
-        """A connector of `type_name` for this datasource content (not yet connected)."""
-        return self.get(type_name).open(content)
+        """A connector of `type_name` for this datasource content (not yet connected), limited
+        to this registry's host paths."""
+        return self.get(type_name).open(content, self._host)
 
     def _load(self, key: str) -> type[Connector] | str:
         if key not in self._loaded:

@@ -13,6 +13,7 @@ import builtins
 import enum
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from types import TracebackType
 from typing import Any, NamedTuple, Self
 
@@ -24,8 +25,10 @@ __all__ = [
     "Column",
     "Connector",
     "ConnectorSpec",
+    "HostPaths",
     "LogicalType",
     "PassThrough",
+    "Positions",
     "RawSlice",
     "ReadPlan",
     "RejectedRow",
@@ -139,6 +142,13 @@ class Batch:
     last: bool = False
     """No row follows this batch in its read: the reader saw the end. False when it does not
     know yet (a run may then commit its last batch with its end, in one transaction)."""
+    refused: tuple[RejectedRow, ...] = ()
+    """Source records that could not become rows (a message that does not parse), each with its
+    raw payload and the reason: recorded as dirty data with the batch's checkpoint."""
+    acknowledge: Callable[[], None] | None = field(default=None, compare=False, repr=False)
+    """For a source that must be told when its data is safe (a message queue): called by the
+    engine, on the reading thread, after the target committed the batch and its checkpoint.
+    Until then the source keeps the batch's messages unacknowledged, so a crash redelivers them."""
 
     @classmethod
     def of(cls, columns: Sequence[str], rows: list[Row], position: Any = None) -> Batch:
@@ -166,6 +176,10 @@ class ReadPlan:
     batch_rows: int = 10_000
     batch_seconds: float = 0.2
     batch_bytes: int = 16 * 1024 * 1024
+    follow: bool = False
+    """A REALTIME read of a `realtime` source: do not end at the source's end, wait for more.
+    While idle such a read yields an empty batch every `batch_seconds`, so its caller can stop
+    it within the deadline even though no message comes."""
 
     def __post_init__(self) -> None:
         if self.columns is not None:
@@ -305,6 +319,41 @@ class PassThrough(abc.ABC):
         """
 
 
+class Positions(abc.ABC):
+    """Optional capability of a target: it keeps a task's read position in its own database,
+    written in the transaction that writes the rows read up to it.
+
+    The engine's checkpoint is committed after the target's, so a crash between the two leaves
+    the target one batch ahead of it; the position committed with that batch is where the next
+    run resumes, so the batch is not read (nor refused as duplicates) again.
+    """
+
+    @abc.abstractmethod
+    def load_position(self, key: str) -> str | None:
+        """The position last saved under `key` (a task id) and committed, or None. Call before
+        `prepare_target`: it may commit (creating where positions are kept)."""
+
+    @abc.abstractmethod
+    def save_position(self, key: str, position: str) -> None:
+        """Save `position` under `key` inside the write transaction: the next `commit()` commits
+        it with the rows, a rollback drops it with them."""
+
+
+@dataclass(frozen=True, slots=True)
+class HostPaths:
+    """Where on the host a connector that opens local files (SQLite) may open them.
+
+    A file must resolve (every link followed) under one of `roots` and never under one of
+    `forbidden` (openfdi's own data dir and metadata database), unless it lies under a root that
+    is itself strictly inside that forbidden path (the data dir's `sqlite` and `demo` folders).
+    The host builds this from its settings and hands it to every connector it opens; the default
+    (no roots: anywhere) is for library use and connector tests only.
+    """
+
+    roots: tuple[Path, ...] | None = None
+    forbidden: tuple[Path, ...] = ()
+
+
 @dataclass(frozen=True, slots=True)
 class ConnectorSpec:
     """The cheap-to-import description of a connector, registered as an entry point.
@@ -318,10 +367,14 @@ class ConnectorSpec:
     required_content: tuple[str, ...]
     capabilities: Capabilities
     load: Callable[[], builtins.type[Connector]]
+    check_options: Callable[[Mapping[str, Any]], None] | None = None
+    """Vets a task end's `message` object (docs/task-detail.md) without importing the driver;
+    raises InvalidContentError whose `field` names the bad key. None: the type takes none."""
 
-    def open(self, content: Mapping[str, Any]) -> Connector:
-        """Import the implementation and build a connector for this datasource content."""
-        return self.load()(content)
+    def open(self, content: Mapping[str, Any], host: HostPaths | None = None) -> Connector:
+        """Import the implementation and build a connector for this datasource content, opening
+        local files only where `host` allows."""
+        return self.load().create(content, host or HostPaths())
 
 
 class Connector(abc.ABC):
@@ -334,6 +387,17 @@ class Connector(abc.ABC):
     @abc.abstractmethod
     def __init__(self, content: Mapping[str, Any]) -> None:
         """Validate `content` (decrypted datasource fields); raise InvalidContentError. No I/O."""
+
+    @classmethod
+    def create(cls, content: Mapping[str, Any], host: HostPaths) -> Self:
+        """Build one for `content` on a host with these file-system limits. A connector that
+        opens local files overrides this to keep `host`; the others ignore it."""
+        return cls(content)
+
+    def configure(self, options: Mapping[str, Any] | None) -> None:
+        """Take a task end's `message` object (how messages map to rows; message connectors
+        only, the others ignore it). Called once, before `describe`. No I/O."""
+        return None
 
     @abc.abstractmethod
     def check(self) -> None:

@@ -2,26 +2,33 @@
 
 from __future__ import annotations
 
-# ROMA's datasource types, plus openfdi's own SQLITE and FILE. Types without a connector are
-# accepted as data sources but cannot be task endpoints (the engine refuses them clearly).
-KNOWN_TYPES: frozenset[str] = frozenset(
+# The 35 `datasource_type` values ROMA Connect documents (fdi-api.md C; the SDK's DatasourceInfo
+# lists the same, and a test holds this set to the SDK's list). Every one is accepted: a data
+# source of a type without a connector is kept, and a task using it is refused when it is saved.
+ROMA_TYPES: frozenset[str] = frozenset(
     {
-        "API", "ACTIVEMQ", "ARTEMISMQ", "CLICKHOUSE", "CUSTOMIZED", "DB2", "DIS", "DM", "DWS",
-        "FILE", "FTP", "GAUSS100", "GAUSS200", "GAUSSDB", "HANA", "HIVE", "HL7", "IBMMQ",
-        "KAFKA", "KINGBASE", "LDAP", "MONGODB", "MQS", "MQTT", "MRSHBASE", "MRSHDFS", "MRSHIVE",
-        "MRSKAFKA", "MYSQL", "NATS", "OBS", "ORACLE", "POSTGRESQL", "RABBITMQ", "REDIS",
-        "ROCKETMQ", "SAPHANA", "SNMP", "SQLITE", "SQLSERVER", "WEBSOCKET",
+        "DWS", "MYSQL", "KAFKA", "API", "OBS", "SAP", "MRSHBASE", "MRSHDFS", "MRSHIVE",
+        "WEBSOCKET", "SQLSERVER", "ORACLE", "POSTGRESQL", "REDIS", "MONGODB", "DIS", "HL7",
+        "RABBITMQ", "SNMP", "IBMMQ", "CUSTOMIZED", "ACTIVEMQ", "ARTEMISMQ", "FTP", "HIVE", "HANA",
+        "FIKAFKA", "MRSKAFKA", "FIHDFS", "FIHIVE", "GAUSS200", "GAUSS100", "LDAP", "DB2", "TAURUS",
     }
 )  # fmt: skip
 
+# openfdi's own types beyond ROMA's (SQLite files, plain files, message brokers ROMA does not
+# name, and databases accepted since the first release, kept so that stored sources stay valid).
+OPENFDI_TYPES: frozenset[str] = frozenset(
+    {
+        "SQLITE", "FILE", "MQTT", "NATS", "CLICKHOUSE", "DM", "GAUSSDB", "KINGBASE", "MQS",
+        "ROCKETMQ", "SAPHANA",
+    }
+)  # fmt: skip
+
+KNOWN_TYPES: frozenset[str] = ROMA_TYPES | OPENFDI_TYPES
+
+# Required `content` fields of the types no connector serves. A type with a connector declares
+# its own in its spec (`ConnectorSpec.required_content`, read through the Registry).
 REQUIRED_CONTENT: dict[str, tuple[str, ...]] = {
-    "MYSQL": ("host", "port", "database_name", "user_name"),
-    "POSTGRESQL": ("host", "port", "database_name", "user_name"),
-    "SQLITE": ("database_name",),
     "FILE": ("address",),
-    "REDIS": ("host", "port"),
-    "RABBITMQ": ("host", "port", "user_name"),
-    "MQTT": ("host", "port"),
     "API": ("url",),
 }
 

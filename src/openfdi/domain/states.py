@@ -44,6 +44,18 @@ class RunState(enum.StrEnum):
 ACTIVE_RUN_STATES: frozenset[RunState] = frozenset(
     {RunState.STARTING, RunState.RUNNING, RunState.STOPPING}
 )
+"""Every active state has an exit with a deadline (store/runs.py, drawn in docs/runs.md):
+`starting` ends by the start grace or the reservation's expiry, `running` by its lease, and
+`stopping` by its stop deadline (CANCELLED) or its lease, whichever comes first."""
+
+
+class RunTrigger(enum.StrEnum):
+    """Who created a run. Only the supervisor's runs of a started REALTIME task follow their
+    source; every other run (a manual `run`, a scheduled fire) copies what is there and ends."""
+
+    MANUAL = "manual"
+    SCHEDULE = "schedule"
+    SUPERVISOR = "supervisor"
 
 
 class ExecuteStatus(enum.StrEnum):

@@ -39,6 +39,11 @@ class TaskDetail:
     key_columns: tuple[str, ...]
     create_table: bool
     mappings: tuple[FieldMapping, ...]
+    source_message: dict[str, Any] | None = None
+    """`sourceSelectedDatasource.message`: how messages become rows (a message source's
+    connector vets and reads it; docs/task-detail.md, "Message ends")."""
+    target_message: dict[str, Any] | None = None
+    """`targetSelectedDatasource.message`: how rows become messages."""
 
     def target_name(self, source_column: str) -> str:
         for m in self.mappings:
@@ -151,7 +156,16 @@ def parse_task_detail(text: str) -> TaskDetail:
         if len({m.target for m in mappings}) != len(mappings):
             raise TaskDetailError("mappingTable maps two fields to one target field")
 
+    messages: list[dict[str, Any] | None] = []
+    for end, name in ((source, "sourceSelectedDatasource"), (target, "targetSelectedDatasource")):
+        message = end.get("message")
+        if message is not None and not isinstance(message, dict):
+            raise TaskDetailError(f"{name}.message must be an object")
+        messages.append(message)
+
     return TaskDetail(
+        source_message=messages[0],
+        target_message=messages[1],
         source_table=_identifier(source["table"], "sourceSelectedDatasource.table"),
         columns=columns,
         where=where,

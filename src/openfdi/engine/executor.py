@@ -4,8 +4,9 @@ their leases alive, and enforces the stop deadline.
 A submitted run waits in a queue until one of `workers` threads takes it, claims it (the claim
 sets its `started_at`), describes it and runs it. The pool bounds how many runs share the GIL
 and the metadata database's write lock: thousands of fires a minute start faster through a few
-busy threads than through a thread each. REALTIME runs never end by themselves, so once claimed
-they move to a thread of their own and the worker goes back to the queue. While a run waits in
+busy threads than through a thread each. Runs that follow their source (a started REALTIME
+task's) never end by themselves, so once claimed they move to a thread of their own and the
+worker goes back to the queue. While a run waits in
 the queue longer than a third of the lease, the executor reserves it (lease owner and expiry on
 the `starting` row), so the supervisor does not take it for a run nobody started.
 
@@ -28,7 +29,8 @@ from dataclasses import dataclass, field
 
 from openfdi import memory
 from openfdi.connectors.registry import Registry
-from openfdi.domain.states import RunState, TaskType
+from openfdi.domain.states import RunState
+from openfdi.engine.metrics import RUNS
 from openfdi.engine.runner import EngineSettings, Runner
 from openfdi.engine.spec import RunSpec
 from openfdi.store import runs
@@ -123,7 +125,7 @@ class LocalExecutor:
             pooled = sum(
                 1
                 for a in self._active.values()
-                if a.runner is None or a.runner.spec.task_type is not TaskType.REALTIME
+                if a.runner is None or not a.runner.spec.follows_source
             )
         return max(0, len(self._workers) + ahead - pooled)
 
@@ -181,7 +183,7 @@ class LocalExecutor:
                 runner = None
             if runner is None:
                 self._release(run_id)
-            elif runner.spec.task_type is TaskType.REALTIME:
+            elif runner.spec.follows_source:
                 name = f"realtime-{run_id[:8]}"
                 threading.Thread(target=self._run, args=(runner,), name=name, daemon=True).start()
             else:
@@ -197,8 +199,11 @@ class LocalExecutor:
         except Exception as exc:
             # A run that cannot even be described (its task_detail no longer parses, a secret
             # cannot be decrypted) fails with the reason instead of blocking its task.
-            log.exception("run %s cannot start", run_id)
             remarks = f"the run could not start: {exc}"
+            log.warning(
+                "run %s failed: %s", run_id, remarks, exc_info=exc, extra={"run_id": run_id}
+            )
+            RUNS.ended("unknown", RunState.FAILED.value, 0.0)
             runs.finish(self.db, claim, RunState.FAILED, self.clock_ms(), remarks, "INTERNAL_ERR")
             return None
         with self._lock:

@@ -24,12 +24,15 @@ from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from openfdi.connectors.errors import ConnectorError, QueryCancelledError, SliceRefusedError
+import tenacity
+
+from openfdi.connectors.errors import ConnectorError, SliceRefusedError
 from openfdi.connectors.registry import Registry
 from openfdi.connectors.spi import (
     Batch,
     Connector,
     PassThrough,
+    Positions,
     RawSlice,
     ReadPlan,
     RejectedRow,
@@ -37,6 +40,16 @@ from openfdi.connectors.spi import (
     WritePlan,
 )
 from openfdi.domain.states import RunState, TaskType
+from openfdi.engine.backoff import restart_note
+from openfdi.engine.metrics import RUNS
+from openfdi.engine.outcomes import (
+    FENCED,
+    STOPPED,
+    SUCCEEDED,
+    DirtyLimitExceeded,
+    outcome_of,
+    reason_of,
+)
 from openfdi.engine.spec import RunSpec
 from openfdi.store import runs
 from openfdi.store.db import Database
@@ -54,6 +67,11 @@ class EngineSettings:
     row of 170 bytes takes about 900), and a batch is alive twice over while it is converted and
     written: 5,000 keeps a copy's peak under 150 MB, and a batch's commit stays a small cost."""
     batch_seconds: float = 0.2
+    retry_attempts: int = 4
+    """Tries of a run's work in all when it meets transient errors (engine/outcomes.py)."""
+    retry_initial_s: float = 1.0
+    retry_max_s: float = 30.0
+    """Backoff between tries: exponential from `retry_initial_s`, with jitter, at most this."""
 
 
 def watermark_text(value: Any) -> str | None:
@@ -91,10 +109,6 @@ class _Totals:
         )
 
 
-class DirtyLimitExceeded(Exception):
-    pass
-
-
 @dataclass
 class Runner:
     """Executes one claimed run. `stop()` asks for a stop at the next batch boundary;
@@ -114,6 +128,13 @@ class Runner:
     _connectors: list[Connector] = field(default_factory=list)
     _held: runs.Checkpoint | None = None
     """The last batch's checkpoint, when the run ends with it: written with the run's end."""
+    _totals: _Totals = field(default_factory=_Totals)
+    _watermark: str | None = None
+    """Where the source was read up to by the last batch the target committed."""
+    _committed: int = 0
+    """Batches the target committed in this run (across retries)."""
+    _positions: Positions | None = None
+    """The target, when it keeps the task's read position with the rows (incremental reads)."""
 
     def stop(self, *, interrupt: bool = False) -> None:
         self.interrupting = self.interrupting or interrupt
@@ -127,31 +148,41 @@ class Runner:
 
     def run(self) -> RunState:
         """Execute the run to its end and record the outcome; returns the final state."""
-        state, remarks, status = RunState.SUCCEEDED, None, "TASK_END"
+        started = time.monotonic()
+        state = self._run()
+        RUNS.ended(self.spec.task_type.value, state.value, time.monotonic() - started)
+        return state
+
+    def _run(self) -> RunState:
+        outcome, remarks = SUCCEEDED, None
         try:
-            self._copy()
+            self._watermark = self._start_watermark()
+            self._copy_retrying()
             if self.stop_requested.is_set():
-                state, remarks, status = RunState.CANCELLED, "stopped", "RUNTIME_CANCEL"
-        except runs.FencedError:
-            log.warning("run %s lost its claim; stopping without writing", self.claim.run_id)
-            return RunState.INTERRUPTED
-        except QueryCancelledError:
-            state, status = RunState.CANCELLED, "RUNTIME_CANCEL"
-            remarks = "stopped at the deadline: the running statement was cancelled"
-        except DirtyLimitExceeded as exc:
-            state, remarks, status = RunState.FAILED, str(exc), "RUNTIME_ERR"
-        except ConnectorError as exc:
-            state, remarks, status = RunState.FAILED, exc.message, "RUNTIME_ERR"
+                outcome, remarks = STOPPED, "stopped"
         except Exception as exc:
-            log.exception("run %s failed", self.claim.run_id)
-            state, remarks, status = RunState.FAILED, f"internal error: {exc}", "INTERNAL_ERR"
+            outcome, remarks = outcome_of(exc), reason_of(exc)
+            if outcome is FENCED:
+                log.warning("run %s lost its claim; stopping without writing", self.claim.run_id)
+                return RunState.INTERRUPTED
+            if outcome.internal:
+                log.exception("run %s of task %s failed", self.claim.run_id, self.spec.task_id)
         finally:
-            for connector in self._connectors:
-                connector.close()
+            self._close_connectors()
+        state, status = outcome.state, outcome.status
         if self.interrupting and state is RunState.CANCELLED:
             state = RunState.INTERRUPTED
             remarks = (
                 "interrupted: the server shut down; a started task resumes from its checkpoint"
+            )
+        if state is RunState.FAILED:
+            remarks = self._with_restart_note(remarks or "failed")
+            log.warning(
+                "run %s of task %s failed: %s",
+                self.claim.run_id,
+                self.spec.task_id,
+                remarks,
+                extra={"run_id": self.claim.run_id, "task_id": self.spec.task_id},
             )
         try:
             runs.finish(
@@ -160,6 +191,79 @@ class Runner:
         except runs.FencedError:
             return RunState.INTERRUPTED
         return state
+
+    def _with_restart_note(self, remarks: str) -> str:
+        """A failed run of a started REALTIME task says when the supervisor tries again."""
+        if not self.spec.follows_source:
+            return remarks
+        try:
+            if not runs.wanted_running(self.db, self.spec.task_id):
+                return remarks
+            failures = runs.failed_in_a_row(self.db, self.spec.task_id) + 1
+        except Exception:  # the note is a courtesy: a metadata hiccup must not lose the failure
+            log.exception("run %s: could not count the task's failed runs", self.claim.run_id)
+            return remarks
+        return f"{remarks}; {restart_note(self.clock_ms(), failures)}"
+
+    def _start_watermark(self) -> str | None:
+        watermark = self.spec.watermark
+        if watermark is None and self.spec.detail.incremental_start is not None:
+            watermark = str(self.spec.detail.incremental_start)
+        return watermark
+
+    def _copy_retrying(self) -> None:
+        """`_copy`, tried again after a transient error (outcomes.py) when that cannot write a
+        row twice, with exponential backoff and jitter; a stop ends the wait at once."""
+        s = self.settings
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(self._worth_retrying),
+            stop=tenacity.stop_after_attempt(max(1, s.retry_attempts)),
+            wait=tenacity.wait_exponential_jitter(initial=s.retry_initial_s, max=s.retry_max_s),
+            sleep=self._pause,
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
+        retrying(self._copy_attempt)
+
+    def _pause(self, seconds: float) -> None:
+        self.stop_requested.wait(seconds)  # a stop ends the wait; the next try sees it and ends
+
+    def _worth_retrying(self, exc: BaseException) -> bool:
+        if not outcome_of(exc).retry or self.stop_requested.is_set():
+            return False
+        # Repeating must not write a row twice: an incremental read resumes past the last
+        # committed batch; a full read starts over, which is safe only if nothing was committed.
+        # A message source redelivers what it has not acknowledged.
+        caps = self.registry.capabilities(self.spec.source.type)
+        return (
+            self.spec.detail.incremental_column is not None
+            or self._committed == 0
+            or (caps is not None and caps.realtime)
+        )
+
+    def _log_retry(self, state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        wait = state.next_action.sleep if state.next_action is not None else 0.0
+        log.warning(
+            "run %s of task %s: %s; trying again in %.1f s (attempt %d of %d)",
+            self.claim.run_id,
+            self.spec.task_id,
+            reason_of(exc) if exc is not None else "failed",
+            wait,
+            state.attempt_number + 1,
+            self.settings.retry_attempts,
+            extra={"run_id": self.claim.run_id, "task_id": self.spec.task_id},
+        )
+
+    def _copy_attempt(self) -> None:
+        self._close_connectors()  # a retry starts on fresh connections
+        self._copy()
+
+    def _close_connectors(self) -> None:
+        connectors, self._connectors = self._connectors, []
+        for connector in connectors:
+            with contextlib.suppress(Exception):
+                connector.close()
 
     def _open(self, endpoint_type: str, content: dict[str, Any]) -> Connector:
         connector = self.registry.open(endpoint_type, content)
@@ -170,13 +274,21 @@ class Runner:
 
     def _copy(self) -> None:
         spec, detail = self.spec, self.spec.detail
-        if spec.task_type is TaskType.REALTIME and detail.incremental_column is None:
+        caps = self.registry.capabilities(spec.source.type)
+        follows = caps is not None and caps.realtime  # a message source: its own change feed
+        if (
+            spec.task_type is TaskType.REALTIME
+            and detail.incremental_column is None
+            and not follows
+        ):
             raise ConnectorError(
                 "a REALTIME task needs sourceSelectedDatasource.incremental: it follows new rows "
                 "past a watermark column"
             )
         source = self._open(spec.source.type, spec.source.content)
         target = self._open(spec.target.type, spec.target.content)
+        source.configure(detail.source_message)
+        target.configure(detail.target_message)
         schema = source.describe(detail.source_table)
         columns = detail.columns or schema.names
         renames = {m.source: m.target for m in detail.mappings}
@@ -191,12 +303,13 @@ class Runner:
             create_table=detail.create_table,
             source_schema=schema.select(columns, renames=renames),
         )
+        self._positions = None
+        if detail.incremental_column is not None and isinstance(target, Positions):
+            self._positions = target
+            self._watermark = self._resume_at(target)
         target.prepare_target(write_plan)
         passthrough = _passthrough(source, target, detail.source_table, columns, write_plan)
-        watermark = spec.watermark
-        if watermark is None and detail.incremental_start is not None:
-            watermark = str(detail.incremental_start)
-        totals = _Totals()
+        watermark, totals = self._watermark, self._totals
         while not self.stop_requested.is_set():
             read_plan = ReadPlan(
                 table=detail.source_table,
@@ -206,6 +319,7 @@ class Runner:
                 watermark=watermark,
                 batch_rows=self.settings.batch_rows,
                 batch_seconds=self.settings.batch_seconds,
+                follow=follows and spec.task_type is TaskType.REALTIME,
             )
             if passthrough is not None:
                 watermark = self._raw_pass(
@@ -213,7 +327,7 @@ class Runner:
                 )
             else:
                 watermark = self._pass(source, target, read_plan, write_plan, totals, watermark)
-            if spec.task_type is not TaskType.REALTIME:
+            if not spec.follows_source:
                 if totals.rows == 0 and totals.dirty == 0:
                     # Nothing moved, but the (possibly new) run still records its totals.
                     self._commit(totals, watermark, [], ends_run=True)
@@ -237,17 +351,27 @@ class Runner:
             totals.read_ms += (time.perf_counter() - started) * 1000
             if batch is None:
                 return watermark
+            if not batch.rows and not batch.refused and not batch.last:
+                if self.stop_requested.is_set():  # an idle following read: a chance to stop
+                    return watermark
+                continue
             started = time.perf_counter()
             result = target.write(batch, write_plan)
-            target.commit()
-            totals.write_ms += (time.perf_counter() - started) * 1000
+            before = watermark
             if read_plan.incremental_column is not None:
                 watermark = watermark_text(batch.position)
+            self._save_position(before, watermark)
+            target.commit()
+            totals.write_ms += (time.perf_counter() - started) * 1000
             # The read's last batch ends a run that does not follow its source.
-            ends_run = batch.last and self.spec.task_type is not TaskType.REALTIME
+            ends_run = batch.last and not self.spec.follows_source
             written, nbytes, rejected = result.rows_written, batch.nbytes, result.rejected
+            rejected = [*batch.refused, *rejected] if batch.refused else rejected
+            acknowledge = batch.acknowledge
             del batch, result  # not kept alive while the next batch is read
             self._record(totals, written, nbytes, rejected, watermark, ends_run)
+            if acknowledge is not None:
+                acknowledge()  # only now may the source forget the batch (target, checkpoint)
             if self.stop_requested.is_set():
                 return watermark
 
@@ -286,16 +410,51 @@ class Runner:
                     written, nbytes, rejected = outcome if outcome else (None, 0, [])
                 if written is None:
                     return watermark  # stopped mid-slice: none of it was written (nor committed)
+                before = watermark
+                if read_plan.incremental_column is not None:
+                    watermark = watermark_text(raw.position)
+                self._save_position(before, watermark)
                 target.commit()
                 # The target pulls the slice's bytes as it writes: the time the source took
                 # to hand them over is reading, the rest writing.
                 totals.read_ms += timed.read_ms
                 totals.write_ms += (time.perf_counter() - started) * 1000 - timed.read_ms
-                if read_plan.incremental_column is not None:
-                    watermark = watermark_text(raw.position)
                 self._record(totals, written, nbytes, rejected, watermark)
                 if self.stop_requested.is_set():
                     return watermark
+
+    def _resume_at(self, target: Positions) -> str | None:
+        """Where this run reads from: the target's committed position when the target is one
+        batch ahead of the checkpoint (a crash between their commits), else the checkpoint.
+
+        The target keeps where its last batch was read from and up to. Only a batch read from the
+        checkpoint moves the start: any other stored position is from before a change of the task
+        (a reset, another source), and the checkpoint decides.
+        """
+        checkpoint = self._watermark
+        stored = target.load_position(self.spec.task_id)
+        if stored is None:
+            return checkpoint
+        try:
+            saved = json.loads(stored)
+            after, at = saved["after"], saved["at"]
+        except (ValueError, TypeError, KeyError):
+            return checkpoint  # not ours: written by hand or by another version
+        if after == checkpoint and at != checkpoint:
+            log.info(
+                "run %s of task %s: the target committed past the checkpoint; resuming at %s",
+                self.claim.run_id,
+                self.spec.task_id,
+                at,
+                extra={"run_id": self.claim.run_id, "task_id": self.spec.task_id},
+            )
+            return None if at is None else str(at)
+        return checkpoint
+
+    def _save_position(self, after: str | None, at: str | None) -> None:
+        """Write the batch's read range into the target's open transaction (see `_resume_at`)."""
+        if self._positions is not None:
+            self._positions.save_position(self.spec.task_id, json.dumps({"after": after, "at": at}))
 
     def _write_rows(
         self, batches: Iterable[Batch], target: Connector, write_plan: WritePlan
@@ -323,6 +482,9 @@ class Runner:
         ends_run: bool = False,
     ) -> None:
         """Checkpoint a committed batch: totals, watermark and dirty rows; enforce the limit."""
+        self._committed += 1
+        self._watermark = watermark
+        RUNS.batch(self.spec.task_type.value, written, nbytes, len(rejected))
         totals.rows += written
         totals.nbytes += nbytes
         totals.dirty += len(rejected)

@@ -30,3 +30,6 @@ class RunSpec:
     target: Endpoint
     watermark: str | None
     """Where the run resumes (the task's checkpoint), or None to start from the detail's start."""
+    follows_source: bool = False
+    """Keep reading new rows until stopped: only the supervisor's run of a started REALTIME
+    task does; any other run (a manual `run` of any task) copies what is there and ends."""

@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 
 from openfdi.domain.ids import new_hex_id
 from openfdi.domain.schedule import Plan, PlanError, stored_plan
-from openfdi.domain.states import ACTIVE_RUN_STATES, DesiredState, RunState, TaskType
+from openfdi.domain.states import ACTIVE_RUN_STATES, DesiredState, RunState, RunTrigger, TaskType
 from openfdi.scheduler.misfire import (
     COUNT_LIMIT,
     NEWEST_NEEDED,
@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 
 _ACTIVE = tuple(s.value for s in ACTIVE_RUN_STATES)
 _CHUNK = 500
-TRIGGER = "schedule"
+TRIGGER = RunTrigger.SCHEDULE.value
 
 Key = tuple[int, int]
 """What a task's cached schedule depends on: (tasks.updated_at, dispatches.updated_at)."""

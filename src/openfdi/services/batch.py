@@ -1,8 +1,11 @@
 """Batch start/stop of up to 10 tasks (`POST …/batch-operation/tasks`), as fdi-api.md H.1 says.
 
 The whole batch is one transaction: either the FDI.3083 check refuses it and nothing changes,
-or every entry is applied and reported on its own. Task rows are locked in id order so that two
-overlapping batches on PostgreSQL queue instead of deadlocking; SQLite serialises writers anyway.
+or every entry is applied and reported on its own. `stop` also ends the listed tasks' runs in
+progress, whoever started them (a manual run of a stopped task too), in the same transaction.
+Task rows are locked in id order (FOR NO KEY UPDATE: a run being inserted for the task, which
+takes a key-share lock, is not blocked), then their runs in id order, so that overlapping
+batches on PostgreSQL queue instead of deadlocking; SQLite serialises writers anyway.
 
 This is the busiest write of the control plane, so it runs as a few fixed Core statements
 (one SELECT of the listed tasks with their plan, one UPDATE of those that change) rather than
@@ -27,7 +30,9 @@ from openfdi.errors import (
     TaskListEmpty,
     TaskNotFound,
 )
+from openfdi.services.runs import stop_deadline_ms, stop_local
 from openfdi.services.runtime import Runtime
+from openfdi.store import runs
 from openfdi.store.tables import DispatchRow, IdempotencyRow, TaskRow
 from openfdi.wire.batch import (
     BatchStartOrStopTasksResponse,
@@ -52,7 +57,7 @@ _LOAD_TASKS = (
         TaskRow.project_id == bindparam("project_id"),
     )
     .order_by(TaskRow.id)
-    .with_for_update(of=TaskRow)
+    .with_for_update(of=TaskRow, key_share=True)
 )
 _SET_STATUS = (
     update(TaskRow)
@@ -90,7 +95,8 @@ def _failure(task_id: str, code: str, message: str) -> TaskBeanFacade:
 
 def _apply_batch(
     rt: Runtime, conn: Connection, scope: Scope, req: OperateTasksRequest
-) -> BatchStartOrStopTasksResponse:
+) -> tuple[BatchStartOrStopTasksResponse, list[str]]:
+    """The answer, and the runs a stop marked stopping (for this process's executor)."""
     ids = _distinct_ids(req)
     if not ids:
         raise TaskListEmpty()
@@ -124,9 +130,14 @@ def _apply_batch(
     now = rt.clock_ms()
     for new_state, task_ids in changed.items():
         conn.execute(_SET_STATUS, {"ids": task_ids, "new_status": new_state.value, "now": now})
-    return BatchStartOrStopTasksResponse(
+    stopping: list[str] = []
+    if action is Action.STOP and tasks:
+        # Whatever the task's status: `stop` ends what is running (docs/runs.md).
+        stopping = runs.request_stop_many(conn, sorted(tasks), now, stop_deadline_ms(rt))
+    response = BatchStartOrStopTasksResponse(
         success_count=len(success), failure_count=len(failure), success=success, failure=failure
     )
+    return response, stopping
 
 
 def _digest(req: OperateTasksRequest) -> str:
@@ -149,7 +160,9 @@ def batch_start_or_stop_tasks(
     """
     if idempotency_key is None:
         with rt.db.write_conn() as conn:
-            return _apply_batch(rt, conn, scope, req)
+            response, stopping = _apply_batch(rt, conn, scope, req)
+        stop_local(rt, stopping)
+        return response
     if not 1 <= len(idempotency_key) <= 128:
         raise InvalidParameters(detail="Idempotency-Key must be 1 to 128 characters")
     digest = _digest(req)
@@ -158,7 +171,7 @@ def batch_start_or_stop_tasks(
             replay = _replay(conn, scope, idempotency_key, digest)
             if replay is not None:
                 return replay
-            response = _apply_batch(rt, conn, scope, req)
+            response, stopping = _apply_batch(rt, conn, scope, req)
             now = rt.clock_ms()
             conn.execute(_EXPIRE_KEYS, {"cutoff": now - IDEMPOTENCY_TTL_MS})
             conn.execute(
@@ -172,7 +185,8 @@ def batch_start_or_stop_tasks(
                     "created_at": now,
                 },
             )
-            return response
+        stop_local(rt, stopping)
+        return response
     except IntegrityError:
         # A concurrent call with the same key committed first: ours rolled back; answer theirs.
         with rt.db.lookup() as conn:

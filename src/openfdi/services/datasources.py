@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from openfdi.connectors.errors import (
+    ConnectorNotFoundError,
+    ConnectorUnavailableError,
+    InvalidContentError,
+)
 from openfdi.domain.datasource import KNOWN_TYPES, REQUIRED_CONTENT, SECRET_FIELDS
 from openfdi.domain.ids import new_hex_id
 from openfdi.domain.scope import Scope
@@ -27,7 +31,11 @@ from openfdi.wire.datasources import (
 _ENCRYPTED_PREFIX = "enc:"
 
 
-def _validate(req: DatasourceInfoRequest) -> tuple[str, dict[str, Any]]:
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _validate(rt: Runtime, req: DatasourceInfoRequest) -> tuple[str, dict[str, Any]]:
     name = req.datasource_name.strip()
     if not 1 <= len(name) <= 255:
         raise InvalidParameter(name="datasource_name", detail="Use 1 to 255 characters.")
@@ -39,26 +47,40 @@ def _validate(req: DatasourceInfoRequest) -> tuple[str, dict[str, Any]]:
     if req.description is not None and len(req.description) > 1024:
         raise InvalidParameter(name="description", detail="At most 1024 characters.")
     content = dict(req.content or {})
-    missing = [f for f in REQUIRED_CONTENT.get(kind, ()) if content.get(f) in (None, "")]
+    required = rt.registry.required_content(kind)
+    if required is None:
+        required = REQUIRED_CONTENT.get(kind, ())
+    missing = [f for f in required if _blank(content.get(f))]
     if missing:
         raise InvalidParameter(
             name=f"content.{missing[0]}", detail=f"Required for {kind} data sources."
         )
+    _check_port(content.get("port"))
     return kind, content
 
 
-def _refuse_private_sqlite(rt: Runtime, kind: str, content: dict[str, Any]) -> None:
-    """A SQLite data source may not point into openfdi's own data dir (the metadata database,
-    the key file): any caller could otherwise copy other projects' metadata. The demo's
-    databases, under data_dir/demo, are the exception."""
-    if kind != "SQLITE":
+def _check_port(port: Any) -> None:
+    """A port, where given, is a whole number 1 to 65535 (as a number or as its digits): a
+    connection could only fail on anything else, later and less clearly."""
+    if _blank(port):
         return
-    data_dir = rt.settings.data_dir.resolve()
-    path = Path(str(content["database_name"])).expanduser().resolve()
-    if path.is_relative_to(data_dir) and not path.is_relative_to(data_dir / "demo"):
-        raise InvalidParameter(
-            name="content.database_name", detail="openfdi's own data directory is off limits."
-        )
+    text = str(port).strip() if isinstance(port, int | str) and not isinstance(port, bool) else ""
+    if not (len(text) <= 5 and text.isascii() and text.isdigit() and 1 <= int(text) <= 65535):
+        raise InvalidParameter(name="content.port", detail="Use a whole number from 1 to 65535.")
+
+
+def _vet_with_connector(rt: Runtime, kind: str, content: dict[str, Any]) -> None:
+    """Let the type's connector, if one is installed, refuse content it could never open (a
+    SQLite path into openfdi's own data dir or outside the allowed roots, ...). Building a
+    connector does no I/O; the connector checks again each time it opens its data source."""
+    try:
+        connector = rt.registry.open(kind, content)
+    except (ConnectorNotFoundError, ConnectorUnavailableError):
+        return  # a data source of this type is kept; a task using it is refused
+    except InvalidContentError as exc:
+        name = f"content.{exc.field}" if exc.field else "content"
+        raise InvalidParameter(name=name, detail=exc.message) from None
+    connector.close()
 
 
 def _seal(rt: Runtime, content: dict[str, Any], stored: dict[str, Any] | None) -> str:
@@ -102,6 +124,23 @@ def decrypt_content(rt: Runtime, stored: str) -> dict[str, Any]:
     return content
 
 
+def unsaved_settings(
+    rt: Runtime, row: DatasourceRow, req: DatasourceInfoRequest
+) -> tuple[str, dict[str, Any]]:
+    """The type and clear content of settings a client sent without saving them (test-connect
+    with a DatasourceInfo body), checked as a create would check them. A secret sent back as
+    "******" means the stored one, as on update (fdi-api.md H.6)."""
+    kind, content = _validate(rt, req)
+    _vet_with_connector(rt, kind, content)
+    stored = decrypted_content(rt, row)
+    for key, value in content.items():
+        if key in SECRET_FIELDS and value == MASK:
+            if key not in stored:
+                raise InvalidParameter(name=f"content.{key}", detail="No stored secret to keep.")
+            content[key] = stored[key]
+    return kind, content
+
+
 def to_wire(row: DatasourceRow) -> DatasourceResponse:
     return DatasourceResponse(
         datasource_id=row.id,
@@ -125,8 +164,8 @@ def _duplicate_name(name: str) -> InvalidParameter:
 def create_datasource_info(
     rt: Runtime, scope: Scope, req: DatasourceInfoRequest
 ) -> DatasourceResponse:
-    kind, content = _validate(req)
-    _refuse_private_sqlite(rt, kind, content)
+    kind, content = _validate(rt, req)
+    _vet_with_connector(rt, kind, content)
     now = rt.clock_ms()
     row = DatasourceRow(
         id=new_hex_id(),
@@ -191,8 +230,8 @@ def show_datasource(rt: Runtime, scope: Scope, datasource_id: str) -> Datasource
 def update_datasource_info(
     rt: Runtime, scope: Scope, datasource_id: str, req: DatasourceInfoRequest
 ) -> DatasourceResponse:
-    kind, content = _validate(req)
-    _refuse_private_sqlite(rt, kind, content)
+    kind, content = _validate(rt, req)
+    _vet_with_connector(rt, kind, content)
     try:
         with rt.db.write() as session:
             row = get_datasource_row(session, scope, datasource_id)

@@ -29,6 +29,15 @@ DEMO_PASSWORD = "demo-password"  # noqa: S105 - public by design, loopback only
 DEMO_ORDERS = 1000
 
 
+def console_banner(host: str, port: int, *, demo_mode: bool) -> str:
+    """The line `openfdi serve` prints: where the web console is, and with --demo how to sign in."""
+    shown = f"[{host}]" if ":" in host else host
+    line = f"openfdi: web console at http://{shown}:{port}/console/"
+    if demo_mode:
+        line += f" (user {DEMO_USER}, password {DEMO_PASSWORD})"
+    return line
+
+
 def _make_shop_db(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     rng = random.Random(42)  # noqa: S311 - reproducible sample data, not a secret

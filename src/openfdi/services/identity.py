@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import secrets
 import string
 import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -19,16 +20,20 @@ from openfdi.errors import (
     InstanceNotFound,
     InvalidParameters,
     ProjectMismatch,
+    SignInThrottled,
     TokenMustBeUpdated,
 )
 from openfdi.services.runtime import Runtime
+from openfdi.store import signin_throttle
 from openfdi.store.crypto import (
     dummy_password_hash,
     hash_password,
+    password_needs_rehash,
     token_digest,
     verify_password,
 )
 from openfdi.store.db import Database
+from openfdi.store.signin_throttle import Brake, ThrottleKey
 from openfdi.store.tables import (
     CredentialRow,
     InstanceRow,
@@ -230,6 +235,86 @@ def secret_key_for(rt: Runtime, ak: str) -> tuple[str, str] | None:
     return row.project_id, rt.box.decrypt(row.sk_encrypted)
 
 
+@dataclass(frozen=True, slots=True)
+class SignedInUser:
+    """Who `sign_in_with_password` let in."""
+
+    user_id: str
+    user_name: str
+    project_id: str
+    project_name: str
+
+
+_USER_BY_NAME = select(UserRow.id, UserRow.password_hash, UserRow.project_id).where(
+    UserRow.name == bindparam("name")
+)
+_REHASH = (
+    update(UserRow)
+    .where(UserRow.id == bindparam("user_id"), UserRow.password_hash == bindparam("old"))
+    .values(password_hash=bindparam("new"))
+)
+
+
+def _throttle_keys(rt: Runtime, user_name: str, client_address: str | None) -> list[ThrottleKey]:
+    s = rt.settings
+    lock_ms = s.signin_lock_seconds * 1000
+    keys = [
+        ThrottleKey(
+            signin_throttle.USER,
+            user_name,
+            Brake(s.signin_max_failures, lock_ms, forgets_on_success=True),
+        )
+    ]
+    if client_address:
+        keys.append(
+            ThrottleKey(
+                signin_throttle.ADDRESS,
+                client_address,
+                Brake(s.signin_address_max_failures, lock_ms, forgets_on_success=False),
+            )
+        )
+    return keys
+
+
+def sign_in_with_password(
+    rt: Runtime, *, user_name: str, password: str, client_address: str | None
+) -> SignedInUser:
+    """The one password check of openfdi (IAM tokens, the web console): the user, or an error.
+
+    Throttled per user name and per client address (OPENFDI_SIGNIN_* settings): a locked key is
+    refused with SignInThrottled (429 APIG.0308) *before* the password is looked at, so even
+    the right password waits for the lock to end. A wrong password or unknown user is
+    AuthenticationFailed (401 APIG.0301), in the same time either way: an unknown name is
+    checked against a dummy hash of the same cost, and throttled like a known one. A hash in an
+    older format (scrypt) or with older parameters is replaced on success.
+
+    `client_address` is the caller's IP address (None: not known, only the user is throttled).
+    """
+    keys = _throttle_keys(rt, user_name, client_address)
+    with rt.db.write_conn() as conn:
+        wait_ms = signin_throttle.begin_attempt(conn, keys, rt.clock_ms())
+    if wait_ms:
+        raise SignInThrottled(seconds=math.ceil(wait_ms / 1000))
+    with rt.db.lookup() as conn:
+        user = conn.execute(_USER_BY_NAME, {"name": user_name}).first()
+    # The dummy is made (once) whoever signs in first, so even that first unknown name costs no
+    # more than a known one; both sides of the `or` are evaluated, whichever fails.
+    dummy = dummy_password_hash()
+    stored = user.password_hash if user is not None else dummy
+    matches = verify_password(password, stored)
+    if not matches or user is None:
+        raise AuthenticationFailed(detail="the username or password is wrong")
+    # Hashed before the write transaction: SQLite has one writer, not to be held for a hash.
+    rehashed = hash_password(password) if password_needs_rehash(stored) else None
+    with rt.db.write() as session:
+        signin_throttle.attempt_succeeded(session.connection(), keys, rt.clock_ms())
+        if rehashed is not None:  # unless the hash changed meanwhile (a new password)
+            session.execute(_REHASH, {"user_id": user.id, "old": stored, "new": rehashed})
+        project = session.get(ProjectRow, user.project_id)
+        assert project is not None  # users.project_id is a foreign key
+        return SignedInUser(user.id, user_name, project.id, project.name)
+
+
 def issue_token(
     rt: Runtime,
     *,
@@ -237,20 +322,15 @@ def issue_token(
     password: str,
     project_id: str | None,
     project_name: str | None,
+    client_address: str | None = None,
 ) -> IssuedToken:
-    with rt.db.read() as session:
-        user = session.scalar(select(UserRow).where(UserRow.name == user_name))
-        stored = user.password_hash if user is not None else dummy_password_hash()
-        if not verify_password(password, stored) or user is None:
-            raise AuthenticationFailed(detail="the username or password is wrong")
-        project = session.get(ProjectRow, user.project_id)
-        assert project is not None
-        wanted_id = project_id or None
-        if (wanted_id and wanted_id != project.id) or (
-            project_name and project_name != project.name
-        ):
-            raise AuthenticationFailed(detail="the user has no access to the requested project")
-        user_id, name = user.id, user.name
+    user = sign_in_with_password(
+        rt, user_name=user_name, password=password, client_address=client_address
+    )
+    if (project_id and project_id != user.project_id) or (
+        project_name and project_name != user.project_name
+    ):
+        raise AuthenticationFailed(detail="the user has no access to the requested project")
     token = "fdi-" + secrets.token_urlsafe(48)
     now = rt.clock_ms()
     expires = now + rt.settings.token_ttl_seconds * 1000
@@ -258,13 +338,15 @@ def issue_token(
         session.add(
             TokenRow(
                 digest=token_digest(token),
-                user_id=user_id,
-                project_id=project.id,
+                user_id=user.user_id,
+                project_id=user.project_id,
                 created_at=now,
                 expires_at=expires,
             )
         )
-    return IssuedToken(token, expires, now, project.id, project.name, user_id, name)
+    return IssuedToken(
+        token, expires, now, user.project_id, user.project_name, user.user_id, user.user_name
+    )
 
 
 def principal_for_token(rt: Runtime, token: str) -> Principal:

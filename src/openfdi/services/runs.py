@@ -22,12 +22,15 @@ from openfdi.domain.states import (
     RUN_TO_EXECUTE,
     DesiredState,
     RunState,
+    RunTrigger,
     TaskType,
 )
 from openfdi.domain.task_detail import parse_task_detail
+from openfdi.engine.backoff import restart_delay_ms
 from openfdi.engine.executor import LocalExecutor
 from openfdi.engine.spec import Endpoint, RunSpec
 from openfdi.errors import TaskAlreadyRunning, TaskStartFailed
+from openfdi.services import run_steps
 from openfdi.services.datasources import decrypt_content
 from openfdi.services.lookup import get_task_row
 from openfdi.services.paging import numbered_page
@@ -45,8 +48,16 @@ from openfdi.wire.runs import (
 
 log = logging.getLogger(__name__)
 _ACTIVE = tuple(s.value for s in ACTIVE_RUN_STATES)
-FAILED_RETRY_MS = 5_000
 STARTING_GRACE_MS = 30_000
+STOP_MARGIN_MS = 3_000
+"""Beyond the executor's stop deadline: its cancel-then-abandon margin (2 s) and a second more.
+A live executor ends a stopped run itself well before; the database deadline is for runs whose
+executor is gone or stuck."""
+
+
+def stop_deadline_ms(rt: Runtime) -> int:
+    """How long a stopped run may stay `stopping` before the supervisor ends it CANCELLED."""
+    return int(rt.settings.stop_deadline_seconds * 1000) + STOP_MARGIN_MS
 
 
 def _require_engine(rt: Runtime) -> None:
@@ -58,6 +69,7 @@ def _require_engine(rt: Runtime) -> None:
 _source, _target = aliased(DatasourceRow), aliased(DatasourceRow)
 _SPEC = (
     select(
+        RunRow.trigger,
         TaskRow.task_type,
         TaskRow.task_detail,
         _source.type,
@@ -69,15 +81,16 @@ _SPEC = (
     .join(_source, _source.id == TaskRow.source_datasource_id)
     .join(_target, _target.id == TaskRow.target_datasource_id)
     .outerjoin(CheckpointRow, CheckpointRow.task_id == TaskRow.id)
-    .where(TaskRow.id == bindparam("task_id"))
+    .join(RunRow, RunRow.task_id == TaskRow.id)
+    .where(TaskRow.id == bindparam("task_id"), RunRow.id == bindparam("run_id"))
 )
 
 
 def build_spec(rt: Runtime, run_id: str, task_id: str) -> RunSpec:
     """What the run needs, in one read (every scheduled fire pays for it)."""
     with rt.db.lookup() as conn:
-        row = conn.execute(_SPEC, {"task_id": task_id}).one()
-    task_type, detail, source_type, source, target_type, target, watermark = row
+        row = conn.execute(_SPEC, {"task_id": task_id, "run_id": run_id}).one()
+    trigger, task_type, detail, source_type, source, target_type, target, watermark = row
     return RunSpec(
         run_id=run_id,
         task_id=task_id,
@@ -86,10 +99,11 @@ def build_spec(rt: Runtime, run_id: str, task_id: str) -> RunSpec:
         source=Endpoint(source_type, decrypt_content(rt, source)),
         target=Endpoint(target_type, decrypt_content(rt, target)),
         watermark=watermark,
+        follows_source=trigger == RunTrigger.SUPERVISOR and task_type == TaskType.REALTIME,
     )
 
 
-def _start(rt: Runtime, task_id: str, trigger: str) -> str:
+def _start(rt: Runtime, task_id: str, trigger: RunTrigger) -> str:
     """Create and submit a run; RunConflictError if the task has an active run."""
     _require_engine(rt)
     run_id = runs.create_run(rt.db, task_id, trigger, rt.clock_ms())
@@ -106,37 +120,36 @@ def submit_created(rt: Runtime, run_id: str, task_id: str) -> None:
 
 
 def run_task(rt: Runtime, scope: Scope, task_id: str) -> RunTaskResponse:
-    """One execution now, whatever the desired state (fdi-api.md H.2)."""
+    """One execution now, whatever the desired state (fdi-api.md H.2). It copies what the
+    source holds now and ends, a REALTIME task's too (one catch-up pass): only the
+    supervisor's runs of a started REALTIME task follow the source (docs/runs.md)."""
     with rt.db.read() as session:
         get_task_row(session, scope, task_id)
     try:
-        return RunTaskResponse(run_id=_start(rt, task_id, "manual"))
+        return RunTaskResponse(run_id=_start(rt, task_id, RunTrigger.MANUAL))
     except runs.RunConflictError as exc:
         raise TaskAlreadyRunning() from exc
 
 
 def stop_task(rt: Runtime, scope: Scope, task_id: str) -> StopTaskResponse:
-    """Terminate the run in progress, if any, without changing the desired state."""
+    """Terminate the run in progress, if any, whoever started it, without changing the
+    desired state."""
     with rt.db.read() as session:
         get_task_row(session, scope, task_id)
-    for run_id in runs.request_stop(rt.db, task_id, rt.clock_ms()):
-        if rt.executor is not None:
-            rt.executor.stop(run_id)
+    stop_local(rt, runs.request_stop(rt.db, task_id, rt.clock_ms(), stop_deadline_ms(rt)))
     return StopTaskResponse(message="success")
 
 
-_UNITS = (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024))
+def stop_local(rt: Runtime, run_ids: list[str]) -> None:
+    """Tell this process's executor at once about runs just marked stopping (an executor
+    elsewhere sees the mark at its next check, `stop_unwanted_runs`)."""
+    if rt.executor is not None:
+        for run_id in run_ids:
+            rt.executor.stop(run_id)
 
 
-def _size(nbytes: int) -> tuple[float, str]:
-    for unit, scale in _UNITS:
-        if nbytes >= scale:
-            return round(nbytes / scale, 2), unit
-    return float(nbytes), "B"
-
-
-def _monitor_log(row: RunRow) -> TaskMonitorLog:
-    size, unit = _size(row.data_size_bytes)
+def _monitor_log(row: RunRow, kinds: tuple[str, str]) -> TaskMonitorLog:
+    size, unit = run_steps.size_with_unit(row.data_size_bytes)
     state = RunState(row.state)
     spend = (row.ended_at - row.started_at) if row.ended_at and row.started_at else None
     return TaskMonitorLog(
@@ -156,6 +169,7 @@ def _monitor_log(row: RunRow) -> TaskMonitorLog:
         read_spend_time=row.read_ms,
         write_spend_time=row.write_ms,
         remarks=row.remarks,
+        detail_logs=run_steps.detail_logs(row, *kinds),
     )
 
 
@@ -176,7 +190,7 @@ def list_monitor_log(
     if end_time is not None:
         where.append(RunRow.created_at <= end_time)
     with rt.db.read() as session:
-        get_task_row(session, scope, task_id)
+        kinds = run_steps.endpoint_types(session, get_task_row(session, scope, task_id))
         total = session.scalar(select(func.count()).select_from(RunRow).where(*where)) or 0
         rows = session.scalars(
             select(RunRow)
@@ -185,7 +199,7 @@ def list_monitor_log(
             .offset(page.offset)
             .limit(page.limit)
         ).all()
-    entities = [_monitor_log(r) for r in rows]
+    entities = [_monitor_log(r, kinds) for r in rows]
     return ListMonitorLogResponse(total=total, size=len(entities), entities=entities)
 
 
@@ -212,14 +226,23 @@ def stop_unwanted_runs(rt: Runtime, executor: LocalExecutor) -> None:
         return
     with rt.db.read() as session:
         rows = session.execute(
-            select(RunRow.id, RunRow.state, RunRow.created_at, TaskRow.status, TaskRow.updated_at)
+            select(
+                RunRow.id,
+                RunRow.state,
+                RunRow.trigger,
+                RunRow.created_at,
+                TaskRow.status,
+                TaskRow.updated_at,
+            )
             .join(TaskRow, TaskRow.id == RunRow.task_id)
             .where(RunRow.id.in_(mine))
         ).all()
-    for run_id, state, created, desired, changed in rows:
+    for run_id, state, trigger, created, desired, changed in rows:
         # A run older than the task's last change while the task is stopped was stopped by
-        # that change; a manual run started after it is left alone.
-        stopped_after = desired == DesiredState.STOPPED and changed >= created
+        # that change; a manual run started after it is left alone. The supervisor's runs
+        # exist only for a started task: one created just as the task was stopped goes too.
+        stopped = desired == DesiredState.STOPPED
+        stopped_after = stopped and (changed >= created or trigger == RunTrigger.SUPERVISOR)
         if state == RunState.STOPPING or stopped_after:
             executor.stop(run_id)
 
@@ -298,6 +321,10 @@ class Supervisor:
         for thread in self._threads:
             thread.join(5)
 
+    def running(self) -> bool:
+        """Every loop is alive (`/readyz`)."""
+        return not self._closing.is_set() and all(t.is_alive() for t in self._threads)
+
     def _loop(self) -> None:
         while not self._closing.wait(self.interval_s):
             try:
@@ -335,18 +362,33 @@ class Supervisor:
             stop_unwanted_runs(self.rt, self.rt.executor)
         self._start_realtime_runs(now)
 
+    def _restart_due(self, task_id: str, ended: int, now: int) -> bool:
+        """A REALTIME task whose runs keep failing is started again later each time."""
+        return now >= ended + restart_delay_ms(runs.failed_in_a_row(self.rt.db, task_id))
+
     def _start_realtime_runs(self, now: int) -> None:
+        """Start a run for each started REALTIME task that has none and needs one, judged by
+        the supervisor's own runs only: a manual run (one catch-up pass) neither stands for
+        the following run nor stops it from being started once it ends."""
         latest = aliased(RunRow)
+        mine = RunRow.trigger == RunTrigger.SUPERVISOR.value
         newest = (
             select(func.max(RunRow.created_at))
-            .where(RunRow.task_id == TaskRow.id)
+            .where(RunRow.task_id == TaskRow.id, mine)
             .correlate(TaskRow)
             .scalar_subquery()
         )
         active = select(RunRow.id).where(RunRow.task_id == TaskRow.id, RunRow.state.in_(_ACTIVE))
         query = (
             select(TaskRow.id, TaskRow.updated_at, latest.state, latest.created_at, latest.ended_at)
-            .outerjoin(latest, and_(latest.task_id == TaskRow.id, latest.created_at == newest))
+            .outerjoin(
+                latest,
+                and_(
+                    latest.task_id == TaskRow.id,
+                    latest.trigger == RunTrigger.SUPERVISOR.value,
+                    latest.created_at == newest,
+                ),
+            )
             .where(
                 TaskRow.task_type == TaskType.REALTIME.value,
                 TaskRow.status == DesiredState.RUNNING.value,
@@ -360,12 +402,12 @@ class Supervisor:
                 state is None
                 or created < changed
                 or state == RunState.INTERRUPTED
-                or (state == RunState.FAILED and (ended or 0) < now - FAILED_RETRY_MS)
+                or (state == RunState.FAILED and self._restart_due(task_id, ended or 0, now))
             )
             if not due:
                 continue
             try:
-                run_id = _start(self.rt, task_id, "realtime")
+                run_id = _start(self.rt, task_id, RunTrigger.SUPERVISOR)
                 log.info("started realtime run %s of task %s", run_id, task_id)
             except runs.RunConflictError:
                 pass  # someone else started it in the meantime

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from openfdi.connectors.registry import default_registry
+from sqlalchemy.engine import make_url
+
+from openfdi import logs
+from openfdi.connectors.registry import Registry, default_registry
+from openfdi.connectors.spi import HostPaths
 from openfdi.engine.executor import LocalExecutor
 from openfdi.engine.runner import EngineSettings
 from openfdi.settings import Settings
@@ -16,6 +22,17 @@ from openfdi.store.db import Database
 
 def _wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def host_paths(settings: Settings) -> HostPaths:
+    """Where connectors may open local files: the allowed SQLite roots, never the data dir or
+    the metadata database (with its -wal, -shm and -journal files) wherever it lives."""
+    forbidden: list[Path] = [settings.data_dir]
+    url = make_url(settings.resolved_database_url)
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        db = Path(str(url.database))
+        forbidden += [db, *(db.with_name(db.name + s) for s in ("-wal", "-shm", "-journal"))]
+    return HostPaths(roots=settings.allowed_sqlite_roots, forbidden=tuple(forbidden))
 
 
 @dataclass
@@ -29,6 +46,7 @@ class Runtime:
 
     @classmethod
     def open(cls, settings: Settings, *, migrate: bool = True) -> Runtime:
+        logs.configure()  # every process opens one: the server and each worker process
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         db = Database(settings.resolved_database_url)
         if migrate:
@@ -38,6 +56,11 @@ class Runtime:
         else:
             box = SecretBox.from_key_file(settings.key_file)
         return cls(settings=settings, db=db, box=box)
+
+    @functools.cached_property
+    def registry(self) -> Registry:
+        """The installed connectors, opening local files only where the settings allow."""
+        return default_registry().bound(host_paths(self.settings))
 
     @property
     def runs_in_worker_processes(self) -> bool:
@@ -49,7 +72,7 @@ class Runtime:
             s = self.settings
             self.executor = LocalExecutor(
                 self.db,
-                default_registry(),
+                self.registry,
                 self.clock_ms,
                 settings=EngineSettings(
                     poll_interval_s=s.poll_interval_seconds, dirty_limit=s.dirty_data_limit

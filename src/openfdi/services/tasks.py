@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
+from openfdi.connectors.errors import InvalidContentError
 from openfdi.domain.ids import new_hex_id
 from openfdi.domain.scope import Scope
 from openfdi.domain.states import DesiredState, ExecuteStatus, TaskType
@@ -82,6 +83,62 @@ def _validate(req: CreateCommonTaskRequest) -> _ValidTask:
     return _ValidTask(t.task_name, task_type, t.description, t.task_tag or None, req.task_detail)
 
 
+def _check_ends(
+    rt: Runtime, valid: _ValidTask, source: DatasourceRow, target: DatasourceRow
+) -> None:
+    """Refuse now what a run could only fail on later: an end whose type no installed connector
+    serves (or not in that role), a REALTIME task that has nothing to follow."""
+    ends = (("source_datasource_id", source, "read"), ("target_datasource_id", target, "write"))
+    for field, row, role in ends:
+        caps = rt.registry.capabilities(row.type)
+        if caps is None:
+            raise InvalidParameter(
+                name=field,
+                detail=f"No connector is installed for data sources of type {row.type}; "
+                "such a data source cannot be a task's source or target.",
+            )
+        if not getattr(caps, role):
+            raise InvalidParameter(
+                name=field, detail=f"The {row.type} connector cannot {role} data."
+            )
+    detail = parse_task_detail(valid.task_detail)
+    for row, message, key in (
+        (source, detail.source_message, "sourceSelectedDatasource"),
+        (target, detail.target_message, "targetSelectedDatasource"),
+    ):
+        _check_message(rt, row.type, message, key)
+    source_caps = rt.registry.capabilities(source.type)
+    # A connector with a change feed of its own (a message source) follows by itself.
+    polled = source_caps is None or not source_caps.realtime
+    if (
+        valid.task_type is TaskType.REALTIME
+        and polled
+        and parse_task_detail(valid.task_detail).incremental_column is None
+    ):
+        raise InvalidParameter(
+            name="task_detail",
+            detail="A REALTIME task from a table needs sourceSelectedDatasource.incremental "
+            "(the column whose new values it follows).",
+        )
+
+
+def _check_message(rt: Runtime, kind: str, message: dict[str, Any] | None, key: str) -> None:
+    """A message end's `message` keys, vetted by its connector's spec (naming the bad key)."""
+    check = rt.registry.get(kind).check_options
+    if check is None:
+        if message is not None:
+            raise InvalidParameter(
+                name="task_detail", detail=f"{key}.message: a {kind} end takes no message keys."
+            )
+        return
+    try:
+        check(message or {})
+    except InvalidContentError as exc:
+        raise InvalidParameter(
+            name="task_detail", detail=f"{key}.{exc.field or 'message'}: {exc.message}"
+        ) from None
+
+
 def _endpoint(session: Session, scope: Scope, field: str, datasource_id: str) -> DatasourceRow:
     try:
         return get_datasource_row(session, scope, datasource_id)
@@ -129,6 +186,7 @@ def create_common_task(
             target = _endpoint(
                 session, scope, "target_datasource_id", req.task.target_datasource_id
             )
+            _check_ends(rt, valid, source, target)
             task = TaskRow(
                 id=new_hex_id(),
                 project_id=scope.project_id,
@@ -190,6 +248,7 @@ def update_task(
             target = _endpoint(
                 session, scope, "target_datasource_id", req.task.target_datasource_id
             )
+            _check_ends(rt, valid, source, target)
             task.name = valid.name
             task.task_type = valid.task_type.value
             task.source_datasource_id = source.id

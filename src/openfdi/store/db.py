@@ -157,6 +157,12 @@ class Database:
     def migrate(self) -> None:
         """Apply every Alembic migration up to head (idempotent), in one transaction.
 
+        Processes starting together (a server and its workers, a fleet) may all find the
+        database behind: on PostgreSQL each first takes a transaction-scoped advisory lock of
+        the schema, so they migrate one after the other and the later ones find it at head
+        (Alembic reads the version inside the lock; DDL is transactional there). On SQLite the
+        transaction starts with BEGIN IMMEDIATE, which queues them the same way.
+
         At head already (every start but the first), Alembic is not even imported: it costs
         the long-running server 10 MiB it would never use again.
         """
@@ -165,12 +171,21 @@ class Database:
         from alembic import command
 
         with self._write_engine.begin() as conn:
+            if not self.is_sqlite:
+                conn.execute(_MIGRATION_LOCK)
             config = alembic_config(self.url)
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+# The advisory lock key pair: "ofdi" as a 32-bit integer, and the schema being migrated
+# (several openfdi databases may share one PostgreSQL database in different schemas).
+_MIGRATION_LOCK = text(
+    "SELECT pg_advisory_xact_lock(1868981353, hashtext(coalesce(current_schema(), '')))"
+)
 
 
 def head_revision() -> str:

@@ -9,14 +9,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, and_, bindparam, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Update,
+    and_,
+    bindparam,
+    case,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from openfdi.domain.ids import new_hex_id
-from openfdi.domain.states import ACTIVE_RUN_STATES, RunState
+from openfdi.domain.states import ACTIVE_RUN_STATES, DesiredState, RunState, RunTrigger
 from openfdi.store.db import Database
-from openfdi.store.tables import CheckpointRow, DirtyRowRow, RunRow
+from openfdi.store.tables import CheckpointRow, DirtyRowRow, RunRow, TaskRow
 
 _ACTIVE = tuple(s.value for s in ACTIVE_RUN_STATES)
 
@@ -59,7 +71,7 @@ class Progress:
 
 
 def create_run(
-    db: Database, task_id: str, trigger: str, now_ms: int, fire_time: int | None = None
+    db: Database, task_id: str, trigger: RunTrigger, now_ms: int, fire_time: int | None = None
 ) -> str:
     """Insert a run in state `starting`; RunConflictError if one is active for the task."""
     run_id = new_hex_id()
@@ -69,7 +81,7 @@ def create_run(
                 RunRow(
                     id=run_id,
                     task_id=task_id,
-                    trigger=trigger,
+                    trigger=RunTrigger(trigger).value,
                     fire_time=fire_time,
                     state=RunState.STARTING.value,
                     epoch=0,
@@ -171,7 +183,7 @@ def reserve_unclaimed(
         .where(RunRow.state == RunState.STARTING.value, RunRow.lease_owner.is_(None))
         .order_by(RunRow.created_at)
         .limit(limit)
-        .with_for_update(skip_locked=True)
+        .with_for_update(key_share=True, skip_locked=True)
         .scalar_subquery()
     )
     with db.write_conn() as conn:
@@ -193,12 +205,15 @@ def reserve(db: Database, run_ids: list[str], owner: str, now_ms: int, lease_ms:
     `expire_leases` does not close them for never having been claimed."""
     if not run_ids:
         return
+    queued = (RunRow.id.in_(run_ids), RunRow.state == RunState.STARTING.value)
     with db.write_conn() as conn:
-        conn.execute(
-            update(RunRow)
-            .where(RunRow.id.in_(run_ids), RunRow.state == RunState.STARTING.value)
-            .values(lease_owner=owner, lease_expires_at=now_ms + lease_ms)
-        )
+        ids = _locked(conn, *queued)  # in id order, as every statement locking several runs
+        if ids:
+            conn.execute(
+                update(RunRow)
+                .where(RunRow.id.in_(ids), *queued)
+                .values(lease_owner=owner, lease_expires_at=now_ms + lease_ms)
+            )
 
 
 def renew(db: Database, claim_: Claim, now_ms: int, lease_ms: int) -> None:
@@ -257,72 +272,126 @@ def finish(
             raise FencedError(claim_.run_id)
 
 
-def request_stop(db: Database, task_id: str, now_ms: int) -> list[str]:
-    """Stop the task's active run; returns its id (or nothing).
+def _stop(task_filter: ColumnElement[bool], now_ms: int, deadline_ms: int) -> Update:
+    """The stop request, as ONE statement over the matching tasks' active runs.
 
-    A run nobody has claimed yet (queued in an executor) moved no data: it ends `cancelled`
-    here and then, and its executor's claim finds nothing to take. A claimed run is marked
-    `stopping`; its owner sees that and stops.
+    A run nobody has claimed yet (`starting`, queued in an executor) moved no data: it ends
+    `cancelled` here and then, and its executor's claim finds nothing to take. A claimed run
+    goes `stopping` with a stop deadline: its owner sees that and stops, and by the deadline
+    `expire_leases` ends it CANCELLED whoever holds it. A run already stopping keeps its
+    deadline (a second stop does not postpone the first).
+
+    One statement, not one per state: under READ COMMITTED each statement sees the runs
+    committed before it began, so a second UPDATE caught runs created after the first and
+    moved them from `starting` straight to `stopping`, where nothing ever ended them. A single
+    UPDATE decides each row from the version it locks (PostgreSQL re-reads a row a concurrent
+    claim changed meanwhile), so each run goes exactly one way.
     """
+    starting = RunRow.state == RunState.STARTING.value
+    stopping = RunRow.state == RunState.STOPPING.value
+    return (
+        update(RunRow)
+        .where(task_filter, RunRow.state.in_(_ACTIVE))
+        .values(
+            state=case((starting, RunState.CANCELLED.value), else_=RunState.STOPPING.value),
+            ended_at=case((starting, now_ms), else_=RunRow.ended_at),
+            remarks=case((starting, "stopped before it started"), else_=RunRow.remarks),
+            position_status=case((starting, "RUNTIME_CANCEL"), else_=RunRow.position_status),
+            lease_owner=case((starting, None), else_=RunRow.lease_owner),
+            lease_expires_at=case((starting, None), else_=RunRow.lease_expires_at),
+            stop_deadline_at=case(
+                (starting, None), (stopping, RunRow.stop_deadline_at), else_=deadline_ms
+            ),
+        )
+        .returning(RunRow.id)
+    )
+
+
+def request_stop(db: Database, task_id: str, now_ms: int, deadline_ms: int) -> list[str]:
+    """Stop the task's active run; its id (or nothing). See `_stop`."""
     with db.write_conn() as conn:
-        cancelled = conn.scalars(
-            update(RunRow)
-            .where(RunRow.task_id == task_id, RunRow.state == RunState.STARTING.value)
-            .values(
-                state=RunState.CANCELLED.value,
-                ended_at=now_ms,
-                remarks="stopped before it started",
-                position_status="RUNTIME_CANCEL",
-                lease_owner=None,
-                lease_expires_at=None,
-            )
-            .returning(RunRow.id)
-        ).all()
-        stopping = conn.scalars(
-            update(RunRow)
-            .where(RunRow.task_id == task_id, RunRow.state.in_(_ACTIVE))
-            .values(state=RunState.STOPPING.value)
-            .returning(RunRow.id)
-        ).all()
-        return [*cancelled, *stopping]
+        return list(conn.scalars(_stop(RunRow.task_id == task_id, now_ms, now_ms + deadline_ms)))
+
+
+def request_stop_many(
+    conn: Connection, task_ids: list[str], now_ms: int, deadline_ms: int
+) -> list[str]:
+    """`request_stop` for several tasks, in the caller's transaction (a batch stop).
+
+    Their runs are locked first, in id order, as every statement locking several runs does
+    (`_locked`), so that two such transactions never wait for each other in a cycle.
+    """
+    if not task_ids:
+        return []
+    active = (RunRow.task_id.in_(task_ids), RunRow.state.in_(_ACTIVE))
+    ids = _locked(conn, *active)
+    if not ids:
+        return []
+    return list(conn.scalars(_stop(RunRow.id.in_(ids), now_ms, now_ms + deadline_ms)))
+
+
+def _locked(conn: Connection, *where: ColumnElement[bool], skip_locked: bool = False) -> list[str]:
+    """Lock the runs matching `where` in id order (PostgreSQL; SQLite has one writer) and
+    return their ids. FOR NO KEY UPDATE is the lock an UPDATE of non-key columns takes anyway;
+    unlike FOR UPDATE it lets rows referencing the run (dirty rows) be inserted meanwhile."""
+    query = (
+        select(RunRow.id)
+        .where(*where)
+        .order_by(RunRow.id)
+        .with_for_update(key_share=True, skip_locked=skip_locked)
+    )
+    return list(conn.scalars(query))
 
 
 def expire_leases(db: Database, now_ms: int, starting_grace_ms: int) -> list[str]:
-    """Close runs whose owner is gone: a lease (or a queued run's reservation) past its
-    expiry, or a run neither claimed nor reserved within the grace.
+    """End the runs whose time is up, in one UPDATE: a `stopping` run past its stop deadline
+    ends CANCELLED whoever holds it; a lease (or a queued run's reservation) past its expiry,
+    or a run neither claimed nor reserved within the grace, ends INTERRUPTED (its owner is
+    gone). Every active state thus has an exit with a deadline (domain/states.py).
 
-    Bumping the epoch fences the old owner, should it wake up again.
+    Bumping the epoch fences the old owner, should it wake up again. On PostgreSQL the rows
+    are locked in id order, skipping those another transaction holds (a concurrent pass, a
+    stop, a finish): they are decided by that one or by the next pass, and two passes never
+    deadlock.
     """
+    stop_overdue = (RunRow.state == RunState.STOPPING.value) & (
+        func.coalesce(RunRow.stop_deadline_at, 0) < now_ms
+    )
+    lease_lapsed = RunRow.lease_expires_at.is_not(None) & (RunRow.lease_expires_at < now_ms)
     never_claimed = (
         (RunRow.state == RunState.STARTING.value)
         & RunRow.lease_expires_at.is_(None)
         & (RunRow.created_at < now_ms - starting_grace_ms)
     )
-    lease_lapsed = RunRow.lease_expires_at.is_not(None) & (RunRow.lease_expires_at < now_ms)
-    closed: list[str] = []
+    due = and_(RunRow.state.in_(_ACTIVE), or_(stop_overdue, lease_lapsed, never_claimed))
+    unclaimed = f"interrupted: no executor started the run within {starting_grace_ms // 1000} s"
     with db.write_conn() as conn:
-        for expired, remarks in (
-            (lease_lapsed, "interrupted: the executor stopped renewing its lease"),
-            (
-                never_claimed,
-                f"interrupted: no executor started the run within {starting_grace_ms // 1000} s",
-            ),
-        ):
-            closed += conn.scalars(
+        ids = _locked(conn, due, skip_locked=True)
+        if not ids:
+            return []
+        return list(
+            conn.scalars(
                 update(RunRow)
-                .where(RunRow.state.in_(_ACTIVE), expired)
+                .where(RunRow.id.in_(ids), due)
                 .values(
-                    state=RunState.INTERRUPTED.value,
+                    state=case(
+                        (stop_overdue, RunState.CANCELLED.value),
+                        else_=RunState.INTERRUPTED.value,
+                    ),
                     epoch=RunRow.epoch + 1,
                     ended_at=now_ms,
-                    remarks=remarks,
-                    position_status="INTERNAL_ERR",
+                    remarks=case(
+                        (stop_overdue, "stopped at the stop deadline; its executor did not end it"),
+                        (lease_lapsed, "interrupted: the executor stopped renewing its lease"),
+                        else_=unclaimed,
+                    ),
+                    position_status=case((stop_overdue, "RUNTIME_CANCEL"), else_="INTERNAL_ERR"),
                     lease_owner=None,
                     lease_expires_at=None,
                 )
                 .returning(RunRow.id)
-            ).all()
-    return closed
+            )
+        )
 
 
 def commit_progress(db: Database, claim_: Claim, checkpoint: Checkpoint, now_ms: int) -> None:
@@ -360,3 +429,30 @@ def load_watermark(db: Database, task_id: str) -> str | None:
         return conn.execute(
             select(CheckpointRow.watermark).where(CheckpointRow.task_id == task_id)
         ).scalar_one_or_none()
+
+
+def failed_in_a_row(db: Database, task_id: str) -> int:
+    """How many of the supervisor's latest ended runs of the task failed in a row: those since
+    its last ended run that did not fail, and since the task was last changed (a change is a
+    fresh start). Manual runs do not count: the supervisor ignores them."""
+    mine = RunRow.trigger == RunTrigger.SUPERVISOR.value
+    not_failed = select(func.max(RunRow.created_at)).where(
+        RunRow.task_id == task_id, mine, RunRow.state.not_in((RunState.FAILED.value, *_ACTIVE))
+    )
+    changed = select(TaskRow.updated_at).where(TaskRow.id == task_id)
+    query = select(func.count()).where(
+        RunRow.task_id == task_id,
+        mine,
+        RunRow.state == RunState.FAILED.value,
+        RunRow.created_at > func.coalesce(not_failed.scalar_subquery(), -1),
+        RunRow.created_at >= func.coalesce(changed.scalar_subquery(), -1),
+    )
+    with db.lookup() as conn:
+        return int(conn.execute(query).scalar_one())
+
+
+def wanted_running(db: Database, task_id: str) -> bool:
+    """Whether the task's desired state is running (a REALTIME task the supervisor restarts)."""
+    with db.lookup() as conn:
+        status = conn.execute(select(TaskRow.status).where(TaskRow.id == task_id)).scalar()
+    return status == DesiredState.RUNNING.value

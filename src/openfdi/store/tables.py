@@ -169,12 +169,14 @@ class RunRow(Base):
     )
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
-    trigger: Mapped[str] = mapped_column(String(16))  # manual | schedule | realtime | resume
+    trigger: Mapped[str] = mapped_column(String(16))  # domain.states.RunTrigger
     fire_time: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     state: Mapped[str] = mapped_column(String(16))
     epoch: Mapped[int] = mapped_column(Integer, default=0)
     lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
     lease_expires_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # Set when the run goes `stopping`: by then it ends CANCELLED, whoever holds it.
+    stop_deadline_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     created_at: Mapped[int] = mapped_column(BigInteger)
     started_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     ended_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
@@ -221,3 +223,31 @@ class DirtyRowRow(Base):
     row: Mapped[str] = mapped_column(Text)  # JSON array of the values, as text where needed
     reason: Mapped[str] = mapped_column(Text)
     created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class SignInThrottleRow(Base):
+    """Failed password sign-ins counted per user name and per client address, and the locks they
+    earned (written only by `store.signin_throttle`). In the database, so that every server
+    process sharing it, and a restarted one, applies the same brake."""
+
+    __tablename__ = "signin_throttle"
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)  # "user" | "address"
+    subject: Mapped[str] = mapped_column(String(255), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    last_attempt_at: Mapped[int] = mapped_column(BigInteger)
+    locked_until: Mapped[int] = mapped_column(BigInteger)
+    # When the row no longer matters (lock over, failures forgotten): rows past it are deleted.
+    expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
+
+
+class ConsoleSessionRow(Base):
+    """A signed-in web console session (services.sessions). Only the SHA-256 of the cookie's
+    token is kept, like IAM tokens: a leaked database holds no usable session."""
+
+    __tablename__ = "console_sessions"
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    user_name: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[int] = mapped_column(BigInteger, index=True)

@@ -13,8 +13,10 @@ class IamDomain(WireModel):
 
 
 class IamUser(WireModel):
-    name: str
-    password: str
+    # A user's name has at most 64 characters (the users table): a longer one cannot exist, and
+    # is not worth a row in the sign-in throttle. The password bound keeps hashing cheap to refuse.
+    name: str = Field(max_length=64)
+    password: str = Field(max_length=1024)
     domain: IamDomain | None = None
 
 

@@ -15,6 +15,24 @@ class StopTaskResponse(BaseModel):
     message: str
 
 
+class TaskMonitorDetailLog(BaseModel):
+    """One step of a run (the SDK's TaskMonitorDetailLog): its reader or its writer."""
+
+    id: str
+    status: int = Field(description="step status code: reader 100-108, writer 500-507, other 900+")
+    position: str = Field(description="ADAPTER | READER | WRITER")
+    position_status: str | None = None
+    stage: str = Field(description="the plugin: adapter, <type>reader, <type>writer")
+    dirty_data_count: int
+    data_count: int
+    data_size: float
+    data_size_unit: str
+    spend_time: int | None = None
+    remarks: str | None = None
+    step_begin_time: int | None = None
+    step_end_time: int | None = None
+
+
 class TaskMonitorLog(BaseModel):
     id: str
     start_time: int | None = None
@@ -32,7 +50,7 @@ class TaskMonitorLog(BaseModel):
     read_spend_time: int
     write_spend_time: int
     remarks: str | None = None
-    detail_logs: list[dict[str, object]] = Field(default_factory=list)
+    detail_logs: list[TaskMonitorDetailLog] = Field(default_factory=list)
 
 
 class ListMonitorLogResponse(BaseModel):

@@ -18,6 +18,9 @@ ALGORITHM = "SDK-HMAC-SHA256"
 DATE_FORMAT = "%Y%m%dT%H%M%SZ"
 EMPTY_HASH = hashlib.sha256(b"").hexdigest()
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
+CONTENT_HASH_HEADER = "x-sdk-content-sha256"
+# A signature that leaves out either header could be replayed at any time or to any host.
+REQUIRED_SIGNED_HEADERS = frozenset({"host", "x-sdk-date"})
 _DATE = re.compile(r"([0-9]{4})([0-9]{2})([0-9]{2})T([0-9]{2})([0-9]{2})([0-9]{2})Z")
 
 
@@ -48,12 +51,36 @@ def canonical_query(params: Iterable[tuple[str, str]]) -> str:
 
 
 def payload_hash(body: bytes, headers: Mapping[str, str]) -> str:
+    """The last line of the canonical request, as the SDK's signer writes it.
+
+    The signer trusts a declared `X-Sdk-Content-Sha256` (it wrote it itself); a verifier must
+    not: see `verified_payload_hash`.
+    """
     if not body:
         return EMPTY_HASH
-    declared = headers.get("x-sdk-content-sha256")
+    declared = headers.get(CONTENT_HASH_HEADER)
     if declared:
         return declared
     return hashlib.sha256(body).hexdigest()
+
+
+def verified_payload_hash(body: bytes, declared: str | None, *, allow_unsigned: bool) -> str | None:
+    """`payload_hash` as a verifier may use it, or None if the `declared` X-Sdk-Content-Sha256
+    must be refused.
+
+    A declared hex digest that is not the body's would let a captured request carry another
+    body under the same signature (the header need not even be signed). `UNSIGNED-PAYLOAD` (what
+    the SDK declares for a non-JSON body) leaves the body unbound, so it passes only where
+    `allow_unsigned` says so.
+    """
+    if not body:
+        return EMPTY_HASH
+    actual = hashlib.sha256(body).hexdigest()
+    if not declared:
+        return actual
+    if declared == UNSIGNED_PAYLOAD:
+        return declared if allow_unsigned else None
+    return actual if hmac.compare_digest(declared.encode(), actual.encode()) else None
 
 
 def canonical_request(
@@ -63,8 +90,11 @@ def canonical_request(
     headers: Mapping[str, str],
     signed_headers: list[str],
     body: bytes,
+    *,
+    payload: str | None = None,
 ) -> str:
-    """`headers` must be keyed by lowercase name."""
+    """`headers` must be keyed by lowercase name; `payload` (the body's hash line) defaults to
+    `payload_hash` of the body, as the signer computes it."""
     header_lines = "".join(f"{name}:{headers.get(name, '').strip()}\n" for name in signed_headers)
     return "\n".join(
         (
@@ -73,7 +103,7 @@ def canonical_request(
             canonical_query(query),
             header_lines,
             ";".join(signed_headers),
-            payload_hash(body, headers),
+            payload if payload is not None else payload_hash(body, headers),
         )
     )
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Response
 from starlette.concurrency import run_in_threadpool
 
 from openfdi.api.auth import AuthFirstRoute, RuntimeDep, ScopeDep
+from openfdi.api.params import Int, ObjectId, Text
 from openfdi.api.v2 import ERRORS, PREFIX
 from openfdi.services import datasources
 from openfdi.wire.datasources import (
@@ -19,8 +18,6 @@ from openfdi.wire.datasources import (
 router = APIRouter(
     prefix=PREFIX, tags=["Data Sources"], responses=ERRORS, route_class=AuthFirstRoute
 )
-Id = Annotated[str, Path(max_length=64)]
-OptStr = Annotated[str | None, Query(max_length=255)]
 
 
 @router.post(
@@ -39,14 +36,14 @@ async def create_datasource_info(
 async def list_datasources(
     scope: ScopeDep,
     rt: RuntimeDep,
-    limit: int | None = None,
-    offset: int | None = None,
-    datasource_type: OptStr = None,
-    name: OptStr = None,
-    app_id: OptStr = None,
-    sort_field: OptStr = None,
-    sort_type: OptStr = None,
-    custom_plugin_id: OptStr = None,
+    limit: Int = None,
+    offset: Int = None,
+    datasource_type: Text = None,
+    name: Text = None,
+    app_id: Text = None,
+    sort_field: Text = None,
+    sort_type: Text = None,
+    custom_plugin_id: Text = None,
 ) -> ListDatasourcesResponse:
     return await run_in_threadpool(
         lambda: datasources.list_datasources(
@@ -66,7 +63,7 @@ async def list_datasources(
     "/datasources/{datasource_id}", response_model=DatasourceResponse, summary="Show a data source"
 )
 async def show_dataource_detail(
-    scope: ScopeDep, rt: RuntimeDep, datasource_id: Id
+    scope: ScopeDep, rt: RuntimeDep, datasource_id: ObjectId
 ) -> DatasourceResponse:
     return await run_in_threadpool(datasources.show_datasource, rt, scope, datasource_id)
 
@@ -77,7 +74,7 @@ async def show_dataource_detail(
     summary="Modify a data source",
 )
 async def update_datasource_info(
-    scope: ScopeDep, rt: RuntimeDep, datasource_id: Id, body: DatasourceInfoRequest
+    scope: ScopeDep, rt: RuntimeDep, datasource_id: ObjectId, body: DatasourceInfoRequest
 ) -> DatasourceResponse:
     return await run_in_threadpool(
         datasources.update_datasource_info, rt, scope, datasource_id, body
@@ -91,7 +88,7 @@ async def update_datasource_info(
     summary="Delete a data source",
 )
 async def delete_datasource_info_by_id(
-    scope: ScopeDep, rt: RuntimeDep, datasource_id: Id
+    scope: ScopeDep, rt: RuntimeDep, datasource_id: ObjectId
 ) -> Response:
     await run_in_threadpool(datasources.delete_datasource_info_by_id, rt, scope, datasource_id)
     return Response(status_code=204)

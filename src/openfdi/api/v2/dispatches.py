@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Path
+from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
 from openfdi.api.auth import AuthFirstRoute, RuntimeDep, ScopeDep
+from openfdi.api.params import ObjectId
 from openfdi.api.v2 import ERRORS, PREFIX
 from openfdi.services import dispatches
 from openfdi.wire.dispatches import TaskDispatchRequest, TaskDispatchResponse
@@ -15,7 +14,6 @@ from openfdi.wire.dispatches import TaskDispatchRequest, TaskDispatchResponse
 router = APIRouter(
     prefix=PREFIX, tags=["Scheduled Plans"], responses=ERRORS, route_class=AuthFirstRoute
 )
-Id = Annotated[str, Path(max_length=64)]
 
 
 @router.post(
@@ -24,7 +22,7 @@ Id = Annotated[str, Path(max_length=64)]
     summary="Create the scheduled plan of a task",
 )
 async def create_dispatches(
-    scope: ScopeDep, rt: RuntimeDep, task_id: Id, body: TaskDispatchRequest
+    scope: ScopeDep, rt: RuntimeDep, task_id: ObjectId, body: TaskDispatchRequest
 ) -> TaskDispatchResponse:
     return await run_in_threadpool(dispatches.create_dispatches, rt, scope, task_id, body)
 
@@ -34,7 +32,9 @@ async def create_dispatches(
     response_model=TaskDispatchResponse,
     summary="Show the scheduled plan of a task",
 )
-async def show_dispatches(scope: ScopeDep, rt: RuntimeDep, task_id: Id) -> TaskDispatchResponse:
+async def show_dispatches(
+    scope: ScopeDep, rt: RuntimeDep, task_id: ObjectId
+) -> TaskDispatchResponse:
     return await run_in_threadpool(dispatches.show_dispatches, rt, scope, task_id)
 
 
@@ -44,7 +44,11 @@ async def show_dispatches(scope: ScopeDep, rt: RuntimeDep, task_id: Id) -> TaskD
     summary="Modify the scheduled plan of a task",
 )
 async def update_dispatches(
-    scope: ScopeDep, rt: RuntimeDep, task_id: Id, dispatch_id: Id, body: TaskDispatchRequest
+    scope: ScopeDep,
+    rt: RuntimeDep,
+    task_id: ObjectId,
+    dispatch_id: ObjectId,
+    body: TaskDispatchRequest,
 ) -> TaskDispatchResponse:
     return await run_in_threadpool(
         dispatches.update_dispatches, rt, scope, task_id, dispatch_id, body

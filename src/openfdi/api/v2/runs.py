@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
 from openfdi.api.auth import AuthFirstRoute, RuntimeDep, ScopeDep
+from openfdi.api.params import Ignored, Int, Millis, ObjectId, PageNumber, Text
 from openfdi.api.v2 import ERRORS, PREFIX
 from openfdi.services import probe, runs
 from openfdi.wire.datasources import (
+    DatasourceInfoRequest,
     ListDatasourceColumnsResponse,
     ListDatasourceTablesResponse,
     StartTestDatasourceResponse,
@@ -23,12 +23,10 @@ from openfdi.wire.runs import (
 )
 
 router = APIRouter(prefix=PREFIX, tags=["Task Runs"], responses=ERRORS, route_class=AuthFirstRoute)
-Id = Annotated[str, Path(max_length=64)]
-OptStr = Annotated[str | None, Query(max_length=255)]
 
 
 @router.post("/tasks/{task_id}/run", response_model=RunTaskResponse, summary="Run a task once now")
-async def run_task(scope: ScopeDep, rt: RuntimeDep, task_id: Id) -> RunTaskResponse:
+async def run_task(scope: ScopeDep, rt: RuntimeDep, task_id: ObjectId) -> RunTaskResponse:
     return await run_in_threadpool(runs.run_task, rt, scope, task_id)
 
 
@@ -37,7 +35,7 @@ async def run_task(scope: ScopeDep, rt: RuntimeDep, task_id: Id) -> RunTaskRespo
     response_model=StopTaskResponse,
     summary="Stop the run in progress (the desired state is unchanged)",
 )
-async def stop_task(scope: ScopeDep, rt: RuntimeDep, task_id: Id) -> StopTaskResponse:
+async def stop_task(scope: ScopeDep, rt: RuntimeDep, task_id: ObjectId) -> StopTaskResponse:
     return await run_in_threadpool(runs.stop_task, rt, scope, task_id)
 
 
@@ -49,11 +47,11 @@ async def stop_task(scope: ScopeDep, rt: RuntimeDep, task_id: Id) -> StopTaskRes
 async def list_monitor_log(
     scope: ScopeDep,
     rt: RuntimeDep,
-    task_id: Id,
-    offset: Annotated[int | None, Query(description="1-based page number")] = None,
-    limit: int | None = None,
-    begin_time: int | None = None,
-    end_time: int | None = None,
+    task_id: ObjectId,
+    offset: PageNumber = None,
+    limit: Int = None,
+    begin_time: Millis = None,
+    end_time: Millis = None,
 ) -> ListMonitorLogResponse:
     return await run_in_threadpool(
         lambda: runs.list_monitor_log(
@@ -76,10 +74,10 @@ async def list_monitor_log(
 async def list_dirty_data(
     scope: ScopeDep,
     rt: RuntimeDep,
-    task_id: Id,
-    run_id: Id,
-    offset: Annotated[int | None, Query(description="1-based page number")] = None,
-    limit: int | None = None,
+    task_id: ObjectId,
+    run_id: ObjectId,
+    offset: PageNumber = None,
+    limit: Int = None,
 ) -> ListDirtyRowsResponse:
     return await run_in_threadpool(runs.list_dirty_rows, rt, scope, task_id, run_id, offset, limit)
 
@@ -90,9 +88,12 @@ async def list_dirty_data(
     summary="Test the connectivity of a data source",
 )
 async def start_test_datasource(
-    scope: ScopeDep, rt: RuntimeDep, datasource_id: Id
+    scope: ScopeDep,
+    rt: RuntimeDep,
+    datasource_id: ObjectId,
+    body: DatasourceInfoRequest | None = None,
 ) -> StartTestDatasourceResponse:
-    return await run_in_threadpool(probe.start_test_datasource, rt, scope, datasource_id)
+    return await run_in_threadpool(probe.start_test_datasource, rt, scope, datasource_id, body)
 
 
 @router.get(
@@ -101,7 +102,13 @@ async def start_test_datasource(
     summary="Tables of a data source",
 )
 async def list_datasource_tables(
-    scope: ScopeDep, rt: RuntimeDep, datasource_id: Id, filter: OptStr = None
+    scope: ScopeDep,
+    rt: RuntimeDep,
+    datasource_id: ObjectId,
+    filter: Text = None,
+    position: Ignored = None,  # SOURCE | TARGET: the SDK sends it, every end lists the same
+    db_name: Ignored = None,  # Hive only
+    db_schema: Ignored = None,  # GAUSS100 only
 ) -> ListDatasourceTablesResponse:
     return await run_in_threadpool(probe.list_datasource_tables, rt, scope, datasource_id, filter)
 
@@ -112,7 +119,12 @@ async def list_datasource_tables(
     summary="Columns of a table of a data source",
 )
 async def list_datasource_columns(
-    scope: ScopeDep, rt: RuntimeDep, datasource_id: Id, table_name: OptStr = None
+    scope: ScopeDep,
+    rt: RuntimeDep,
+    datasource_id: ObjectId,
+    table_name: Text = None,
+    position: Ignored = None,
+    db_name: Ignored = None,
 ) -> ListDatasourceColumnsResponse:
     return await run_in_threadpool(
         probe.list_datasource_columns, rt, scope, datasource_id, table_name

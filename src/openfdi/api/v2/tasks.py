@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Response
 from starlette.concurrency import run_in_threadpool
 
 from openfdi.api.auth import AuthFirstRoute, RuntimeDep, ScopeDep
+from openfdi.api.params import Ignored, Int, ObjectId, PageNumber, Text
 from openfdi.api.v2 import ERRORS, PREFIX
 from openfdi.services import tasks
 from openfdi.wire.tasks import (
@@ -21,8 +20,6 @@ from openfdi.wire.tasks import (
 router = APIRouter(
     prefix=PREFIX, tags=["Task Management"], responses=ERRORS, route_class=AuthFirstRoute
 )
-TaskId = Annotated[str, Path(max_length=64)]
-OptStr = Annotated[str | None, Query(max_length=255)]
 
 
 @router.post("/tasks", response_model=CommonTaskResponse, summary="Create a common task")
@@ -36,26 +33,24 @@ async def create_common_task(
 async def list_tasks(
     scope: ScopeDep,
     rt: RuntimeDep,
-    limit: int | None = None,
-    offset: int | None = None,
-    task_id: OptStr = None,
-    name: OptStr = None,
-    task_name: Annotated[
-        str | None, Query(max_length=255, description="older name of `name`")
-    ] = None,
-    taks_name: Annotated[str | None, Query(max_length=255, description="older (sic) name")] = None,
-    status: int | None = None,
-    task_type: OptStr = None,
-    source_datasource_id: OptStr = None,
-    target_datasource_id: OptStr = None,
-    datasource_id: OptStr = None,
-    sort_field: OptStr = None,
-    sort_type: OptStr = None,
-    execute_status: OptStr = None,
-    source_app_id: OptStr = None,
-    target_app_id: OptStr = None,
-    task_tag: OptStr = None,
-    task_mode: Annotated[str | None, Query(max_length=32, description="accepted, ignored")] = None,
+    limit: Int = None,
+    offset: Int = None,
+    task_id: Text = None,
+    name: Text = None,
+    task_name: Text = None,  # the older name of `name`
+    taks_name: Text = None,  # an older (sic) name of `name`
+    status: Int = None,
+    task_type: Text = None,
+    source_datasource_id: Text = None,
+    target_datasource_id: Text = None,
+    datasource_id: Text = None,
+    sort_field: Text = None,
+    sort_type: Text = None,
+    execute_status: Text = None,
+    source_app_id: Text = None,
+    target_app_id: Text = None,
+    task_tag: Text = None,
+    task_mode: Ignored = None,
 ) -> ListTasksResponse:
     query = tasks.TaskFilter(
         task_id=task_id,
@@ -76,13 +71,13 @@ async def list_tasks(
 
 
 @router.get("/tasks/{task_id}", response_model=CommonTaskResponse, summary="Show a task")
-async def show_task(scope: ScopeDep, rt: RuntimeDep, task_id: TaskId) -> CommonTaskResponse:
+async def show_task(scope: ScopeDep, rt: RuntimeDep, task_id: ObjectId) -> CommonTaskResponse:
     return await run_in_threadpool(tasks.show_task, rt, scope, task_id)
 
 
 @router.put("/tasks/{task_id}", response_model=CommonTaskResponse, summary="Update a task")
 async def update_task(
-    scope: ScopeDep, rt: RuntimeDep, task_id: TaskId, body: CreateCommonTaskRequest
+    scope: ScopeDep, rt: RuntimeDep, task_id: ObjectId, body: CreateCommonTaskRequest
 ) -> CommonTaskResponse:
     return await run_in_threadpool(tasks.update_task, rt, scope, task_id, body)
 
@@ -90,7 +85,7 @@ async def update_task(
 @router.delete(
     "/tasks/{task_id}", status_code=204, response_class=Response, summary="Delete a task"
 )
-async def delete_task(scope: ScopeDep, rt: RuntimeDep, task_id: TaskId) -> Response:
+async def delete_task(scope: ScopeDep, rt: RuntimeDep, task_id: ObjectId) -> Response:
     await run_in_threadpool(tasks.delete_task, rt, scope, task_id)
     return Response(status_code=204)
 
@@ -106,10 +101,10 @@ async def count_tasks(scope: ScopeDep, rt: RuntimeDep) -> CountTasksResponse:
 async def list_monitor_infos(
     scope: ScopeDep,
     rt: RuntimeDep,
-    offset: Annotated[int | None, Query(description="1-based page number")] = None,
-    limit: int | None = None,
-    task_name: OptStr = None,
-    execute_status: OptStr = None,
+    offset: PageNumber = None,
+    limit: Int = None,
+    task_name: Text = None,
+    execute_status: Text = None,
 ) -> ListMonitorInfosResponse:
     return await run_in_threadpool(
         lambda: tasks.list_monitor_infos(

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from openfdi.api.auth import PrincipalDep, RuntimeDep
+from openfdi.api import query
+from openfdi.api.auth import PrincipalDep, RuntimeDep, principal
 from openfdi.api.v2 import ERRORS
 from openfdi.errors import AuthenticationFailed
 from openfdi.services import identity
+from openfdi.wire.common import ErrorResponse
 from openfdi.wire.iam import (
     IamNamed,
     IamProject,
@@ -29,8 +31,14 @@ router = APIRouter(prefix="/v3", tags=["IAM"], responses=ERRORS)
     status_code=201,
     response_model=TokenResponse,
     summary="Get a token (X-Subject-Token header) with a user's password",
+    responses={
+        429: {"model": ErrorResponse, "description": "Too many failed sign-ins (APIG.0308)"}
+    },
+    dependencies=query.known_query_only(),
 )
-async def create_token(rt: RuntimeDep, body: TokenRequest, response: Response) -> TokenResponse:
+async def create_token(
+    rt: RuntimeDep, body: TokenRequest, request: Request, response: Response
+) -> TokenResponse:
     identity_ = body.auth.identity
     if "password" not in identity_.methods or identity_.password is None:
         raise AuthenticationFailed(detail="only the password method is supported")
@@ -42,6 +50,7 @@ async def create_token(rt: RuntimeDep, body: TokenRequest, response: Response) -
             password=identity_.password.user.password,  # type: ignore[union-attr]
             project_id=project.id if project else None,
             project_name=project.name if project else None,
+            client_address=request.client.host if request.client else None,
         )
     )
     response.headers["X-Subject-Token"] = issued.token
@@ -57,7 +66,12 @@ async def create_token(rt: RuntimeDep, body: TokenRequest, response: Response) -
     )
 
 
-@router.get("/projects", response_model=ListProjectsResponse, summary="List the caller's projects")
+@router.get(
+    "/projects",
+    response_model=ListProjectsResponse,
+    summary="List the caller's projects",
+    dependencies=query.known_query_only(Depends(principal)),
+)
 async def list_projects(
     rt: RuntimeDep,
     caller: PrincipalDep,

@@ -35,7 +35,7 @@ from openfdi.connectors._sqlbase import Convert, SqlConnector, pick_columns, por
 from openfdi.connectors._tsv import tsv_form
 from openfdi.connectors._values import as_naive_utc, time_from_timedelta
 from openfdi.connectors.errors import TerminalConnectorError
-from openfdi.connectors.mysql import errors, infile, tsv_read, tsv_write, types
+from openfdi.connectors.mysql import SPEC, errors, infile, tsv_read, tsv_write, types
 from openfdi.connectors.mysql.reader import AsyncReader, PrefetchStream
 from openfdi.connectors.spi import (
     Column,
@@ -99,11 +99,21 @@ FROM information_schema.KEY_COLUMN_USAGE
 WHERE TABLE_SCHEMA = COALESCE(%s, DATABASE()) AND TABLE_NAME = %s AND CONSTRAINT_NAME = 'PRIMARY'
 ORDER BY ORDINAL_POSITION
 """
-# MariaDB's JSON is LONGTEXT plus a json_valid() check named after the column.
-_JSON_CHECKS_SQL = """
+# A table's CHECK constraints. MariaDB's JSON is LONGTEXT plus a json_valid() check named after
+# the column; a TINYINT(1) is a boolean only with a check keeping it to 0 and 1.
+_MARIADB_CHECKS_SQL = """
 SELECT CONSTRAINT_NAME, CHECK_CLAUSE
 FROM information_schema.CHECK_CONSTRAINTS
 WHERE CONSTRAINT_SCHEMA = COALESCE(%s, DATABASE()) AND TABLE_NAME = %s
+"""
+# MySQL 8's CHECK_CONSTRAINTS has no table name; a NOT ENFORCED check guarantees nothing.
+_MYSQL_CHECKS_SQL = """
+SELECT cc.CONSTRAINT_NAME, cc.CHECK_CLAUSE
+FROM information_schema.TABLE_CONSTRAINTS tc
+JOIN information_schema.CHECK_CONSTRAINTS cc
+  ON cc.CONSTRAINT_SCHEMA = tc.CONSTRAINT_SCHEMA AND cc.CONSTRAINT_NAME = tc.CONSTRAINT_NAME
+WHERE tc.TABLE_SCHEMA = COALESCE(%s, DATABASE()) AND tc.TABLE_NAME = %s
+  AND tc.CONSTRAINT_TYPE = 'CHECK' AND tc.ENFORCED = 'YES'
 """
 
 
@@ -134,7 +144,7 @@ class MysqlConnector(SqlConnector, PassThrough):
 
     def __init__(self, content: Mapping[str, Any]) -> None:
         super().__init__(content)
-        require(content, "host", "database_name", "user_name")
+        require(content, *SPEC.required_content)
         self._params: dict[str, Any] = {
             "host": str(content["host"]).strip(),
             "port": port_of(content, 3306),
@@ -231,10 +241,18 @@ class MysqlConnector(SqlConnector, PassThrough):
             return None
         primary = tuple(col for (col,) in self._query(_PRIMARY_KEY_SQL, (schema, name)))
         json_columns: set[str] = set()
-        if self._is_mariadb and any(row[1] == "longtext" for row in rows):
-            for constraint, clause in self._query(_JSON_CHECKS_SQL, (schema, name)):
-                if clause.replace(" ", "") == f"json_valid({self.q(constraint)})":
+        bool_columns: set[str] = set()
+        if any(row[1] == "longtext" or row[2].lower().startswith("tinyint(1)") for row in rows):
+            checks = _MARIADB_CHECKS_SQL if self._is_mariadb else _MYSQL_CHECKS_SQL
+            for constraint, clause in self._query(checks, (schema, name)):
+                if (
+                    self._is_mariadb
+                    and clause.replace(" ", "") == f"json_valid({self.q(constraint)})"
+                ):
                     json_columns.add(constraint)
+                checked = types.bool_checked_column(clause)
+                if checked is not None:
+                    bool_columns.add(checked)
         columns = tuple(
             types.column_from_catalog(
                 col,
@@ -246,6 +264,7 @@ class MysqlConnector(SqlConnector, PassThrough):
                 precision=precision,
                 scale=scale,
                 is_json=col in json_columns,
+                is_bool=col in bool_columns,
             )
             for col, data_type, column_type, is_nullable, length, precision, scale in rows
         )
@@ -320,6 +339,11 @@ class MysqlConnector(SqlConnector, PassThrough):
 
     def _render_type(self, column: Column, *, in_key: bool) -> str:
         return types.ddl_type(column, in_key=in_key)
+
+    def _column_constraint(self, column: Column) -> str:
+        if column.type is LogicalType.BOOLEAN:
+            return " " + types.bool_check(self.q(column.name))
+        return ""
 
     def _create_suffix(self) -> str:
         # A binary collation compares and uniquely indexes text like PostgreSQL and SQLite do

@@ -1,6 +1,13 @@
-"""MySQL/MariaDB types <-> logical types (layer: connectors). Pure mapping, no driver import."""
+"""MySQL/MariaDB types <-> logical types (layer: connectors). Pure mapping, no driver import.
+
+Every native type maps to a logical type that holds each of its values, never to a narrower one:
+TINYINT(1), which MySQL spells BOOLEAN, holds -128..127, so it is a SMALLINT unless a CHECK
+constraint keeps it to 0 and 1 (as openfdi creates a BOOLEAN column: `bool_check`).
+"""
 
 from __future__ import annotations
+
+import re
 
 from openfdi.connectors.spi import Column, LogicalType
 
@@ -27,6 +34,21 @@ MAX_KEY_BYTES = 3072
 MAX_DECIMAL_PRECISION = 65
 MAX_DECIMAL_SCALE = 30
 
+# A CHECK clause as MariaDB (`b` in (0,1)) and MySQL ((`b` in (0,1))) show it.
+_BOOL_CHECK = re.compile(r"\(?\s*`((?:[^`]|``)+)`\s+in\s*\(\s*0\s*,\s*1\s*\)\s*\)?", re.IGNORECASE)
+
+
+def bool_check(quoted_name: str) -> str:
+    """The CHECK constraint openfdi gives a BOOLEAN column it creates (TINYINT(1) alone holds
+    -128..127): with it, the column reads back as BOOLEAN."""
+    return f"CHECK ({quoted_name} IN (0,1))"
+
+
+def bool_checked_column(check_clause: str) -> str | None:
+    """The column a CHECK clause keeps to 0 and 1 (`col IN (0,1)`), or None for any other."""
+    match = _BOOL_CHECK.fullmatch(check_clause.strip())
+    return match.group(1).replace("``", "`") if match else None
+
 
 def column_from_catalog(
     name: str,
@@ -39,11 +61,12 @@ def column_from_catalog(
     precision: int | None,
     scale: int | None,
     is_json: bool = False,
+    is_bool: bool = False,
 ) -> Column:
     """A logical column from information_schema.COLUMNS (DATA_TYPE, COLUMN_TYPE, lengths).
 
     `is_json` marks a MariaDB JSON column, which the catalog shows as LONGTEXT with a
-    json_valid() check.
+    json_valid() check; `is_bool` a column with a CHECK keeping it to 0 and 1.
     """
     data_type = data_type.lower()
     unsigned = "unsigned" in column_type.lower()
@@ -52,8 +75,9 @@ def column_from_catalog(
     if is_json or data_type == "json":
         kind = LogicalType.JSON
     elif data_type == "tinyint":
-        # TINYINT(1) is how MySQL spells BOOLEAN.
-        is_bool = column_type.lower().startswith("tinyint(1)")
+        # TINYINT(1) is how MySQL spells BOOLEAN, but it stores -1 and 2 as well: BOOLEAN only
+        # when a CHECK guarantees 0 or 1 (a boolean would turn every non-zero into true).
+        is_bool = is_bool and column_type.lower().startswith("tinyint(1)")
         kind = LogicalType.BOOLEAN if is_bool else LogicalType.SMALLINT
     elif data_type in ("smallint", "year"):
         kind = LogicalType.INT if unsigned else LogicalType.SMALLINT

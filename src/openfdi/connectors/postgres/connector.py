@@ -41,7 +41,7 @@ from openfdi.connectors._sqlbase import (
 from openfdi.connectors._tsv import TSV, tsv_form
 from openfdi.connectors._values import as_naive_utc
 from openfdi.connectors.errors import SliceRefusedError, TerminalConnectorError
-from openfdi.connectors.postgres import errors, types
+from openfdi.connectors.postgres import SPEC, errors, types
 from openfdi.connectors.postgres.binary import BinaryColumns, binary_columns
 from openfdi.connectors.postgres.copyin import write_rows
 from openfdi.connectors.spi import (
@@ -191,7 +191,7 @@ class PostgresConnector(SqlConnector, PassThrough):
 
     def __init__(self, content: Mapping[str, Any]) -> None:
         super().__init__(content)
-        require(content, "host", "database_name", "user_name")
+        require(content, *SPEC.required_content)
         self._params: dict[str, Any] = {
             "host": str(content["host"]).strip(),
             "port": port_of(content, 5432),

@@ -16,7 +16,7 @@ import sqlite3
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from openfdi.connectors._sqlbase import (
     Convert,
@@ -30,6 +30,7 @@ from openfdi.connectors.errors import TerminalConnectorError
 from openfdi.connectors.spi import (
     Batch,
     Column,
+    HostPaths,
     LogicalType,
     PassThrough,
     RawSlice,
@@ -39,7 +40,7 @@ from openfdi.connectors.spi import (
     WriteMode,
     WritePlan,
 )
-from openfdi.connectors.sqlite import columnar, errors, tsv, types
+from openfdi.connectors.sqlite import columnar, errors, paths, tsv, types
 
 __all__ = ["SqliteConnector"]
 
@@ -142,21 +143,36 @@ class _Slice(RawSlice):
 
 
 class SqliteConnector(SqlConnector, PassThrough):
-    """SQLITE datasource; `content["database_name"]` is the path of the database file."""
+    """SQLITE datasource; `content["database_name"]` is the path of the database file, confined
+    to the host's `HostPaths` (see `paths`)."""
 
     qualified_names = False
 
-    def __init__(self, content: Mapping[str, Any]) -> None:
+    def __init__(self, content: Mapping[str, Any], host: HostPaths | None = None) -> None:
         super().__init__(content)
         require(content, "database_name")
-        self._path = str(content["database_name"]).strip()
+        self._host = host or HostPaths()
+        self._raw_path: object = content["database_name"]
+        self._path = self._confined()  # refuses a bad path now, before any I/O is attempted
         self._conn: sqlite3.Connection | None = None
+
+    @classmethod
+    def create(cls, content: Mapping[str, Any], host: HostPaths) -> Self:
+        return cls(content, host)
+
+    def _confined(self) -> str:
+        """The real path to open, checked again now: a link may have changed since."""
+        raw = self._raw_path
+        if isinstance(raw, str) and raw.strip() == paths.MEMORY:
+            return paths.MEMORY
+        return str(paths.confined_path(raw, self._host))
 
     # --- connection ----------------------------------------------------------------------------
 
     def _connection(self, *, create: bool = False) -> sqlite3.Connection:
         if self._conn is None:
-            if self._path != ":memory:" and not create and not Path(self._path).exists():
+            self._path = self._confined()
+            if self._path != paths.MEMORY and not create and not Path(self._path).exists():
                 raise TerminalConnectorError(f"SQLite database file {self._path!r} does not exist")
             # isolation_level=None: this class issues BEGIN/COMMIT itself. check_same_thread is
             # off because the engine may build a connector on one thread and run it on another;
@@ -174,8 +190,9 @@ class SqliteConnector(SqlConnector, PassThrough):
 
     def check(self) -> None:
         self._ensure_live()
+        self._path = self._confined()
         path = Path(self._path)
-        if self._path != ":memory:" and not path.exists():
+        if self._path != paths.MEMORY and not path.exists():
             # A missing file is fine for a target (the first write creates it) if it can be.
             if not path.parent.is_dir():
                 raise TerminalConnectorError(f"directory of {self._path!r} does not exist")

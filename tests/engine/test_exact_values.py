@@ -1,0 +1,135 @@
+"""Exact values: what a run moves arrives as it was, or the row is refused with a reason.
+
+Each test moves values a type mapping could change silently (a TINYINT(1) as a boolean, a
+decimal rounded to a narrower scale, a NaN stored as NULL...) through a real task on the real
+servers, driven with the SDK, and asserts the exact value arrives or the run says why not: a
+dirty row with a reason, never a different value.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.engine import test_fast_paths as fast
+from tests.engine import test_text_passthrough_from_mysql as from_mysql
+from tests.engine.conftest import create_task
+from tests.factories import unique
+
+pg = fast.pg  # SQL in the test's PostgreSQL schema
+my = from_mysql.my  # SQL in the test's MariaDB database
+no_passthrough = from_mysql.no_passthrough  # the MySQL source offers no pass-through form
+
+Sql = Callable[..., list[tuple[Any, ...]]]
+
+
+@pytest.fixture
+def ids(signed, base_path, pg_schema, mysql_database, tmp_path: Path) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """Datasource ids: "my" (the test's MariaDB database), "pg" (its PostgreSQL schema) and
+    "sqlite" (a file in tmp_path, at `tmp_path / "data.db"`)."""
+    sqlite3.connect(tmp_path / "data.db").close()
+    contents = {
+        "my": ("MYSQL", {"host": "127.0.0.1", "port": "3306", "database_name": mysql_database,
+                         "user_name": "root", "password": ""}),
+        "pg": ("POSTGRESQL", {"host": "127.0.0.1", "port": "5432", "database_name": "postgres",
+                              "user_name": "postgres", "password": "unused",
+                              "schema": pg_schema}),
+        "sqlite": ("SQLITE", {"database_name": str(tmp_path / "data.db")}),
+    }  # fmt: skip
+    found = {}
+    for key, (kind, content) in contents.items():
+        body = {"datasource_name": unique("ds"), "datasource_type": kind, "content": content}
+        reply = signed.post(f"{base_path}/datasources", json=body)
+        assert reply.status_code == 201, reply.text
+        found[key] = str(reply.json()["datasource_id"])
+    return found
+
+
+@pytest.fixture
+def lite(tmp_path: Path) -> Sql:
+    """Run SQL in the SQLite datasource's file (committed); returns a query's rows."""
+
+    def run(sql: str, params: Any = (), *, many: list[tuple[Any, ...]] | None = None) -> Any:
+        with sqlite3.connect(tmp_path / "data.db") as conn:
+            if many is not None:
+                conn.executemany(sql, many)
+                return []
+            return conn.execute(sql, params).fetchall()
+
+    return run
+
+
+def _copy(sdk, creds, ids, source: str, target: str, table: str, into: str) -> Any:  # type: ignore[no-untyped-def]
+    """Run a new task copying `table` of datasource `source` into `into` of `target`; returns
+    the run's monitor log and the task id."""
+    detail = {"sourceSelectedDatasource": {"table": table},
+              "targetSelectedDatasource": {"table": into}}  # fmt: skip
+    task = create_task(sdk, creds, ids[source], ids[target], detail)
+    return fast._run(sdk, creds, task), task
+
+
+def _dirty(signed, base_path, task: str, run_id: str) -> list[tuple[Any, str]]:  # type: ignore[no-untyped-def]
+    """The run's refused rows, as (row, reason)."""
+    reply = signed.get(f"{base_path}/tasks/{task}/runs/{run_id}/dirty-data", params={"limit": 50})
+    assert reply.status_code == 200, reply.text
+    return [(e["row"], e["reason"]) for e in reply.json()["entities"]]
+
+
+def _status(log: Any) -> tuple[str, int, int]:
+    return (log.execute_status, log.data_count, log.dirty_data_count)
+
+
+# --- item 10: TINYINT(1) is not a boolean ---------------------------------------------------------
+
+TINY = [(1, -128), (2, -1), (3, 0), (4, 1), (5, 2), (6, 127), (7, None)]
+
+
+@pytest.mark.parametrize("passthrough", [True, False], ids=["text-passthrough", "row-path"])
+def test_mariadb_tinyint1_keeps_every_value_in_postgresql(
+    sdk, creds, signed, base_path, ids, my, pg, no_passthrough, passthrough: bool
+) -> None:  # type: ignore[no-untyped-def]
+    # BOOLEAN is TINYINT(1) to MariaDB: it stores -128..127, and -1 and 2 are not `true`.
+    my("CREATE TABLE flags (id INT PRIMARY KEY, b BOOLEAN, t TINYINT(1))")
+    my("INSERT INTO flags VALUES (%s, %s, %s)", many=[(i, v, v) for i, v in TINY])
+    if not passthrough:
+        no_passthrough()
+
+    log, _task = _copy(sdk, creds, ids, "my", "pg", "flags", "flags")
+
+    assert _status(log) == ("SUCCESS", len(TINY), 0), log.remarks
+    assert fast._types(pg, "flags") == [("id", "integer"), ("b", "smallint"), ("t", "smallint")]
+    assert pg("SELECT id, b, t FROM flags ORDER BY id") == [(i, v, v) for i, v in TINY]
+
+
+def test_a_boolean_stays_boolean_through_mariadb_and_its_check_refuses_other_values(
+    sdk, creds, signed, base_path, ids, my, pg, lite
+) -> None:  # type: ignore[no-untyped-def]
+    pg("CREATE TABLE src (id int PRIMARY KEY, b boolean NOT NULL, n boolean)")
+    pg("INSERT INTO src VALUES (1, true, NULL), (2, false, true)")
+
+    log, _ = _copy(sdk, creds, ids, "pg", "my", "src", "mid")
+    assert _status(log) == ("SUCCESS", 2, 0), log.remarks
+    # The column openfdi created guarantees 0/1, so it reads back as a boolean.
+    log, _ = _copy(sdk, creds, ids, "my", "pg", "mid", "back")
+    assert _status(log) == ("SUCCESS", 2, 0), log.remarks
+    assert fast._types(pg, "back") == [("id", "integer"), ("b", "boolean"), ("n", "boolean")]
+    assert pg("SELECT * FROM back ORDER BY id") == [(1, True, None), (2, False, True)]
+
+    # SQLite keeps whatever it is given in a BOOLEAN column: 2 is neither true nor false.
+    lite("CREATE TABLE src (id INTEGER PRIMARY KEY, b BOOLEAN NOT NULL, n BOOLEAN)")
+    lite("INSERT INTO src VALUES (?, ?, ?)", many=[(1, 1, None), (2, 2, 0), (3, 0, -1)])
+    log, task = _copy(sdk, creds, ids, "sqlite", "my", "src", "mid2")
+    assert _status(log) == ("SUCCESS", 1, 2), log.remarks
+    reasons = [reason for _row, reason in _dirty(signed, base_path, task, log.id)]
+    assert len(reasons) == 2, reasons
+    assert all("CONSTRAINT" in r for r in reasons), reasons
+    assert my("SELECT id, b, n FROM mid2 ORDER BY id") == [(1, 1, None)]
+    log, task = _copy(sdk, creds, ids, "sqlite", "pg", "src", "back2")
+    assert _status(log) == ("SUCCESS", 1, 2), log.remarks
+    reasons = [reason for _row, reason in _dirty(signed, base_path, task, log.id)]
+    assert len(reasons) == 2, reasons
+    assert all("boolean" in r for r in reasons), reasons

@@ -1,0 +1,60 @@
+"""Real brokers of this machine for the message connector tests; each test makes and deletes its
+own queue, stream or topic. A missing broker skips, or fails under CI=true."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.engine.conftest import pg_schema  # noqa: F401 - a fixture
+from tests.services import require
+
+RABBIT = {"host": "127.0.0.1", "port": "5672", "user_name": "guest", "password": "guest"}
+REDIS = {"host": "127.0.0.1", "port": "6379"}
+
+
+@pytest.fixture
+def engine_enabled() -> bool:
+    return True
+
+
+@pytest.fixture
+def rabbit_queue() -> Iterator[str]:
+    """A fresh durable queue name (declared by the test or the connector), deleted afterwards."""
+    require("rabbitmq")
+    import pika
+
+    name = f"openfdi_t_{uuid.uuid4().hex[:12]}"
+    yield name
+    conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1"))
+    conn.channel().queue_delete(name)
+    conn.close()
+
+
+def rabbit_publish(queue: str, bodies: list[bytes], **props: Any) -> None:
+    import pika
+
+    conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1"))
+    ch = conn.channel()
+    ch.queue_declare(queue, durable=True)
+    for body in bodies:
+        ch.basic_publish("", queue, body, pika.BasicProperties(delivery_mode=2, **props))
+    conn.close()
+
+
+def rabbit_drain(queue: str) -> list[bytes]:
+    import pika
+
+    conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1"))
+    ch = conn.channel()
+    out = []
+    while True:
+        method, _props, body = ch.basic_get(queue, auto_ack=True)
+        if method is None:
+            break
+        out.append(body)
+    conn.close()
+    return out
