@@ -106,3 +106,120 @@ def test_the_sdk_query_parameters_are_declared(sdk, creds, tmp_path: Path):
         )
     )
     assert [c.field_name for c in columns.columns] == ["id"]
+
+
+# Text no metadata database can store, in every body field a client writes. JSON can carry a lone
+# surrogate (as the escape \ud800) and NUL (\u0000); PostgreSQL refuses NUL in text and neither
+# database nor the secret box can encode a lone surrogate. The body is sent pre-encoded because a
+# JSON encoder with ensure_ascii=False (httpx's) cannot even write a lone surrogate.
+HOSTILE_TEXT = [("\ud800", "surrogate"), ("a\x00b", "NUL")]
+
+
+def post_json(client: httpx.Client, url: str, body: object, method: str = "POST") -> httpx.Response:
+    import json
+
+    return client.request(
+        method, url, content=json.dumps(body), headers={"Content-Type": "application/json"}
+    )
+
+
+def datasource_body(**overrides: object) -> dict[str, object]:
+    content: dict[str, object] = {"database_name": "/tmp/hostile.db"}
+    content.update(overrides.pop("content", {}))  # type: ignore[arg-type]
+    return {
+        "datasource_name": "hostile",
+        "datasource_type": "SQLITE",
+        "content": content,
+        **overrides,
+    }
+
+
+@pytest.mark.parametrize(("text", "kind"), HOSTILE_TEXT)
+@pytest.mark.parametrize(
+    ("field", "body"),
+    [
+        ("datasource_name", lambda t: datasource_body(datasource_name=t)),
+        ("description", lambda t: datasource_body(description=t)),
+        ("database_name", lambda t: datasource_body(content={"database_name": f"/tmp/{t}.db"})),
+        ("password", lambda t: datasource_body(content={"password": t})),
+    ],
+)
+def test_unstorable_text_in_a_data_source_is_a_400_naming_the_field(
+    signed, base_path, field, body, text, kind
+):
+    reply = post_json(signed, f"{base_path}/datasources", body(text))
+    assert reply.status_code == 400, reply.text
+    assert reply.json()["error_code"] in ("FDI.3002", "FDI.3033"), reply.text
+    assert field in reply.json()["error_msg"], reply.text
+
+
+@pytest.mark.parametrize(("text", "kind"), HOSTILE_TEXT)
+@pytest.mark.parametrize("field", ["task_name", "description", "task_detail"])
+def test_unstorable_text_in_a_task_is_a_400_naming_the_field(
+    sdk, signed, base_path, creds, field, text, kind
+):
+    source = create_sqlite_datasource(sdk, creds.instance_id)
+    task = {
+        "task_name": "hostile",
+        "task_type": "TIMING",
+        "source_datasource_id": source,
+        "target_datasource_id": source,
+    }
+    detail = (
+        '{"sourceSelectedDatasource": {"table": "a"}, "targetSelectedDatasource": {"table": "b"}}'
+    )
+    if field == "task_detail":
+        detail = detail.replace('"a"', '"' + text + '"')
+    else:
+        task[field] = text
+    reply = post_json(signed, f"{base_path}/tasks", {"task": task, "task_detail": detail})
+    assert reply.status_code == 400, reply.text
+    assert reply.json()["error_code"] in ("FDI.3002", "FDI.3033"), reply.text
+    assert field in reply.json()["error_msg"], reply.text
+
+
+def test_a_task_detail_nested_thousands_deep_is_a_400(sdk, signed, base_path, creds):
+    source = create_sqlite_datasource(sdk, creds.instance_id)
+    deep = "[" * 20_000 + "]" * 20_000
+    task = {
+        "task_name": "deep",
+        "task_type": "TIMING",
+        "source_datasource_id": source,
+        "target_datasource_id": source,
+    }
+    reply = post_json(signed, f"{base_path}/tasks", {"task": task, "task_detail": deep})
+    assert reply.status_code == 400, reply.text
+    assert "task_detail" in reply.json()["error_msg"], reply.text
+    # The same depth anywhere in the body, even in a field the model ignores.
+    body = '{"task": {"task_name": "deep"}, "x": ' + "[" * 20_000 + "]" * 20_000 + "}"
+    reply = signed.post(
+        f"{base_path}/tasks", content=body, headers={"Content-Type": "application/json"}
+    )
+    assert reply.status_code == 400, reply.text
+    assert reply.json()["error_code"] == "FDI.3002", reply.text
+
+
+def test_a_path_of_five_thousand_characters_is_a_400(signed, base_path):
+    reply = post_json(
+        signed,
+        f"{base_path}/datasources",
+        datasource_body(content={"database_name": "/" + "x" * 5000}),
+    )
+    assert reply.status_code == 400, reply.text
+    assert "database_name" in reply.json()["error_msg"], reply.text
+
+
+@pytest.mark.parametrize(("text", "kind"), HOSTILE_TEXT)
+def test_unstorable_text_in_a_sign_in_is_a_400_naming_the_field(anon, creds, text, kind):
+    body = {
+        "auth": {
+            "identity": {
+                "methods": ["password"],
+                "password": {"user": {"name": text, "password": text, "domain": {"name": text}}},
+            },
+            "scope": {"project": {"id": creds.project_id}},
+        }
+    }
+    reply = post_json(anon, "/v3/auth/tokens", body)
+    assert reply.status_code == 400, reply.text
+    assert "name" in reply.json()["error_msg"], reply.text

@@ -27,6 +27,8 @@ from openfdi.errors import (
 
 log = logging.getLogger(__name__)
 
+_UNPARSABLE_BODY = "There was an error parsing the body"
+
 
 def render(request: Request, error: FdiError) -> JSONResponse:
     rid = request_id_of(request.scope)
@@ -67,6 +69,10 @@ async def _on_http(request: Request, exc: Exception) -> JSONResponse:
         return render(request, ApiNotFound())
     if exc.status_code == 405:
         return render(request, MethodNotAllowed())
+    if exc.status_code == 400 and exc.detail == _UNPARSABLE_BODY:
+        # FastAPI's answer when decoding the body raised something other than a JSON syntax
+        # error: a RecursionError from thousands of nested arrays, say.
+        return render(request, InvalidParameters(detail="the request body cannot be decoded"))
     if exc.status_code < 500:
         return render(request, RequestError())
     return render(request, SystemError_())

@@ -101,6 +101,9 @@ def parse_task_detail(text: str) -> TaskDetail:
         doc = json.loads(text)
     except ValueError as exc:
         raise TaskDetailError(f"not JSON: {exc}") from exc
+    except RecursionError:
+        # json.loads recurses per level: thousands of nested arrays exhaust the stack.
+        raise TaskDetailError("nested too deeply to be a task_detail") from None
     if not isinstance(doc, dict):
         raise TaskDetailError("must be the JSON text of an object")
     source = doc.get("sourceSelectedDatasource")

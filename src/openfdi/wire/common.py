@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
+
+from openfdi.wire import text
 
 
 class WireModel(BaseModel):
-    """Requests ignore unknown fields (clients of other ROMA versions send more)."""
+    """Requests ignore unknown fields (clients of other ROMA versions send more), and refuse text
+    no metadata database can store (`openfdi.wire.text`), naming the field."""
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _storable(cls, value: Any, info: ValidationInfo) -> Any:
+        problem = text.problem(value, info.field_name or "body")
+        if problem:
+            raise ValueError(problem)
+        return value
 
 
 class ErrorResponse(BaseModel):
