@@ -276,7 +276,7 @@ MYSQL_COLUMNS = {
     "c_varbinary varbinary(16)": ("16", None),
     "c_json json": ("4294967295", None),
     "c_date date": ("10", None),
-    "c_time time": ("15", None),
+    "c_time time": ("17", None),  # -838:59:59.999999: a duration
     "c_datetime datetime": ("26", None),
     "c_timestamp timestamp null": ("32", None),
 }

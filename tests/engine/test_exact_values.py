@@ -133,3 +133,63 @@ def test_a_boolean_stays_boolean_through_mariadb_and_its_check_refuses_other_val
     reasons = [reason for _row, reason in _dirty(signed, base_path, task, log.id)]
     assert len(reasons) == 2, reasons
     assert all("boolean" in r for r in reasons), reasons
+
+
+# --- item 11: MySQL TIME is a duration, not only a time of day ------------------------------------
+
+DURATIONS = [(1, "-838:59:59"), (2, "838:59:59.000000"), (3, "100:00:00"), (4, "-00:00:01.5"),
+             (5, "00:00:00"), (6, "23:59:59.999999"), (7, None)]  # fmt: skip
+
+
+def test_mariadb_time_outside_a_day_arrives_in_postgresql(sdk, creds, ids, my, pg) -> None:  # type: ignore[no-untyped-def]
+    my("CREATE TABLE spans (id INT PRIMARY KEY, t TIME(6))")
+    my("INSERT INTO spans VALUES (%s, %s)", many=DURATIONS)
+
+    log, _task = _copy(sdk, creds, ids, "my", "pg", "spans", "spans")
+
+    assert _status(log) == ("SUCCESS", len(DURATIONS), 0), log.remarks
+    assert fast._types(pg, "spans") == [("id", "integer"), ("t", "interval")]
+    got = pg("SELECT id, t::text FROM spans ORDER BY id")
+    assert got == [(1, "-838:59:59"), (2, "838:59:59"), (3, "100:00:00"), (4, "-00:00:01.5"),
+                   (5, "00:00:00"), (6, "23:59:59.999999"), (7, None)]  # fmt: skip
+
+
+def test_a_duration_outside_a_day_is_refused_by_a_postgresql_time_column_naming_it(
+    sdk, creds, signed, base_path, ids, my, pg
+) -> None:  # type: ignore[no-untyped-def]
+    # An existing time column takes the durations that are times of day, and refuses the rest
+    # with the column and the value, never wrapping them around midnight.
+    my("CREATE TABLE spans (id INT PRIMARY KEY, t TIME(6))")
+    my("INSERT INTO spans VALUES (%s, %s)", many=DURATIONS)
+    pg("CREATE TABLE spans (id int PRIMARY KEY, t time)")
+
+    log, task = _copy(sdk, creds, ids, "my", "pg", "spans", "spans")
+
+    assert _status(log) == ("SUCCESS", 3, 4), log.remarks
+    assert pg("SELECT id, t::text FROM spans ORDER BY id") == [
+        (5, "00:00:00"),
+        (6, "23:59:59.999999"),
+        (7, None),
+    ]
+    reasons = sorted(reason for _row, reason in _dirty(signed, base_path, task, log.id))
+    assert reasons == [
+        f"column 't': duration {value} is not a time of day (00:00:00 to 23:59:59.999999); "
+        "an interval column would hold it"
+        for value in sorted(["-838:59:59", "838:59:59", "100:00:00", "-00:00:01.500000"])
+    ]
+
+
+def test_durations_go_through_sqlite_and_back_to_mariadb_unchanged(
+    sdk, creds, ids, my, lite
+) -> None:  # type: ignore[no-untyped-def]
+    my("CREATE TABLE spans (id INT PRIMARY KEY, t TIME(6))")
+    my("INSERT INTO spans VALUES (%s, %s)", many=DURATIONS)
+
+    log, _ = _copy(sdk, creds, ids, "my", "sqlite", "spans", "spans")
+    assert _status(log) == ("SUCCESS", len(DURATIONS), 0), log.remarks
+    assert lite("SELECT t, typeof(t) FROM spans WHERE id = 4") == [("-00:00:01.500000", "text")]
+    log, _ = _copy(sdk, creds, ids, "sqlite", "my", "spans", "back")
+    assert _status(log) == ("SUCCESS", len(DURATIONS), 0), log.remarks
+    assert my("SELECT id, CAST(t AS CHAR) FROM back ORDER BY id") == my(
+        "SELECT id, CAST(t AS CHAR) FROM spans ORDER BY id"
+    )

@@ -60,6 +60,7 @@ class LogicalType(enum.StrEnum):
     BOOLEAN = "boolean"  # bool
     DATE = "date"  # datetime.date
     TIME = "time"  # datetime.time, naive, microseconds
+    INTERVAL = "interval"  # datetime.timedelta, signed, microseconds (MySQL TIME is a duration)
     TIMESTAMP = "timestamp"  # datetime.datetime, naive (no time zone), microseconds
     TIMESTAMPTZ = "timestamptz"  # datetime.datetime, aware, normalised to UTC
     BINARY = "binary"  # bytes; Column.length when bounded

@@ -100,7 +100,8 @@ WHERE TABLE_SCHEMA = COALESCE(%s, DATABASE()) AND TABLE_NAME = %s AND CONSTRAINT
 ORDER BY ORDINAL_POSITION
 """
 # A table's CHECK constraints. MariaDB's JSON is LONGTEXT plus a json_valid() check named after
-# the column; a TINYINT(1) is a boolean only with a check keeping it to 0 and 1.
+# the column; a TINYINT(1) is a boolean only with a check keeping it to 0 and 1, a TIME a time
+# of day only with one keeping it within a day.
 _MARIADB_CHECKS_SQL = """
 SELECT CONSTRAINT_NAME, CHECK_CLAUSE
 FROM information_schema.CHECK_CONSTRAINTS
@@ -242,7 +243,11 @@ class MysqlConnector(SqlConnector, PassThrough):
         primary = tuple(col for (col,) in self._query(_PRIMARY_KEY_SQL, (schema, name)))
         json_columns: set[str] = set()
         bool_columns: set[str] = set()
-        if any(row[1] == "longtext" or row[2].lower().startswith("tinyint(1)") for row in rows):
+        time_columns: set[str] = set()
+        if any(
+            row[1] in ("longtext", "time") or row[2].lower().startswith("tinyint(1)")
+            for row in rows
+        ):
             checks = _MARIADB_CHECKS_SQL if self._is_mariadb else _MYSQL_CHECKS_SQL
             for constraint, clause in self._query(checks, (schema, name)):
                 if (
@@ -253,6 +258,9 @@ class MysqlConnector(SqlConnector, PassThrough):
                 checked = types.bool_checked_column(clause)
                 if checked is not None:
                     bool_columns.add(checked)
+                checked = types.time_checked_column(clause)
+                if checked is not None:
+                    time_columns.add(checked)
         columns = tuple(
             types.column_from_catalog(
                 col,
@@ -265,6 +273,7 @@ class MysqlConnector(SqlConnector, PassThrough):
                 scale=scale,
                 is_json=col in json_columns,
                 is_bool=col in bool_columns,
+                is_time_of_day=col in time_columns,
             )
             for col, data_type, column_type, is_nullable, length, precision, scale in rows
         )
@@ -343,6 +352,8 @@ class MysqlConnector(SqlConnector, PassThrough):
     def _column_constraint(self, column: Column) -> str:
         if column.type is LogicalType.BOOLEAN:
             return " " + types.bool_check(self.q(column.name))
+        if column.type is LogicalType.TIME:
+            return " " + types.time_check(self.q(column.name))
         return ""
 
     def _create_suffix(self) -> str:
@@ -490,11 +501,10 @@ class MysqlConnector(SqlConnector, PassThrough):
 
 
 def _read_time(value: Any) -> Any:
+    # A TIME column checked to hold times of day only (see `types`); must not raise.
     if isinstance(value, timedelta):
-        try:
+        with contextlib.suppress(ValueError):
             return time_from_timedelta(value)
-        except ValueError:
-            return str(value)  # MySQL TIME also holds durations (-838:59:59..838:59:59)
     return value
 
 

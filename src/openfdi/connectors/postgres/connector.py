@@ -25,6 +25,7 @@ import json
 import re
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from datetime import timedelta
 from typing import Any
 
 import psycopg
@@ -39,7 +40,7 @@ from openfdi.connectors._sqlbase import (
     require,
 )
 from openfdi.connectors._tsv import TSV, tsv_form
-from openfdi.connectors._values import as_naive_utc
+from openfdi.connectors._values import as_naive_utc, format_interval, to_time_of_day
 from openfdi.connectors.errors import SliceRefusedError, TerminalConnectorError
 from openfdi.connectors.postgres import SPEC, errors, types
 from openfdi.connectors.postgres.binary import BinaryColumns, binary_columns
@@ -179,9 +180,27 @@ def _without_tzinfo(values: Sequence[Any]) -> bool:
     return zones <= {None}
 
 
+def _no_duration(values: Sequence[Any]) -> bool:
+    """No value is a timedelta: none needs turning into a time of day or an interval's text."""
+    return timedelta not in set(map(type, values))
+
+
+def _interval_text(value: Any) -> Any:
+    # psycopg writes a timedelta as days and seconds apart ("-1 days +86399 seconds" for minus
+    # one second), which an interval keeps as such; MySQL's form is what the source meant.
+    return format_interval(value) if isinstance(value, timedelta) else value
+
+
 def _all_text(values: Sequence[Any]) -> bool:
     """Every value is text or NULL: none is serialised as a JSON document."""
     return set(map(type, values)) <= _TEXT_OR_NULL
+
+
+def _is_interval(column: Column) -> bool:
+    """An interval column (read as TEXT, see `types`), or one to be created for an INTERVAL."""
+    return column.type is LogicalType.INTERVAL or (
+        column.type is LogicalType.TEXT and column.native_type.startswith("interval")
+    )
 
 
 class PostgresConnector(SqlConnector, PassThrough):
@@ -413,6 +432,12 @@ class PostgresConnector(SqlConnector, PassThrough):
             return lambda v: as_naive_utc(v) if hasattr(v, "tzinfo") else v
         if column.type is LogicalType.JSON:
             return lambda v: v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
+        if column.type is LogicalType.TIME:
+            # A duration (a MySQL TIME) is a time of day only within 00:00..24:00: refused, with
+            # its value, otherwise (never wrapped around midnight).
+            return to_time_of_day
+        if _is_interval(column):
+            return _interval_text
         return None
 
     def _write_unchanged(self, column: Column) -> ColumnCheck | None:
@@ -421,6 +446,8 @@ class PostgresConnector(SqlConnector, PassThrough):
             return _without_tzinfo
         if column.type is LogicalType.JSON:
             return _all_text
+        if column.type is LogicalType.TIME or _is_interval(column):
+            return _no_duration
         return None
 
     def _truncate_sql(self, qualified: str) -> str:

@@ -6,19 +6,28 @@ column (a failure makes the row dirty data, as a type error would on PostgreSQL)
 turns the stored text and numbers back into the column's logical type.
 
 Storage forms: booleans as 0/1, dates and times as ISO-8601 text (`YYYY-MM-DD HH:MM:SS.ffffff`,
-with `+00:00` for TIMESTAMPTZ, which sorts and compares correctly as text), decimals as text.
+with `+00:00` for TIMESTAMPTZ, which sorts and compares correctly as text), decimals as text,
+durations as `[-]H:MM:SS[.ffffff]` (MySQL's TIME text).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Context, Decimal
 from typing import Any
 
 from openfdi.connectors._sqlbase import Convert
-from openfdi.connectors._values import as_naive_utc, as_utc, parse_datetime
+from openfdi.connectors._values import (
+    as_naive_utc,
+    as_utc,
+    format_interval,
+    parse_datetime,
+    parse_interval,
+    time_from_timedelta,
+    to_interval,
+)
 from openfdi.connectors.spi import Column, LogicalType
 
 _DECL = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_ ]*?)\s*(?:\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\))?\s*$")
@@ -75,6 +84,7 @@ def column_from_declared(
         "BOOL": LogicalType.BOOLEAN,
         "DATE": LogicalType.DATE,
         "TIME": LogicalType.TIME,
+        "INTERVAL": LogicalType.INTERVAL,
         "DATETIME": LogicalType.TIMESTAMP,
         "TIMESTAMP": LogicalType.TIMESTAMP,
         "TIMESTAMPWITHOUTTIMEZONE": LogicalType.TIMESTAMP,
@@ -129,6 +139,8 @@ def declared_from_column(column: Column) -> str:
         LogicalType.BOOLEAN: "BOOLEAN",
         LogicalType.DATE: "DATE",
         LogicalType.TIME: "TIME",
+        # INTEGER affinity (by "INT"), but a stored duration always has colons: it stays text.
+        LogicalType.INTERVAL: "INTERVAL",
         LogicalType.TIMESTAMP: "TIMESTAMP",
         LogicalType.TIMESTAMPTZ: "TIMESTAMPTZ",
     }[kind]
@@ -174,6 +186,8 @@ def reader_for(column: Column) -> Convert | None:
         return _lenient(lambda v: date.fromisoformat(v[:10]) if isinstance(v, str) else v)
     if kind is LogicalType.TIME:
         return _lenient(lambda v: time.fromisoformat(v) if isinstance(v, str) else v)
+    if kind is LogicalType.INTERVAL:
+        return _lenient(lambda v: parse_interval(v) if isinstance(v, str) else v)
     if kind is LogicalType.TIMESTAMP:
         return _lenient(lambda v: as_naive_utc(_stamp(v)))
     if kind is LogicalType.TIMESTAMPTZ:
@@ -214,6 +228,8 @@ def writer_for(column: Column) -> Convert:
         return lambda v: _to_date(v).isoformat()
     if kind is LogicalType.TIME:
         return lambda v: _to_time(v).isoformat()
+    if kind is LogicalType.INTERVAL:
+        return lambda v: format_interval(_to_interval(v))
     if kind is LogicalType.TIMESTAMP:
         return lambda v: as_naive_utc(_to_datetime(v)).isoformat(" ")
     if kind is LogicalType.TIMESTAMPTZ:
@@ -312,7 +328,18 @@ def _to_time(value: Any) -> time:
         return time.fromisoformat(value.strip())
     if isinstance(value, time):
         return value
+    if isinstance(value, timedelta):
+        return time_from_timedelta(value)  # ValueError outside a day: the row is refused
     raise TypeError(f"{type(value).__name__} value {value!r} is not a time")
+
+
+def _to_interval(value: Any) -> timedelta:
+    if isinstance(value, str):
+        return parse_interval(value)
+    converted = to_interval(value)
+    if isinstance(converted, timedelta):
+        return converted
+    raise TypeError(f"{type(value).__name__} value {value!r} is not a duration")
 
 
 def _to_datetime(value: Any) -> datetime:
