@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -193,3 +194,106 @@ def test_durations_go_through_sqlite_and_back_to_mariadb_unchanged(
     assert my("SELECT id, CAST(t AS CHAR) FROM back ORDER BY id") == my(
         "SELECT id, CAST(t AS CHAR) FROM spans ORDER BY id"
     )
+
+
+# --- the same class elsewhere: a mapping or a target that would change a value silently ----------
+
+
+def test_a_decimal_is_never_rounded_to_a_created_or_existing_column(
+    sdk, creds, signed, base_path, ids, my, pg, lite
+) -> None:  # type: ignore[no-untyped-def]
+    # MariaDB keeps at most 30 decimals (DECIMAL(65,30)): an unbounded or wider numeric would be
+    # rounded there, as any value with more decimals than an existing column keeps, everywhere.
+    long = "1.0000000000000000000000000000000001"
+    pg("CREATE TABLE src (id int PRIMARY KEY, a numeric, b numeric(40,35), c numeric(10,3))")
+    pg(f"INSERT INTO src VALUES (1, 2.5, 0.5, 1.250), (2, {long}, 0.5, 1), (3, 1, {long}, 1), "
+       "(4, 1, 1, 1.255)")  # fmt: skip
+
+    log, task = _copy(sdk, creds, ids, "pg", "my", "src", "made")
+    assert _status(log) == ("SUCCESS", 2, 2), log.remarks
+    assert my("SELECT id FROM made ORDER BY id") == [(1,), (4,)]
+    reasons = sorted(reason for _row, reason in _dirty(signed, base_path, task, log.id))
+    assert reasons == [
+        f"column 'a': {long} has more decimals than decimal(65,30) keeps: it would be rounded",
+        # numeric(40,35) gives it 35 decimals
+        f"column 'b': {long}0 has more decimals than decimal(40,30) keeps: it would be rounded",
+    ]
+
+    # Into existing columns with fewer decimals: 1.250 fits one of 2 decimals, 1.255 does not.
+    my("CREATE TABLE narrow (id INT PRIMARY KEY, c DECIMAL(10,2))")
+    pg("CREATE TABLE narrow (id int PRIMARY KEY, c numeric(10,2))")
+    lite("CREATE TABLE narrow (id INTEGER PRIMARY KEY, c DECIMAL(10,2))")
+    pg("CREATE VIEW only_c AS SELECT id, c FROM src")
+    for target, rows in (("my", my), ("pg", pg), ("sqlite", lite)):
+        log, task = _copy(sdk, creds, ids, "pg", target, "only_c", "narrow")
+        assert _status(log) == ("SUCCESS", 3, 1), (target, log.remarks)
+        [(_row, reason)] = _dirty(signed, base_path, task, log.id)
+        assert reason == (
+            "column 'c': 1.255 has more decimals than decimal(10,2) keeps: it would be rounded"
+        ), target
+        # (SQLite keeps 1.00 as the number 1)
+        got = [Decimal(str(c)) for (c,) in rows("SELECT c FROM narrow ORDER BY id")]
+        assert got == [Decimal("1.25"), 1, 1], target
+
+
+def test_nan_is_refused_by_sqlite_which_would_store_null(
+    sdk, creds, signed, base_path, ids, pg, lite
+) -> None:  # type: ignore[no-untyped-def]
+    pg("CREATE TABLE src (id int PRIMARY KEY, x float8, r real)")
+    pg("INSERT INTO src VALUES (1, 'NaN', 1), (2, 1, 'NaN'), (3, 'Infinity', '-Infinity')")
+
+    log, task = _copy(sdk, creds, ids, "pg", "sqlite", "src", "dst")
+
+    assert _status(log) == ("SUCCESS", 1, 2), log.remarks
+    reasons = sorted(reason for _row, reason in _dirty(signed, base_path, task, log.id))
+    assert reasons == [
+        "column 'r': nan cannot be stored by SQLite (it stores NULL instead)",
+        "column 'x': nan cannot be stored by SQLite (it stores NULL instead)",
+    ]
+    assert lite("SELECT id, x, r FROM dst") == [(3, float("inf"), float("-inf"))]
+
+
+def test_a_time_of_day_is_never_cut_off_a_date(
+    sdk, creds, signed, base_path, ids, my, pg, lite
+) -> None:  # type: ignore[no-untyped-def]
+    # SQLite keeps any text in a DATE column; PostgreSQL's and MariaDB's date drop a time given.
+    lite("CREATE TABLE src (id INTEGER PRIMARY KEY, d DATE)")
+    days = [(1, "2024-01-02"), (2, "2024-01-02 10:00:00"), (3, "2024-01-02 00:00:00")]
+    lite("INSERT INTO src VALUES (?, ?)", many=days)
+    want = "column 'd': 2024-01-02 10:00:00 is not a date (it has a time of day)"
+    for target, rows in (("pg", pg), ("my", my)):
+        log, task = _copy(sdk, creds, ids, "sqlite", target, "src", "dates")
+        assert _status(log) == ("SUCCESS", 2, 1), (target, log.remarks)
+        assert [reason for _row, reason in _dirty(signed, base_path, task, log.id)] == [want]
+        assert [str(d) for (d,) in rows("SELECT d FROM dates ORDER BY id")] == ["2024-01-02"] * 2
+
+    # A timestamp into an existing date column: the same.
+    pg("CREATE TABLE stamps (id int PRIMARY KEY, d timestamp)")
+    pg("INSERT INTO stamps VALUES (1, '2024-01-02'), (2, '2024-01-02 10:00')")
+    pg("CREATE TABLE days (id int PRIMARY KEY, d date)")
+    my("CREATE TABLE days (id INT PRIMARY KEY, d DATE)")
+    for target in ("pg", "my"):
+        log, task = _copy(sdk, creds, ids, "pg", target, "stamps", "days")
+        assert _status(log) == ("SUCCESS", 1, 1), (target, log.remarks)
+        [(_row, reason)] = _dirty(signed, base_path, task, log.id)
+        assert reason == want, target
+
+
+def test_infinite_and_bc_dates_reach_postgresql_and_are_refused_elsewhere_with_a_reason(
+    sdk, creds, signed, base_path, ids, my, pg
+) -> None:  # type: ignore[no-untyped-def]
+    # Python's dates end at year 1 and 9999: PostgreSQL's 'infinity' and BC dates are not
+    # errors of the run, but values some targets hold and others refuse.
+    pg("CREATE TABLE src (id int PRIMARY KEY, d date, t timestamp, z timestamptz)")
+    pg("INSERT INTO src VALUES (1, '2024-01-02', '2024-01-02 03:04', '2024-01-02 03:04+00'), "
+       "(2, 'infinity', '-infinity', 'infinity'), "
+       "(3, '0044-03-15 BC', '0044-03-15 BC', NULL)")  # fmt: skip
+
+    log, _ = _copy(sdk, creds, ids, "pg", "pg", "src", "copy")
+    assert _status(log) == ("SUCCESS", 3, 0), log.remarks
+    assert pg("SELECT * FROM copy EXCEPT SELECT * FROM src") == []
+
+    log, task = _copy(sdk, creds, ids, "pg", "my", "src", "copy")
+    assert _status(log) == ("SUCCESS", 1, 2), log.remarks
+    reasons = [reason for _row, reason in _dirty(signed, base_path, task, log.id)]
+    assert all("column 'd'" in r or "'d'" in r for r in reasons), reasons

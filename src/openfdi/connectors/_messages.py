@@ -33,7 +33,13 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from openfdi.connectors._values import as_naive_utc, as_utc, format_interval, parse_interval
+from openfdi.connectors._values import (
+    as_naive_utc,
+    as_utc,
+    date_of,
+    format_interval,
+    parse_interval,
+)
 from openfdi.connectors.errors import InvalidContentError, QueryCancelledError
 from openfdi.connectors.spi import (
     Batch,
@@ -227,7 +233,8 @@ def _convert(value: Any, kind: LogicalType) -> Any:
     if kind in (LogicalType.VARCHAR, LogicalType.TEXT):
         return _text(value)
     if kind is LogicalType.DATE:
-        return dt.date.fromisoformat(str(value)[:10])
+        day = date_of(value)  # ValueError for a timestamp with a time of day: never cut off
+        return day if isinstance(day, dt.date) else dt.date.fromisoformat(str(value).strip())
     if kind is LogicalType.TIME:
         return dt.time.fromisoformat(str(value))
     if kind is LogicalType.INTERVAL:

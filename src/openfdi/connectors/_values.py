@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal
+from decimal import Context, Decimal
 from operator import itemgetter
 from typing import Any
 
@@ -111,6 +111,61 @@ def parse_interval(text: str) -> timedelta:
         microseconds=int((fraction or "").ljust(6, "0")),
     )
     return -span if sign else span
+
+
+def date_of(value: Any) -> Any:
+    """A value for a DATE column, never losing a time of day: a datetime at midnight (an aware
+    one in UTC, the sessions' zone) becomes its date, and ValueError refuses one with a time,
+    which PostgreSQL's and MySQL's date would silently drop; so does text that reads as such a
+    datetime. Other values (a date, text that is no datetime) are left to the target."""
+    if isinstance(value, str):
+        try:
+            value = parse_datetime(value)
+        except ValueError:
+            return value  # "2024-01-02", "infinity", "0044-03-15 BC": the target's to judge
+    if not isinstance(value, datetime):
+        return value
+    wall = as_naive_utc(value)
+    if wall.time() != time(0):
+        raise ValueError(f"{value} is not a date (it has a time of day)")
+    return wall.date()
+
+
+_DATE_OR_NULL = frozenset({date, type(None)})
+
+
+def only_dates(values: Sequence[Any]) -> bool:
+    """Every value is a date (not a datetime) or NULL: `date_of` would leave each as it is."""
+    return set(map(type, values)) <= _DATE_OR_NULL
+
+
+# Checking a scale must never round or overflow, whatever the default context's precision.
+_WIDE = Context(prec=100_000)
+
+
+def within_scale(value: Any, precision: int | None, scale: int) -> Any:
+    """`value` for a decimal(precision, scale) column, or ValueError when it has non-zero digits
+    past `scale` decimals, which every SQL target would round away without a word. 1.250 fits
+    scale 2 (its last digit is zero); non-numbers and non-finite values are left to the target."""
+    if isinstance(value, Decimal):
+        number = value
+    elif isinstance(value, float):
+        number = Decimal(repr(value))  # the shortest text that reads back as this double
+    else:
+        return value
+    if not number.is_finite():
+        return value
+    exponent = number.as_tuple().exponent
+    if isinstance(exponent, int) and exponent >= -scale:
+        return value
+    try:
+        fits = number == number.quantize(Decimal(1).scaleb(-scale), context=_WIDE)
+    except ArithmeticError:
+        return value  # far too many digits for any column: the target refuses it
+    if not fits:
+        declared = f"decimal({precision},{scale})" if precision is not None else f"scale {scale}"
+        raise ValueError(f"{value} has more decimals than {declared} keeps: it would be rounded")
+    return value
 
 
 def time_from_timedelta(value: timedelta) -> time:

@@ -31,9 +31,22 @@ import pymysql.cursors  # type: ignore[import-untyped]
 from pymysql.constants import FIELD_TYPE  # type: ignore[import-untyped]
 
 from openfdi.connectors._sql import split_qualified
-from openfdi.connectors._sqlbase import Convert, SqlConnector, pick_columns, port_of, require
+from openfdi.connectors._sqlbase import (
+    ColumnCheck,
+    Convert,
+    SqlConnector,
+    pick_columns,
+    port_of,
+    require,
+)
 from openfdi.connectors._tsv import tsv_form
-from openfdi.connectors._values import as_naive_utc, time_from_timedelta
+from openfdi.connectors._values import (
+    as_naive_utc,
+    date_of,
+    only_dates,
+    time_from_timedelta,
+    within_scale,
+)
 from openfdi.connectors.errors import TerminalConnectorError
 from openfdi.connectors.mysql import SPEC, errors, infile, tsv_read, tsv_write, types
 from openfdi.connectors.mysql.reader import AsyncReader, PrefetchStream
@@ -372,10 +385,22 @@ class MysqlConnector(SqlConnector, PassThrough):
         if kind in (LogicalType.TIMESTAMP, LogicalType.TIMESTAMPTZ):
             # PyMySQL drops tzinfo when quoting: make it UTC wall time first (session is UTC).
             return lambda v: as_naive_utc(v) if isinstance(v, datetime) else v
+        if kind is LogicalType.DECIMAL and column.scale is not None:
+            # MySQL rounds a decimal to the column's scale with only a note: refuse instead.
+            precision, scale = column.precision, column.scale
+            return lambda v: within_scale(_finite(v), precision, scale)
         if kind in (LogicalType.DOUBLE, LogicalType.FLOAT, LogicalType.DECIMAL):
             return _finite
+        if kind is LogicalType.DATE:
+            return date_of  # MySQL drops a time of day given to a DATE with only a note
         if kind is LogicalType.JSON:
             return lambda v: v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
+        return None
+
+    def _write_unchanged(self, column: Column) -> ColumnCheck | None:
+        # The checks `_write_converter`'s functions pass a value through on, over a whole column.
+        if column.type is LogicalType.DATE:
+            return only_dates
         return None
 
     def _execute(self, sql: str) -> None:

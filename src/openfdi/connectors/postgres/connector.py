@@ -26,6 +26,8 @@ import re
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import timedelta
+from decimal import Decimal
+from operator import attrgetter
 from typing import Any
 
 import psycopg
@@ -40,9 +42,16 @@ from openfdi.connectors._sqlbase import (
     require,
 )
 from openfdi.connectors._tsv import TSV, tsv_form
-from openfdi.connectors._values import as_naive_utc, format_interval, to_time_of_day
+from openfdi.connectors._values import (
+    as_naive_utc,
+    date_of,
+    format_interval,
+    only_dates,
+    to_time_of_day,
+    within_scale,
+)
 from openfdi.connectors.errors import SliceRefusedError, TerminalConnectorError
-from openfdi.connectors.postgres import SPEC, errors, types
+from openfdi.connectors.postgres import SPEC, errors, loaders, types
 from openfdi.connectors.postgres.binary import BinaryColumns, binary_columns
 from openfdi.connectors.postgres.copyin import write_rows
 from openfdi.connectors.spi import (
@@ -191,6 +200,31 @@ def _interval_text(value: Any) -> Any:
     return format_interval(value) if isinstance(value, timedelta) else value
 
 
+_INT_OR_NULL = frozenset({int, type(None)})
+_DECIMAL_OR_NULL = frozenset({Decimal, type(None)})
+_EXPONENT = attrgetter("exponent")
+
+
+def _within_scale_check(scale: int) -> ColumnCheck:
+    """Whether every value is an int, or a decimal with at most `scale` decimals (so none can
+    be rounded); NaN's exponent is text, which sends the column to the per-value check."""
+
+    def check(values: Sequence[Any]) -> bool:
+        kinds = set(map(type, values))
+        if kinds <= _INT_OR_NULL:
+            return True
+        if not kinds <= _DECIMAL_OR_NULL:
+            return False
+        try:
+            # filter(None) drops the NULLs, and the zeros, which any scale holds.
+            exponents = map(_EXPONENT, map(Decimal.as_tuple, filter(None, values)))
+            return bool(min(exponents, default=0) >= -scale)
+        except TypeError:
+            return False
+
+    return check
+
+
 def _all_text(values: Sequence[Any]) -> bool:
     """Every value is text or NULL: none is serialised as a JSON document."""
     return set(map(type, values)) <= _TEXT_OR_NULL
@@ -243,6 +277,7 @@ class PostgresConnector(SqlConnector, PassThrough):
                 settings += f"; SET search_path TO {self.q(self._schema)}"
             conn.execute(settings)
             conn.commit()
+            loaders.keep_out_of_range_dates(conn)
             self._conn = conn
         return self._conn
 
@@ -432,6 +467,12 @@ class PostgresConnector(SqlConnector, PassThrough):
             return lambda v: as_naive_utc(v) if hasattr(v, "tzinfo") else v
         if column.type is LogicalType.JSON:
             return lambda v: v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
+        if column.type is LogicalType.DECIMAL and column.scale is not None:
+            # PostgreSQL rounds a numeric to the column's scale without a word: refuse instead.
+            precision, scale = column.precision, column.scale
+            return lambda v: within_scale(v, precision, scale)
+        if column.type is LogicalType.DATE:
+            return date_of  # PostgreSQL's date drops a time of day given to it without a word
         if column.type is LogicalType.TIME:
             # A duration (a MySQL TIME) is a time of day only within 00:00..24:00: refused, with
             # its value, otherwise (never wrapped around midnight).
@@ -448,6 +489,10 @@ class PostgresConnector(SqlConnector, PassThrough):
             return _all_text
         if column.type is LogicalType.TIME or _is_interval(column):
             return _no_duration
+        if column.type is LogicalType.DECIMAL and column.scale is not None:
+            return _within_scale_check(column.scale)
+        if column.type is LogicalType.DATE:
+            return only_dates
         return None
 
     def _truncate_sql(self, qualified: str) -> str:

@@ -13,6 +13,7 @@ durations as `[-]H:MM:SS[.ffffff]` (MySQL's TIME text).
 from __future__ import annotations
 
 import json
+import math
 import re
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Context, Decimal
@@ -22,11 +23,13 @@ from openfdi.connectors._sqlbase import Convert
 from openfdi.connectors._values import (
     as_naive_utc,
     as_utc,
+    date_of,
     format_interval,
     parse_datetime,
     parse_interval,
     time_from_timedelta,
     to_interval,
+    within_scale,
 )
 from openfdi.connectors.spi import Column, LogicalType
 
@@ -183,7 +186,8 @@ def reader_for(column: Column) -> Convert | None:
     if kind in _INT_RANGE:
         return _lenient(lambda v: int(v) if isinstance(v, float) and v.is_integer() else v)
     if kind is LogicalType.DATE:
-        return _lenient(lambda v: date.fromisoformat(v[:10]) if isinstance(v, str) else v)
+        # Text with a time of day stays as it is (the target refuses it): never cut to a date.
+        return _lenient(lambda v: _read_date(v) if isinstance(v, str) else v)
     if kind is LogicalType.TIME:
         return _lenient(lambda v: time.fromisoformat(v) if isinstance(v, str) else v)
     if kind is LogicalType.INTERVAL:
@@ -197,6 +201,12 @@ def reader_for(column: Column) -> Convert | None:
     if kind is LogicalType.JSON:
         return _lenient(lambda v: json.dumps(v) if isinstance(v, int | float) else v)
     return None
+
+
+def _read_date(text: str) -> Any:
+    if len(text) == 10:
+        return date.fromisoformat(text)
+    return date_of(text)  # a midnight timestamp's date; ValueError for one with a time
 
 
 def _stamp(value: Any) -> datetime:
@@ -269,6 +279,7 @@ def _to_decimal_text(value: Any, precision: int | None, scale: int | None) -> st
     except ArithmeticError:
         raise ValueError(f"{value!r} is not a number") from None
     if number.is_finite() and scale is not None:
+        within_scale(number, precision, scale)  # never rounded away: ValueError refuses the row
         number = number.quantize(
             Decimal(1).scaleb(-scale), rounding=ROUND_HALF_UP, context=WIDE_CONTEXT
         )
@@ -282,7 +293,10 @@ def _to_decimal_text(value: Any, precision: int | None, scale: int | None) -> st
 def _to_float(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, float | int | Decimal | str):
         raise TypeError(f"{type(value).__name__} value {value!r} is not a number")
-    return float(value)
+    number = float(value)
+    if math.isnan(number):
+        raise ValueError(f"{number} cannot be stored by SQLite (it stores NULL instead)")
+    return number
 
 
 def _to_text(value: Any, length: int | None) -> str:
@@ -312,10 +326,7 @@ def _to_bool(value: Any) -> bool:
 
 
 def _to_date(value: Any) -> date:
-    if isinstance(value, datetime):
-        if value.time() != time(0):
-            raise ValueError(f"{value} is not a date (it has a time of day)")
-        return value.date()
+    value = date_of(value)  # ValueError for a datetime (or its text) with a time of day
     if isinstance(value, date):
         return value
     if isinstance(value, str):
