@@ -28,7 +28,7 @@ from contextlib import AbstractContextManager, contextmanager
 from datetime import timedelta
 from decimal import Decimal
 from operator import attrgetter
-from typing import Any
+from typing import Any, Self
 
 import psycopg
 import psycopg.sql
@@ -50,13 +50,18 @@ from openfdi.connectors._values import (
     to_time_of_day,
     within_scale,
 )
-from openfdi.connectors.errors import SliceRefusedError, TerminalConnectorError
+from openfdi.connectors.errors import (
+    InvalidContentError,
+    SliceRefusedError,
+    TerminalConnectorError,
+)
 from openfdi.connectors.postgres import SPEC, errors, loaders, types
 from openfdi.connectors.postgres.binary import BinaryColumns, binary_columns
 from openfdi.connectors.postgres.copyin import write_rows
 from openfdi.connectors.spi import (
     Batch,
     Column,
+    HostPaths,
     LogicalType,
     PassThrough,
     RawSlice,
@@ -237,12 +242,32 @@ def _is_interval(column: Column) -> bool:
     )
 
 
+def database_identity(conn: psycopg.Connection[Any]) -> str:
+    """`<system identifier>/<database oid>` of the database `conn` is connected to: the same
+    for every address that reaches it, different for every other database."""
+    row = conn.execute(
+        "SELECT system_identifier::text || '/' || "
+        "(SELECT oid FROM pg_database WHERE datname = current_database())::text "
+        "FROM pg_control_system()"
+    ).fetchone()
+    if row is None:  # pragma: no cover - the function always returns one row
+        raise TerminalConnectorError("PostgreSQL did not say which database this is")
+    return str(row[0])
+
+
+def _own_database_error() -> InvalidContentError:
+    return InvalidContentError(
+        "the database is openfdi's own metadata database, which no data source may reach",
+        field="database_name",
+    )
+
+
 class PostgresConnector(SqlConnector, PassThrough):
     """POSTGRESQL datasource."""
 
     nulls_first = " NULLS FIRST"
 
-    def __init__(self, content: Mapping[str, Any]) -> None:
+    def __init__(self, content: Mapping[str, Any], host: HostPaths | None = None) -> None:
         super().__init__(content)
         require(content, *SPEC.required_content)
         self._params: dict[str, Any] = {
@@ -256,6 +281,14 @@ class PostgresConnector(SqlConnector, PassThrough):
         self._schema = str(schema) if schema else None
         if self._schema is not None:
             self.q(self._schema)
+        self._own = tuple(d for d in (host or HostPaths()).own_databases if d.type == SPEC.type)
+        for own in self._own:  # the cheap check, by address; `_refuse_own` is the sure one
+            if (
+                self._params["host"].lower() in own.hosts
+                and self._params["port"] == own.port
+                and self._params["dbname"] == own.database
+            ):
+                raise _own_database_error()
         self._conn: psycopg.Connection[Row] | None = None
         self._cursor_ids = itertools.count(1)
         self._typnames: dict[str, dict[str, str]] = {}
@@ -277,9 +310,26 @@ class PostgresConnector(SqlConnector, PassThrough):
                 settings += f"; SET search_path TO {self.q(self._schema)}"
             conn.execute(settings)
             conn.commit()
+            self._refuse_own(conn)
             loaders.keep_out_of_range_dates(conn)
             self._conn = conn
         return self._conn
+
+    @classmethod
+    def create(cls, content: Mapping[str, Any], host: HostPaths) -> Self:
+        return cls(content, host)
+
+    def _refuse_own(self, conn: psycopg.Connection[Row]) -> None:
+        """Close `conn` and refuse it if it reached openfdi's own metadata database, by what the
+        server says it is: a cluster's system identifier (readable by any role) and the
+        database's oid in it."""
+        if not any(own.identity for own in self._own):
+            return
+        reached = database_identity(conn)
+        conn.rollback()
+        if any(own.identity == reached for own in self._own):
+            conn.close()
+            raise _own_database_error()
 
     def _errors(self) -> AbstractContextManager[None]:
         return errors.map_driver_errors(self._secrets, self._cancelled.is_set)
