@@ -288,10 +288,16 @@ def test_infinite_and_bc_dates_reach_postgresql_and_are_refused_elsewhere_with_a
     pg("INSERT INTO src VALUES (1, '2024-01-02', '2024-01-02 03:04', '2024-01-02 03:04+00'), "
        "(2, 'infinity', '-infinity', 'infinity'), "
        "(3, '0044-03-15 BC', '0044-03-15 BC', NULL)")  # fmt: skip
+    # Many fetched chunks around one more: only the chunk holding it is loaded again.
+    pg("INSERT INTO src SELECT g, date '2024-01-01' + g, NULL, NULL "
+       "FROM generate_series(4, 9000) g")  # fmt: skip
+    pg("UPDATE src SET d = 'infinity' WHERE id = 6000")
 
     log, _ = _copy(sdk, creds, ids, "pg", "pg", "src", "copy")
-    assert _status(log) == ("SUCCESS", 3, 0), log.remarks
-    assert pg("SELECT * FROM copy EXCEPT SELECT * FROM src") == []
+    assert _status(log) == ("SUCCESS", 9000, 0), log.remarks
+    assert pg("SELECT count(*) FROM (SELECT * FROM copy EXCEPT SELECT * FROM src) AS x") == [(0,)]
+    assert pg("SELECT count(*) FROM copy") == [(9000,)]
+    pg("DELETE FROM src WHERE id > 3")
 
     log, task = _copy(sdk, creds, ids, "pg", "my", "src", "copy")
     assert _status(log) == ("SUCCESS", 1, 2), log.remarks

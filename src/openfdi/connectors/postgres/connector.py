@@ -126,7 +126,16 @@ class _Stream:
         self._cursor = cursor
 
     def fetchmany(self, size: int) -> list[Row]:
-        return self._cursor.fetchmany(size)
+        before = self._cursor.pgresult
+        try:
+            return self._cursor.fetchmany(size)
+        except psycopg.DataError as exc:
+            # A value psycopg cannot load ('infinity', a BC date): the chunk was fetched (a new
+            # result) and only loading it failed, client-side (no SQLSTATE). Load it again
+            # keeping such values as text (see `loaders`). Any other error stands.
+            if exc.sqlstate is not None or self._cursor.pgresult is before:
+                raise
+            return loaders.load_again(self._cursor)
 
     def close(self, *, exhausted: bool) -> None:
         self._cursor.close()
@@ -311,7 +320,6 @@ class PostgresConnector(SqlConnector, PassThrough):
             conn.execute(settings)
             conn.commit()
             self._refuse_own(conn)
-            loaders.keep_out_of_range_dates(conn)
             self._conn = conn
         return self._conn
 
