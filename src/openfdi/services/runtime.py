@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ import psycopg
 from sqlalchemy.engine import make_url
 
 from openfdi import logs
+from openfdi.connectors.errors import TerminalConnectorError
 from openfdi.connectors.postgres.connector import database_identity
 from openfdi.connectors.registry import Registry, default_registry
 from openfdi.connectors.spi import HostPaths, OwnDatabase
@@ -20,6 +22,8 @@ from openfdi.engine.runner import EngineSettings
 from openfdi.settings import Settings
 from openfdi.store.crypto import SecretBox
 from openfdi.store.db import Database
+
+_log = logging.getLogger(__name__)
 
 
 def _wall_clock_ms() -> int:
@@ -55,11 +59,17 @@ def metadata_database_identity(db: Database) -> str | None:
     SQLite, whose file the path checks keep out of reach."""
     if db.engine.dialect.name != "postgresql":
         return None
-    with db.engine.connect() as conn:
-        driver = conn.connection.driver_connection
-        if not isinstance(driver, psycopg.Connection):  # pragma: no cover - psycopg is the driver
-            return None
-        return database_identity(driver)
+    try:
+        with db.engine.connect() as conn:
+            driver = conn.connection.driver_connection
+            if not isinstance(driver, psycopg.Connection):  # pragma: no cover - always psycopg
+                return None
+            return database_identity(driver)
+    except (psycopg.Error, TerminalConnectorError) as exc:
+        # Not fatal: data sources naming the metadata database's address are still refused.
+        _log.warning("cannot tell the metadata database's identity (%s): a data source "
+                     "reaching it by another address is not refused", exc)  # fmt: skip
+        return None
 
 
 @dataclass

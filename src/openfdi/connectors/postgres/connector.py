@@ -333,9 +333,15 @@ class PostgresConnector(SqlConnector, PassThrough):
         database's oid in it."""
         if not any(own.identity for own in self._own):
             return
-        reached = database_identity(conn)
+        try:
+            reached: str | None = database_identity(conn)
+        except psycopg.Error:
+            reached = None  # a server that does not say (the function revoked): by name, then
         conn.rollback()
-        if any(own.identity == reached for own in self._own):
+        if any(
+            own.identity == reached if reached else own.database == self._params["dbname"]
+            for own in self._own
+        ):
             conn.close()
             raise _own_database_error()
 
