@@ -303,3 +303,22 @@ def test_infinite_and_bc_dates_reach_postgresql_and_are_refused_elsewhere_with_a
     assert _status(log) == ("SUCCESS", 1, 2), log.remarks
     reasons = [reason for _row, reason in _dirty(signed, base_path, task, log.id)]
     assert all("column 'd'" in r or "'d'" in r for r in reasons), reasons
+
+
+def test_a_mariadb_time_column_can_be_the_incremental_column(sdk, creds, ids, my, pg) -> None:  # type: ignore[no-untyped-def]
+    # The watermark of a duration is saved in the text MariaDB reads back (not "-1 day, ...").
+    my("CREATE TABLE spans (id INT PRIMARY KEY, t TIME(6))")
+    my("INSERT INTO spans VALUES (%s, %s)", many=[(1, "-838:59:59"), (2, "-00:00:01.5")])
+    detail = {"sourceSelectedDatasource": {"table": "spans", "incremental": {"column": "t"}},
+              "targetSelectedDatasource": {"table": "spans"}}  # fmt: skip
+    task = create_task(sdk, creds, ids["my"], ids["pg"], detail)
+
+    log = fast._run(sdk, creds, task)
+    assert _status(log) == ("SUCCESS", 2, 0), log.remarks
+    my("INSERT INTO spans VALUES (%s, %s)", many=[(3, "-00:00:01"), (4, "100:00:00")])
+    log = fast._run(sdk, creds, task, nth=2)
+
+    assert _status(log) == ("SUCCESS", 2, 0), log.remarks
+    assert pg("SELECT id, t::text FROM spans ORDER BY id") == [
+        (1, "-838:59:59"), (2, "-00:00:01.5"), (3, "-00:00:01"), (4, "100:00:00")
+    ]  # fmt: skip
