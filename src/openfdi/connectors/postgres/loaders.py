@@ -1,10 +1,11 @@
-"""The dates Python cannot hold (layer: connectors).
+"""The dates and times Python cannot hold (layer: connectors).
 
-PostgreSQL's date and timestamps reach 'infinity', '-infinity', years BC and years past 9999;
-Python's end at years 1 and 9999, and psycopg's loaders raise DataError ("date too large") for
-the rest, which would fail the whole run for one value. Such a value is kept as PostgreSQL's
-text instead: a PostgreSQL target stores it as it was, another target refuses the row with its
-own reason (dirty data).
+PostgreSQL's date and timestamps reach 'infinity', '-infinity', years BC and years past 9999,
+and its time reaches 24:00:00; Python's stop at years 1 and 9999 and at 23:59:59.999999, and
+psycopg's loaders raise DataError ("date too large") for the rest, which would fail the whole
+run for one value. Such a value is kept as PostgreSQL's text instead: a PostgreSQL target stores
+it as it was, another target refuses the row with its own
+reason (dirty data).
 
 psycopg's own (compiled) loaders stay in use: a Python loader in their place costs a call per
 value (a read of timestamps took 60 % longer). Only a fetched chunk they refuse is loaded again,
@@ -22,7 +23,7 @@ from psycopg.pq import Format
 
 __all__ = ["keep_out_of_range_dates", "load_again"]
 
-_TYPES = ("date", "timestamp", "timestamptz")
+_TYPES = ("date", "time", "timestamp", "timestamptz")  # time: PostgreSQL has 24:00:00
 
 
 def _keeping_text(typname: str) -> type[Loader]:
