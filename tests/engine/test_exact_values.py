@@ -156,29 +156,34 @@ def test_mariadb_time_outside_a_day_arrives_in_postgresql(sdk, creds, ids, my, p
                    (5, "00:00:00"), (6, "23:59:59.999999"), (7, None)]  # fmt: skip
 
 
-def test_a_duration_outside_a_day_is_refused_by_a_postgresql_time_column_naming_it(
+def test_a_duration_outside_a_day_is_refused_by_a_time_column_naming_it(
     sdk, creds, signed, base_path, ids, my, pg
 ) -> None:  # type: ignore[no-untyped-def]
-    # An existing time column takes the durations that are times of day, and refuses the rest
-    # with the column and the value, never wrapping them around midnight.
+    # An existing time column (PostgreSQL's time, or a MariaDB TIME checked to hold times of
+    # day, as openfdi creates one) takes the durations that are times of day, and refuses the
+    # rest with the column and the value, never wrapping them around midnight.
     my("CREATE TABLE spans (id INT PRIMARY KEY, t TIME(6))")
     my("INSERT INTO spans VALUES (%s, %s)", many=DURATIONS)
-    pg("CREATE TABLE spans (id int PRIMARY KEY, t time)")
-
-    log, task = _copy(sdk, creds, ids, "my", "pg", "spans", "spans")
-
-    assert _status(log) == ("SUCCESS", 3, 4), log.remarks
-    assert pg("SELECT id, t::text FROM spans ORDER BY id") == [
-        (5, "00:00:00"),
-        (6, "23:59:59.999999"),
-        (7, None),
-    ]
-    reasons = sorted(reason for _row, reason in _dirty(signed, base_path, task, log.id))
-    assert reasons == [
+    pg("CREATE TABLE tod (id int PRIMARY KEY, t time)")
+    my("CREATE TABLE tod (id INT PRIMARY KEY, "
+       "t TIME(6) CHECK (t >= '00:00:00' AND t < '24:00:00'))")  # fmt: skip
+    want = [
         f"column 't': duration {value} is not a time of day (00:00:00 to 23:59:59.999999); "
         "an interval column would hold it"
         for value in sorted(["-838:59:59", "838:59:59", "100:00:00", "-00:00:01.500000"])
     ]
+    stored = (
+        ("pg", pg, "SELECT id, t::text FROM tod ORDER BY id", ["00:00:00", "23:59:59.999999"]),
+        ("my", my, "SELECT id, CAST(t AS CHAR) FROM tod ORDER BY id",
+         ["00:00:00.000000", "23:59:59.999999"]),
+    )  # fmt: skip
+    for target, rows, query, times in stored:
+        log, task = _copy(sdk, creds, ids, "my", target, "spans", "tod")
+
+        assert _status(log) == ("SUCCESS", 3, 4), (target, log.remarks)
+        assert rows(query) == [(5, times[0]), (6, times[1]), (7, None)], target
+        reasons = sorted(reason for _row, reason in _dirty(signed, base_path, task, log.id))
+        assert reasons == want, target
 
 
 def test_durations_go_through_sqlite_and_back_to_mariadb_unchanged(

@@ -45,6 +45,7 @@ from openfdi.connectors._values import (
     date_of,
     only_dates,
     time_from_timedelta,
+    to_time_of_day,
     within_scale,
 )
 from openfdi.connectors.errors import TerminalConnectorError
@@ -393,6 +394,9 @@ class MysqlConnector(SqlConnector, PassThrough):
             return _finite
         if kind is LogicalType.DATE:
             return date_of  # MySQL drops a time of day given to a DATE with only a note
+        if kind is LogicalType.TIME:
+            # A TIME checked to hold times of day (see `types`): say why a duration cannot go.
+            return to_time_of_day
         if kind is LogicalType.JSON:
             return lambda v: v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
         return None
@@ -401,6 +405,8 @@ class MysqlConnector(SqlConnector, PassThrough):
         # The checks `_write_converter`'s functions pass a value through on, over a whole column.
         if column.type is LogicalType.DATE:
             return only_dates
+        if column.type is LogicalType.TIME:
+            return lambda values: timedelta not in set(map(type, values))
         return None
 
     def _execute(self, sql: str) -> None:
