@@ -6,6 +6,7 @@ Every test gets its own data dir and, on PostgreSQL, its own schema; nothing is 
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import threading
 import time
@@ -45,20 +46,39 @@ class Credentials:
     password: str = PASSWORD
 
 
+# Metadata lives in a database of its own, as in production: a data source may not reach
+# openfdi's metadata database, and the tests' data sources use `postgres`.
+METADATA_DATABASE = "openfdi_test_metadata"
+
+
+def _metadata_database() -> None:
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        if conn.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", (METADATA_DATABASE,)
+        ).fetchone():
+            return
+        # Another test process may make it at the same moment.
+        with contextlib.suppress(psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
+            conn.execute(f'CREATE DATABASE "{METADATA_DATABASE}"')
+
+
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL schema, dropped afterwards; the URL pins search_path to it."""
+    """A fresh PostgreSQL schema of the metadata database, dropped afterwards; the URL pins
+    search_path to it."""
     require("postgres")
+    _metadata_database()
     schema = f"t_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+    admin = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{METADATA_DATABASE}"
+    with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
     try:
         yield (
-            "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+            f"postgresql+psycopg://postgres@127.0.0.1:5432/{METADATA_DATABASE}"
             f"?options=-csearch_path%3D{schema}"
         )
     finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 

@@ -14,11 +14,18 @@ import pytest
 from huaweicloudsdkcore.exceptions import exceptions
 from huaweicloudsdkroma.v2 import (
     Content,
+    CreateCommonTaskRequest,
+    CreateCommonTaskRequestBody,
     CreateDatasourceInfoRequest,
     DatasourceInfo,
     ListDatasourceColumnsRequest,
+    ListDatasourcesRequest,
+    ListMonitorInfosRequest,
+    ListTasksRequest,
     ShowDataourceDetailRequest,
+    ShowTaskRequest,
     StartTestDatasourceRequest,
+    TaskBasicRequestBody,
     UpdateDatasourceInfoRequest,
 )
 from huaweicloudsdkroma.v2.model import datasource_info
@@ -276,7 +283,7 @@ MYSQL_COLUMNS = {
     "c_varbinary varbinary(16)": ("16", None),
     "c_json json": ("4294967295", None),
     "c_date date": ("10", None),
-    "c_time time": ("15", None),
+    "c_time time": ("17", None),  # -838:59:59.999999: a duration
     "c_datetime datetime": ("26", None),
     "c_timestamp timestamp null": ("32", None),
 }
@@ -359,3 +366,88 @@ def test_columns_fill_field_length_for_every_type(sdk, creds, column_tables) -> 
         assert got.pop("id")[0] in ("10", "19"), kind
         assert got == want, kind
         assert all(c.field_type for c in reply.columns)
+
+
+# --- integration applications -----------------------------------------------------------------
+
+
+def test_every_data_source_and_task_names_its_integration_application(sdk, creds) -> None:  # type: ignore[no-untyped-def]
+    # openfdi keeps no application registry (docs/api.md, "Integration applications"): a data
+    # source sent without app_id is in its instance's default application, named "default";
+    # another app_id is echoed, named by itself; every permission is the caller's.
+    app = str(uuid.uuid4())
+    ids = {}
+    for key, app_id in (("plain", None), ("in_app", app)):
+        created = sdk.create_datasource_info(
+            CreateDatasourceInfoRequest(
+                instance_id=creds.instance_id,
+                body=DatasourceInfo(
+                    datasource_name=unique("ds"), datasource_type="MYSQL", app_id=app_id,
+                    content=ANY_CONTENT,
+                ),
+            )
+        )  # fmt: skip
+        ids[key] = created.datasource_id
+    shown = {
+        key: sdk.show_dataource_detail(
+            ShowDataourceDetailRequest(instance_id=creds.instance_id, datasource_id=ds)
+        )
+        for key, ds in ids.items()
+    }
+    default = shown["plain"].app_id
+    assert uuid.UUID(default)
+    assert default != app
+    assert (shown["plain"].app_name, shown["in_app"].app_id, shown["in_app"].app_name) == (
+        "default", app, app
+    )  # fmt: skip
+    for reply in shown.values():
+        assert reply.app_permission == ["read", "access", "delete", "modify"]
+    listed = sdk.list_datasources(
+        ListDatasourcesRequest(instance_id=creds.instance_id, app_id=default, limit=999)
+    )
+    found = {d.datasource_id: d.app_name for d in listed.entities}
+    assert found.get(ids["plain"]) == "default"
+    assert ids["in_app"] not in found
+
+    task = sdk.create_common_task(
+        CreateCommonTaskRequest(
+            instance_id=creds.instance_id,
+            body=CreateCommonTaskRequestBody(
+                task=TaskBasicRequestBody(
+                    task_name=unique("task"), task_type="TIMING",
+                    source_datasource_id=ids["plain"], target_datasource_id=ids["in_app"],
+                ),
+                task_detail='{"sourceSelectedDatasource": {"table": "a"}, '
+                '"targetSelectedDatasource": {"table": "b"}}',
+            ),
+        )
+    ).task  # fmt: skip
+    want = (default, "default", app, app)
+    assert (
+        task.source_app_id,
+        task.source_app_name,
+        task.target_app_id,
+        task.target_app_name,
+    ) == want
+    shown_task = sdk.show_task(
+        ShowTaskRequest(instance_id=creds.instance_id, task_id=task.task_id)
+    ).task
+    assert (
+        shown_task.source_app_id, shown_task.source_app_name,
+        shown_task.target_app_id, shown_task.target_app_name,
+    ) == want  # fmt: skip
+    brief = sdk.list_tasks(
+        ListTasksRequest(instance_id=creds.instance_id, source_app_id=default, limit=999)
+    ).entities
+    [mine] = [t for t in brief if t.task_id == task.task_id]
+    assert (mine.source_app_id, mine.target_app_id) == (default, app)
+    monitors = sdk.list_monitor_infos(
+        ListMonitorInfosRequest(instance_id=creds.instance_id, task_name=task.task_name)
+    ).entities
+    [info] = [m for m in monitors if m.task_id == task.task_id]
+    assert (
+        info.source_app_id,
+        info.source_app_name,
+        info.target_app_id,
+        info.target_app_name,
+    ) == want

@@ -15,7 +15,12 @@ from openfdi.connectors._batching import stream_batches
 from openfdi.connectors._rejects import write_isolating_rejects
 from openfdi.connectors._sql import InvalidIdentifierError, quote_ident, split_qualified
 from openfdi.connectors._sqlbase import coerce_watermark
-from openfdi.connectors._values import estimate_row_bytes, time_from_timedelta
+from openfdi.connectors._values import (
+    estimate_row_bytes,
+    format_interval,
+    parse_interval,
+    time_from_timedelta,
+)
 from openfdi.connectors.spi import Column, LogicalType, ReadPlan, TableSchema, WriteMode, WritePlan
 
 Row = tuple[Any, ...]
@@ -231,5 +236,27 @@ def test_row_size_estimate_counts_text_and_bytes() -> None:
 
 def test_mysql_time_values_become_times_of_day() -> None:
     assert time_from_timedelta(timedelta(hours=23, microseconds=5)) == time(23, 0, 0, 5)
-    with pytest.raises(ValueError, match="not a time of day"):
+    with pytest.raises(ValueError, match="duration 25:00:00 is not a time of day"):
         time_from_timedelta(timedelta(hours=25))
+
+
+@pytest.mark.parametrize(
+    ("span", "text"),
+    [
+        (timedelta(0), "00:00:00"),
+        (-timedelta(seconds=1.5), "-00:00:01.500000"),
+        (-timedelta(hours=838, minutes=59, seconds=59), "-838:59:59"),
+        (timedelta(days=40, microseconds=1), "960:00:00.000001"),
+    ],
+)
+def test_durations_have_one_text_form_that_reads_back(span: timedelta, text: str) -> None:
+    # str(timedelta) says "-1 day, 23:59:58.500000" for -1.5 s: neither MySQL nor PostgreSQL
+    # reads that back as the same duration.
+    assert format_interval(span) == text
+    assert parse_interval(text) == span
+
+
+@pytest.mark.parametrize("text", ["1 day", "12:60:00", "-", "1:2:3", "00:00:00.1234567"])
+def test_other_text_is_not_a_duration(text: str) -> None:
+    with pytest.raises(ValueError, match="is not a duration"):
+        parse_interval(text)

@@ -80,7 +80,7 @@ NATIVE: dict[str, list[tuple[str, LogicalType, int | None, int | None, int | Non
         ("TEXT", LogicalType.TEXT, None, None, None),
         ("LONGTEXT", LogicalType.TEXT, None, None, None),
         ("DATE", LogicalType.DATE, None, None, None),
-        ("TIME(6)", LogicalType.TIME, None, None, None),
+        ("TIME(6)", LogicalType.INTERVAL, None, None, None),  # -838:59:59..838:59:59
         ("DATETIME(6)", LogicalType.TIMESTAMP, None, None, None),
         ("TIMESTAMP(6) NULL", LogicalType.TIMESTAMPTZ, None, None, None),
         ("VARBINARY(16)", LogicalType.BINARY, 16, None, None),

@@ -169,8 +169,11 @@ def test_refused_rows_among_many_chunks_are_isolated_and_notes_are_not_refusals(
     }
     for index, row in bad.items():
         rows[index] = row
-    rounded = (9_999, 1, "rounded", Decimal("1.123456789012"), *([None] * 7))
-    rows.append(rounded)  # more decimals than the column keeps: a note, not a refusal
+    # Zeros past the column's decimals: MariaDB drops them with a note, which refuses nothing.
+    rows.append((9_999, 1, "zeros", Decimal("1.123456789000000"), *([None] * 7)))
+    # Non-zero digits past them would be rounded: refused, never stored rounded.
+    bad[len(rows)] = (10_000, 1, "rounded", Decimal("1.123456789012"), *([None] * 7))
+    rows.append(bad[len(rows)])
 
     result = conn.write(Batch.of(SCHEMA.names, rows), _plan())
     conn.commit()
@@ -180,8 +183,12 @@ def test_refused_rows_among_many_chunks_are_isolated_and_notes_are_not_refusals(
     assert "Data truncated" in reasons[0] or "too long" in reasons[0]
     assert "Duplicate entry" in reasons[1]
     assert "many" in reasons[2]
+    assert reasons[3] == (
+        "column 'd': 1.123456789012 has more decimals than decimal(38,10) keeps: "
+        "it would be rounded"
+    )
     assert result.rows_written == len(rows) - len(bad)
-    stored = mysql.query("SELECT count(*), max(d) FROM fast WHERE id = 9999")
+    stored = mysql.query("SELECT count(*), max(d) FROM fast WHERE id >= 9999")
     assert stored == [(1, Decimal("1.1234567890"))]
 
 

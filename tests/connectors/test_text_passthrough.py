@@ -65,7 +65,8 @@ def _rows() -> list[Row]:
                 n,
                 -n,
                 Decimal(n) / 100,
-                Decimal("1") / 7 if n % 2 else Decimal("-12345678901234567890.5"),
+                # 1/7 to the column's 10 decimals: a value with more would be refused
+                round(Decimal(1) / 7, 10) if n % 2 else Decimal("-12345678901234567890.5"),
                 1 / (n + 3),
                 text[:32],
                 text * 3,

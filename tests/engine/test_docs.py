@@ -22,10 +22,27 @@ from tests.services import PG_ADMIN_URL, require
 
 ROOT = Path(__file__).resolve().parents[2]
 PLACED = dt.datetime(2026, 1, 2, 3, 4, 5)
+# What the doc's setup SQL inserts.
 ROWS = [
-    (i, f"customer {i} é", Decimal(f"{i}.{i % 100:02d}"), PLACED.replace(microsecond=i), i % 2 == 0)
+    (i, f"customer {i}", i * Decimal("1.25"), PLACED.replace(microsecond=i), i % 2 == 0)
     for i in range(1, 1001)
 ]
+
+
+def _doc_block(marker: str, language: str) -> str:
+    doc = (ROOT / "docs" / "copy-a-table.md").read_text()
+    match = re.search(rf"<!-- {marker} -->\s*```{language}\n(.*?)```", doc, re.S)
+    assert match, f"docs/copy-a-table.md has no {marker} block"
+    return match.group(1)
+
+
+def _setup_statements() -> list[str]:
+    """The doc's MariaDB setup without its first two statements (the test has its database)."""
+    lines = [line for line in _doc_block("copy-mariadb-setup", "sql").splitlines()
+             if not line.lstrip().startswith("--")]  # fmt: skip
+    statements = [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+    assert statements[:2] == ["CREATE DATABASE shop", "USE shop"], statements[:2]
+    return statements[2:]
 
 
 @pytest.fixture
@@ -45,17 +62,11 @@ def test_the_copy_example_moves_a_mariadb_table_into_postgresql(
 ) -> None:
     conn = pymysql.connect(host="127.0.0.1", user="root", database=mysql_database)
     with conn.cursor() as cur:
-        cur.execute(
-            "CREATE TABLE orders (id bigint primary key, customer varchar(40),"
-            " amount decimal(12,2), placed datetime(6), paid boolean)"
-        )
-        cur.executemany("INSERT INTO orders VALUES (%s, %s, %s, %s, %s)", ROWS)
+        for statement in _setup_statements():
+            cur.execute(statement)
     conn.commit()
     conn.close()
-
-    doc = (ROOT / "docs" / "copy-a-table.md").read_text()
-    match = re.search(r"<!-- copy-sdk-example -->\s*```python\n(.*?)```", doc, re.S)
-    assert match, "docs/copy-a-table.md has no SDK example block"
+    example = _doc_block("copy-sdk-example", "python")
     env = {
         **os.environ,
         "OPENFDI_ENDPOINT": served.url,
@@ -63,7 +74,7 @@ def test_the_copy_example_moves_a_mariadb_table_into_postgresql(
         "WAREHOUSE_DATABASE": warehouse,
     }
     result = subprocess.run(
-        [sys.executable, "-c", match.group(1)], env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", example], env=env, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
     assert re.fullmatch(r"SUCCESS: 1000 rows, 0 refused, [\d.]+ [KM]?B; \n", result.stdout), (

@@ -33,3 +33,20 @@ def test_the_sdk_example_schedules_and_runs_the_demo_task(served: Served) -> Non
     assert int(fired.group(3)) % 2 == 0  # on the plan's even seconds
     # How late it started is for bench/scheduler.py; a busy CI machine must not fail this.
     assert int(fired.group(5)) > 0
+
+
+def test_the_sdk_example_plans_a_new_task(served: Served) -> None:
+    doc = (ROOT / "docs" / "scheduling.md").read_text()
+    match = re.search(r"<!-- scheduling-new-task-sdk-example -->\s*```python\n(.*?)```", doc, re.S)
+    assert match, "docs/scheduling.md has no new-task SDK example block"
+    result = subprocess.run(
+        [sys.executable, "-c", match.group(1)],
+        env={**os.environ, "OPENFDI_ENDPOINT": served.url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    copied = re.fullmatch(r"plan \S+: first scheduled run copied (\d+) rows\n", result.stdout)
+    assert copied, result.stdout
+    assert int(copied.group(1)) > 0

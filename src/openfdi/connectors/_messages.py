@@ -33,7 +33,13 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from openfdi.connectors._values import as_naive_utc, as_utc
+from openfdi.connectors._values import (
+    as_naive_utc,
+    as_utc,
+    date_of,
+    format_interval,
+    parse_interval,
+)
 from openfdi.connectors.errors import InvalidContentError, QueryCancelledError
 from openfdi.connectors.spi import (
     Batch,
@@ -181,6 +187,8 @@ def _to_json(value: Any) -> Any:
         return str(value)
     if isinstance(value, dt.datetime | dt.date | dt.time):
         return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return format_interval(value)  # MySQL TIME's text, which parse_interval reads back
     if isinstance(value, bytes | bytearray | memoryview):
         return bytes(value).hex()
     return value
@@ -225,9 +233,12 @@ def _convert(value: Any, kind: LogicalType) -> Any:
     if kind in (LogicalType.VARCHAR, LogicalType.TEXT):
         return _text(value)
     if kind is LogicalType.DATE:
-        return dt.date.fromisoformat(str(value)[:10])
+        day = date_of(value)  # ValueError for a timestamp with a time of day: never cut off
+        return day if isinstance(day, dt.date) else dt.date.fromisoformat(str(value).strip())
     if kind is LogicalType.TIME:
         return dt.time.fromisoformat(str(value))
+    if kind is LogicalType.INTERVAL:
+        return value if isinstance(value, dt.timedelta) else parse_interval(str(value))
     if kind is LogicalType.TIMESTAMP:
         stamp = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
         return as_naive_utc(stamp) if stamp.tzinfo else stamp

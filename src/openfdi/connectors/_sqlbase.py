@@ -23,7 +23,13 @@ from typing import Any, ClassVar, Protocol
 from openfdi.connectors._batching import stream_batches
 from openfdi.connectors._rejects import write_isolating_rejects
 from openfdi.connectors._sql import quote_ident, split_qualified
-from openfdi.connectors._values import as_naive_utc, as_utc, parse_datetime, typed_sizer
+from openfdi.connectors._values import (
+    as_naive_utc,
+    as_utc,
+    parse_datetime,
+    parse_interval,
+    typed_sizer,
+)
 from openfdi.connectors.errors import (
     InvalidContentError,
     QueryCancelledError,
@@ -147,6 +153,8 @@ def coerce_watermark(value: Any, column: Column) -> Any:
         return stamp
     if kind is LogicalType.DATE and isinstance(value, str):
         return date.fromisoformat(value[:10])
+    if kind is LogicalType.INTERVAL and isinstance(value, str):
+        return parse_interval(value)
     if kind in _INTEGERS and isinstance(value, str | float):
         return int(value)
     if kind is LogicalType.DECIMAL and isinstance(value, str | int | float):

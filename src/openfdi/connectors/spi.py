@@ -27,6 +27,7 @@ __all__ = [
     "ConnectorSpec",
     "HostPaths",
     "LogicalType",
+    "OwnDatabase",
     "PassThrough",
     "Positions",
     "RawSlice",
@@ -60,6 +61,7 @@ class LogicalType(enum.StrEnum):
     BOOLEAN = "boolean"  # bool
     DATE = "date"  # datetime.date
     TIME = "time"  # datetime.time, naive, microseconds
+    INTERVAL = "interval"  # datetime.timedelta, signed, microseconds (MySQL TIME is a duration)
     TIMESTAMP = "timestamp"  # datetime.datetime, naive (no time zone), microseconds
     TIMESTAMPTZ = "timestamptz"  # datetime.datetime, aware, normalised to UTC
     BINARY = "binary"  # bytes; Column.length when bounded
@@ -352,6 +354,29 @@ class HostPaths:
 
     roots: tuple[Path, ...] | None = None
     forbidden: tuple[Path, ...] = ()
+    own_databases: tuple[OwnDatabase, ...] = ()
+    """openfdi's own metadata database when it is on a server (PostgreSQL): no data source may
+    reach it, however its address is spelled."""
+
+
+@dataclass(frozen=True, slots=True)
+class OwnDatabase:
+    """openfdi's metadata database on a database server, which no data source may reach.
+
+    `hosts`, `port` and `database` are how openfdi's settings address it (every loopback spelling
+    when it is local): a data source naming the same is refused when it is saved, without
+    connecting. `identity` is what the server itself says the database is (for PostgreSQL
+    `<system identifier>/<database oid>`, see the connector): a connector compares it with the
+    database it actually reached, each time it connects, so no spelling (`127.1`, a host name, a
+    proxy) gets through.
+    """
+
+    type: str
+    """The datasource type that speaks its protocol (e.g. "POSTGRESQL")."""
+    hosts: frozenset[str]
+    port: int
+    database: str
+    identity: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

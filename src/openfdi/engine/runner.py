@@ -26,6 +26,7 @@ from typing import Any
 
 import tenacity
 
+from openfdi.connectors._values import format_interval
 from openfdi.connectors.errors import ConnectorError, SliceRefusedError
 from openfdi.connectors.registry import Registry
 from openfdi.connectors.spi import (
@@ -80,6 +81,8 @@ def watermark_text(value: Any) -> str | None:
         return None
     if isinstance(value, dt.datetime | dt.date | dt.time):
         return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return format_interval(value)  # str() says "-1 day, 23:59:59" for minus one second
     return str(value)
 
 
@@ -88,6 +91,8 @@ def _json_value(value: Any) -> Any:
         return bytes(value).hex()
     if isinstance(value, decimal.Decimal | dt.datetime | dt.date | dt.time):
         return str(value)
+    if isinstance(value, dt.timedelta):
+        return format_interval(value)
     return value
 
 

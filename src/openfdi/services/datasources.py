@@ -13,6 +13,7 @@ from openfdi.connectors.errors import (
     ConnectorUnavailableError,
     InvalidContentError,
 )
+from openfdi.domain import apps
 from openfdi.domain.datasource import KNOWN_TYPES, REQUIRED_CONTENT, SECRET_FIELDS
 from openfdi.domain.ids import new_hex_id
 from openfdi.domain.scope import Scope
@@ -142,11 +143,14 @@ def unsaved_settings(
 
 
 def to_wire(row: DatasourceRow) -> DatasourceResponse:
+    app_id = apps.app_id_of(row.app_id, row.instance_id)
     return DatasourceResponse(
         datasource_id=row.id,
         datasource_name=row.name,
         datasource_type=row.type,
-        app_id=row.app_id,
+        app_id=app_id,
+        app_name=apps.app_name_of(app_id, row.instance_id),
+        app_permission=list(apps.APP_PERMISSIONS),
         instance_id=row.instance_id,
         create_time=row.created_at,
         update_time=row.updated_at,
@@ -205,7 +209,7 @@ def list_datasources(
     if name:
         where.append(DatasourceRow.name.ilike(like_pattern(name), escape="\\"))
     if app_id:
-        where.append(DatasourceRow.app_id == app_id)
+        where.append(in_app(DatasourceRow.app_id, app_id, scope.instance_id))
     order = (
         DatasourceRow.created_at.asc() if sort_type == "ASC" else DatasourceRow.created_at.desc()
     )
@@ -252,6 +256,14 @@ def update_datasource_info(
             return to_wire(row)
     except IntegrityError as exc:
         raise _duplicate_name(req.datasource_name.strip()) from exc
+
+
+def in_app(column: Any, app_id: str, instance_id: str) -> Any:
+    """A condition on a data source's stored `app_id` column: it belongs to application `app_id`
+    (the default application's data sources may have stored none)."""
+    if app_id == apps.default_app_id(instance_id):
+        return (column == app_id) | column.is_(None)
+    return column == app_id
 
 
 def _uses(datasource_id: str) -> Any:

@@ -77,6 +77,7 @@ _FIXED_LENGTH = {
     LogicalType.DOUBLE: 17,
     LogicalType.DATE: len("2026-12-05"),
     LogicalType.TIME: len("23:59:59.999999"),
+    LogicalType.INTERVAL: len("-838:59:59.999999"),  # MySQL TIME's longest
     LogicalType.TIMESTAMP: len("2026-12-05 23:59:59.999999"),
     LogicalType.TIMESTAMPTZ: len("2026-12-05 23:59:59.999999+00:00"),
 }

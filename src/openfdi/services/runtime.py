@@ -3,36 +3,73 @@
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
 from sqlalchemy.engine import make_url
 
 from openfdi import logs
+from openfdi.connectors.errors import TerminalConnectorError
+from openfdi.connectors.postgres.connector import database_identity
 from openfdi.connectors.registry import Registry, default_registry
-from openfdi.connectors.spi import HostPaths
+from openfdi.connectors.spi import HostPaths, OwnDatabase
 from openfdi.engine.executor import LocalExecutor
 from openfdi.engine.runner import EngineSettings
 from openfdi.settings import Settings
 from openfdi.store.crypto import SecretBox
 from openfdi.store.db import Database
 
+_log = logging.getLogger(__name__)
+
 
 def _wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def host_paths(settings: Settings) -> HostPaths:
+_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1", "localhost.localdomain"})
+
+
+def host_paths(settings: Settings, metadata_identity: str | None = None) -> HostPaths:
     """Where connectors may open local files: the allowed SQLite roots, never the data dir or
-    the metadata database (with its -wal, -shm and -journal files) wherever it lives."""
+    the metadata database (with its -wal, -shm and -journal files) wherever it lives; and, when
+    the metadata database is on PostgreSQL, that database (`metadata_identity`: what the server
+    says it is, see `metadata_database_identity`), which no data source may reach."""
     forbidden: list[Path] = [settings.data_dir]
+    own: list[OwnDatabase] = []
     url = make_url(settings.resolved_database_url)
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
         db = Path(str(url.database))
         forbidden += [db, *(db.with_name(db.name + s) for s in ("-wal", "-shm", "-journal"))]
-    return HostPaths(roots=settings.allowed_sqlite_roots, forbidden=tuple(forbidden))
+    elif url.get_backend_name() == "postgresql":
+        host = (url.host or "localhost").lower()  # no host: libpq's local socket
+        hosts = frozenset({host, *(_LOOPBACK if host in _LOOPBACK else ())})
+        database = url.database or url.username or "postgres"
+        own.append(OwnDatabase("POSTGRESQL", hosts, url.port or 5432, database, metadata_identity))
+    return HostPaths(
+        roots=settings.allowed_sqlite_roots, forbidden=tuple(forbidden), own_databases=tuple(own)
+    )
+
+
+def metadata_database_identity(db: Database) -> str | None:
+    """What a PostgreSQL metadata database's server says it is (`database_identity`); None on
+    SQLite, whose file the path checks keep out of reach."""
+    if db.engine.dialect.name != "postgresql":
+        return None
+    try:
+        with db.engine.connect() as conn:
+            driver = conn.connection.driver_connection
+            if not isinstance(driver, psycopg.Connection):  # pragma: no cover - always psycopg
+                return None
+            return database_identity(driver)
+    except (psycopg.Error, TerminalConnectorError) as exc:
+        # Not fatal: data sources naming the metadata database's address are still refused.
+        _log.warning("cannot tell the metadata database's identity (%s): a data source "
+                     "reaching it by another address is not refused", exc)  # fmt: skip
+        return None
 
 
 @dataclass
@@ -60,7 +97,8 @@ class Runtime:
     @functools.cached_property
     def registry(self) -> Registry:
         """The installed connectors, opening local files only where the settings allow."""
-        return default_registry().bound(host_paths(self.settings))
+        identity = metadata_database_identity(self.db)
+        return default_registry().bound(host_paths(self.settings, identity))
 
     @property
     def runs_in_worker_processes(self) -> bool:

@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from openfdi.connectors.errors import InvalidContentError
+from openfdi.domain import apps
 from openfdi.domain.ids import new_hex_id
 from openfdi.domain.scope import Scope
 from openfdi.domain.states import DesiredState, ExecuteStatus, TaskType
@@ -23,6 +24,7 @@ from openfdi.errors import (
     TaskDeleteFailed,
 )
 from openfdi.services import dispatches
+from openfdi.services.datasources import in_app
 from openfdi.services.lookup import get_datasource_row, get_task_row
 from openfdi.services.paging import like_pattern, numbered_page, record_page
 from openfdi.services.runtime import Runtime
@@ -146,6 +148,15 @@ def _endpoint(session: Session, scope: Scope, field: str, datasource_id: str) ->
         raise InvalidParameter(name=field, detail="The data source does not exist.") from exc
 
 
+def _apps(side: str, datasource: DatasourceRow) -> dict[str, str]:
+    """`<side>_app_id` and `<side>_app_name` of a task end (see domain/apps.py)."""
+    app_id = apps.app_id_of(datasource.app_id, datasource.instance_id)
+    return {
+        f"{side}_app_id": app_id,
+        f"{side}_app_name": apps.app_name_of(app_id, datasource.instance_id),
+    }
+
+
 def _task_wire(task: TaskRow, source: DatasourceRow, target: DatasourceRow) -> CommonTaskResponse:
     return CommonTaskResponse(
         task=TaskBasicResponse(
@@ -158,8 +169,8 @@ def _task_wire(task: TaskRow, source: DatasourceRow, target: DatasourceRow) -> C
             target_datasource_id=target.id,
             source_datasource_name=source.name,
             target_datasource_name=target.name,
-            source_app_id=source.app_id,
-            target_app_id=target.app_id,
+            **_apps("source", source),
+            **_apps("target", target),
             created_date=task.created_at,
             last_modified_date=task.updated_at,
             description=task.description,
@@ -336,13 +347,17 @@ def _task_conditions(scope: Scope, f: TaskFilter, status_expr: Any) -> list[Any]
     if f.source_app_id:
         where.append(
             TaskRow.source_datasource_id.in_(
-                select(src.id).where(src.app_id == f.source_app_id).scalar_subquery()
+                select(src.id)
+                .where(in_app(src.app_id, f.source_app_id, scope.instance_id))
+                .scalar_subquery()
             )
         )
     if f.target_app_id:
         where.append(
             TaskRow.target_datasource_id.in_(
-                select(dst.id).where(dst.app_id == f.target_app_id).scalar_subquery()
+                select(dst.id)
+                .where(in_app(dst.app_id, f.target_app_id, scope.instance_id))
+                .scalar_subquery()
             )
         )
     if f.task_tag:
@@ -391,8 +406,8 @@ def list_tasks(
             version=str(t.version),
             last_modified_time=t.updated_at,
             execute_status=execute_status,
-            source_app_id=source_app,
-            target_app_id=target_app,
+            source_app_id=apps.app_id_of(source_app, t.instance_id),
+            target_app_id=apps.app_id_of(target_app, t.instance_id),
             source_instance_id=t.instance_id,
             target_instance_id=t.instance_id,
             ext_type=t.ext_type,
@@ -498,9 +513,9 @@ def list_monitor_infos(
                 dispatch_interval=plan.dispatch_interval if plan else None,
                 position=position,
                 execute_status=status,
-                source_app_id=source.app_id,
+                **_apps("source", source),
                 source_instance_id=task.instance_id,
-                target_app_id=target.app_id,
+                **_apps("target", target),
                 target_instance_id=task.instance_id,
                 ext_type=task.ext_type,
                 task_tag=task.task_tag,

@@ -31,9 +31,23 @@ import pymysql.cursors  # type: ignore[import-untyped]
 from pymysql.constants import FIELD_TYPE  # type: ignore[import-untyped]
 
 from openfdi.connectors._sql import split_qualified
-from openfdi.connectors._sqlbase import Convert, SqlConnector, pick_columns, port_of, require
+from openfdi.connectors._sqlbase import (
+    ColumnCheck,
+    Convert,
+    SqlConnector,
+    pick_columns,
+    port_of,
+    require,
+)
 from openfdi.connectors._tsv import tsv_form
-from openfdi.connectors._values import as_naive_utc, time_from_timedelta
+from openfdi.connectors._values import (
+    as_naive_utc,
+    date_of,
+    only_dates,
+    time_from_timedelta,
+    to_time_of_day,
+    within_scale,
+)
 from openfdi.connectors.errors import TerminalConnectorError
 from openfdi.connectors.mysql import SPEC, errors, infile, tsv_read, tsv_write, types
 from openfdi.connectors.mysql.reader import AsyncReader, PrefetchStream
@@ -100,7 +114,8 @@ WHERE TABLE_SCHEMA = COALESCE(%s, DATABASE()) AND TABLE_NAME = %s AND CONSTRAINT
 ORDER BY ORDINAL_POSITION
 """
 # A table's CHECK constraints. MariaDB's JSON is LONGTEXT plus a json_valid() check named after
-# the column; a TINYINT(1) is a boolean only with a check keeping it to 0 and 1.
+# the column; a TINYINT(1) is a boolean only with a check keeping it to 0 and 1, a TIME a time
+# of day only with one keeping it within a day.
 _MARIADB_CHECKS_SQL = """
 SELECT CONSTRAINT_NAME, CHECK_CLAUSE
 FROM information_schema.CHECK_CONSTRAINTS
@@ -242,7 +257,11 @@ class MysqlConnector(SqlConnector, PassThrough):
         primary = tuple(col for (col,) in self._query(_PRIMARY_KEY_SQL, (schema, name)))
         json_columns: set[str] = set()
         bool_columns: set[str] = set()
-        if any(row[1] == "longtext" or row[2].lower().startswith("tinyint(1)") for row in rows):
+        time_columns: set[str] = set()
+        if any(
+            row[1] in ("longtext", "time") or row[2].lower().startswith("tinyint(1)")
+            for row in rows
+        ):
             checks = _MARIADB_CHECKS_SQL if self._is_mariadb else _MYSQL_CHECKS_SQL
             for constraint, clause in self._query(checks, (schema, name)):
                 if (
@@ -253,6 +272,9 @@ class MysqlConnector(SqlConnector, PassThrough):
                 checked = types.bool_checked_column(clause)
                 if checked is not None:
                     bool_columns.add(checked)
+                checked = types.time_checked_column(clause)
+                if checked is not None:
+                    time_columns.add(checked)
         columns = tuple(
             types.column_from_catalog(
                 col,
@@ -265,6 +287,7 @@ class MysqlConnector(SqlConnector, PassThrough):
                 scale=scale,
                 is_json=col in json_columns,
                 is_bool=col in bool_columns,
+                is_time_of_day=col in time_columns,
             )
             for col, data_type, column_type, is_nullable, length, precision, scale in rows
         )
@@ -343,6 +366,8 @@ class MysqlConnector(SqlConnector, PassThrough):
     def _column_constraint(self, column: Column) -> str:
         if column.type is LogicalType.BOOLEAN:
             return " " + types.bool_check(self.q(column.name))
+        if column.type is LogicalType.TIME:
+            return " " + types.time_check(self.q(column.name))
         return ""
 
     def _create_suffix(self) -> str:
@@ -361,10 +386,27 @@ class MysqlConnector(SqlConnector, PassThrough):
         if kind in (LogicalType.TIMESTAMP, LogicalType.TIMESTAMPTZ):
             # PyMySQL drops tzinfo when quoting: make it UTC wall time first (session is UTC).
             return lambda v: as_naive_utc(v) if isinstance(v, datetime) else v
+        if kind is LogicalType.DECIMAL and column.scale is not None:
+            # MySQL rounds a decimal to the column's scale with only a note: refuse instead.
+            precision, scale = column.precision, column.scale
+            return lambda v: within_scale(_finite(v), precision, scale)
         if kind in (LogicalType.DOUBLE, LogicalType.FLOAT, LogicalType.DECIMAL):
             return _finite
+        if kind is LogicalType.DATE:
+            return date_of  # MySQL drops a time of day given to a DATE with only a note
+        if kind is LogicalType.TIME:
+            # A TIME checked to hold times of day (see `types`): say why a duration cannot go.
+            return to_time_of_day
         if kind is LogicalType.JSON:
             return lambda v: v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
+        return None
+
+    def _write_unchanged(self, column: Column) -> ColumnCheck | None:
+        # The checks `_write_converter`'s functions pass a value through on, over a whole column.
+        if column.type is LogicalType.DATE:
+            return only_dates
+        if column.type is LogicalType.TIME:
+            return lambda values: timedelta not in set(map(type, values))
         return None
 
     def _execute(self, sql: str) -> None:
@@ -490,11 +532,10 @@ class MysqlConnector(SqlConnector, PassThrough):
 
 
 def _read_time(value: Any) -> Any:
+    # A TIME column checked to hold times of day only (see `types`); must not raise.
     if isinstance(value, timedelta):
-        try:
+        with contextlib.suppress(ValueError):
             return time_from_timedelta(value)
-        except ValueError:
-            return str(value)  # MySQL TIME also holds durations (-838:59:59..838:59:59)
     return value
 
 

@@ -2,7 +2,9 @@
 
 Every native type maps to a logical type that holds each of its values, never to a narrower one:
 TINYINT(1), which MySQL spells BOOLEAN, holds -128..127, so it is a SMALLINT unless a CHECK
-constraint keeps it to 0 and 1 (as openfdi creates a BOOLEAN column: `bool_check`).
+constraint keeps it to 0 and 1 (as openfdi creates a BOOLEAN column: `bool_check`). Likewise
+TIME holds -838:59:59..838:59:59, a duration, so it is an INTERVAL unless a CHECK keeps it within
+a day (as openfdi creates a TIME column: `time_check`).
 """
 
 from __future__ import annotations
@@ -38,6 +40,27 @@ MAX_DECIMAL_SCALE = 30
 _BOOL_CHECK = re.compile(r"\(?\s*`((?:[^`]|``)+)`\s+in\s*\(\s*0\s*,\s*1\s*\)\s*\)?", re.IGNORECASE)
 
 
+# A CHECK clause keeping a TIME column within a day, as MariaDB (`t` >= '00:00:00' and `t` <
+# '24:00:00') and MySQL (((`t` >= _utf8mb4'00:00:00') and (`t` < _utf8mb4'24:00:00'))) show it.
+_TIME_CHECK = re.compile(
+    r"\(*\s*`((?:[^`]|``)+)`\s*>=\s*(?:_\w+)?'00:00:00'\s*\)?\s+and\s+"
+    r"\(?\s*`\1`\s*<\s*(?:_\w+)?'24:00:00'\s*\)*",
+    re.IGNORECASE,
+)
+
+
+def time_check(quoted_name: str) -> str:
+    """The CHECK constraint openfdi gives a TIME column it creates for a time of day (TIME alone
+    holds durations): with it, the column reads back as TIME."""
+    return f"CHECK ({quoted_name} >= '00:00:00' AND {quoted_name} < '24:00:00')"
+
+
+def time_checked_column(check_clause: str) -> str | None:
+    """The column a CHECK clause keeps within a day (00:00:00 <= col < 24:00:00), or None."""
+    match = _TIME_CHECK.fullmatch(check_clause.strip())
+    return match.group(1).replace("``", "`") if match else None
+
+
 def bool_check(quoted_name: str) -> str:
     """The CHECK constraint openfdi gives a BOOLEAN column it creates (TINYINT(1) alone holds
     -128..127): with it, the column reads back as BOOLEAN."""
@@ -62,11 +85,13 @@ def column_from_catalog(
     scale: int | None,
     is_json: bool = False,
     is_bool: bool = False,
+    is_time_of_day: bool = False,
 ) -> Column:
     """A logical column from information_schema.COLUMNS (DATA_TYPE, COLUMN_TYPE, lengths).
 
     `is_json` marks a MariaDB JSON column, which the catalog shows as LONGTEXT with a
-    json_valid() check; `is_bool` a column with a CHECK keeping it to 0 and 1.
+    json_valid() check; `is_bool` a column with a CHECK keeping it to 0 and 1; `is_time_of_day`
+    a TIME column with a CHECK keeping it within a day.
     """
     data_type = data_type.lower()
     unsigned = "unsigned" in column_type.lower()
@@ -101,7 +126,9 @@ def column_from_catalog(
     elif data_type == "date":
         kind = LogicalType.DATE
     elif data_type == "time":
-        kind = LogicalType.TIME
+        # -838:59:59 to 838:59:59: a duration. As a time of day it would lose every value outside
+        # 00:00..24:00 (PostgreSQL's time holds only those), unless a CHECK rules those out.
+        kind = LogicalType.TIME if is_time_of_day else LogicalType.INTERVAL
     elif data_type == "datetime":
         kind = LogicalType.TIMESTAMP
     elif data_type == "timestamp":
@@ -160,5 +187,6 @@ def ddl_type(column: Column, *, in_key: bool) -> str:
         LogicalType.BOOLEAN: "TINYINT(1)",
         LogicalType.DATE: "DATE",
         LogicalType.TIME: "TIME(6)",
+        LogicalType.INTERVAL: "TIME(6)",  # a duration, refused beyond 838:59:59 (strict mode)
         LogicalType.TIMESTAMP: "DATETIME(6)",
     }[kind]

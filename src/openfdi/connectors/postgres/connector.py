@@ -25,7 +25,10 @@ import json
 import re
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any
+from datetime import timedelta
+from decimal import Decimal
+from operator import attrgetter
+from typing import Any, Self
 
 import psycopg
 import psycopg.sql
@@ -39,14 +42,26 @@ from openfdi.connectors._sqlbase import (
     require,
 )
 from openfdi.connectors._tsv import TSV, tsv_form
-from openfdi.connectors._values import as_naive_utc
-from openfdi.connectors.errors import SliceRefusedError, TerminalConnectorError
-from openfdi.connectors.postgres import SPEC, errors, types
+from openfdi.connectors._values import (
+    as_naive_utc,
+    date_of,
+    format_interval,
+    only_dates,
+    to_time_of_day,
+    within_scale,
+)
+from openfdi.connectors.errors import (
+    InvalidContentError,
+    SliceRefusedError,
+    TerminalConnectorError,
+)
+from openfdi.connectors.postgres import SPEC, errors, loaders, types
 from openfdi.connectors.postgres.binary import BinaryColumns, binary_columns
 from openfdi.connectors.postgres.copyin import write_rows
 from openfdi.connectors.spi import (
     Batch,
     Column,
+    HostPaths,
     LogicalType,
     PassThrough,
     RawSlice,
@@ -111,7 +126,16 @@ class _Stream:
         self._cursor = cursor
 
     def fetchmany(self, size: int) -> list[Row]:
-        return self._cursor.fetchmany(size)
+        before = self._cursor.pgresult
+        try:
+            return self._cursor.fetchmany(size)
+        except psycopg.DataError as exc:
+            # A value psycopg cannot load ('infinity', a BC date): the chunk was fetched (a new
+            # result) and only loading it failed, client-side (no SQLSTATE). Load it again
+            # keeping such values as text (see `loaders`). Any other error stands.
+            if exc.sqlstate is not None or self._cursor.pgresult is before:
+                raise
+            return loaders.load_again(self._cursor)
 
     def close(self, *, exhausted: bool) -> None:
         self._cursor.close()
@@ -179,9 +203,72 @@ def _without_tzinfo(values: Sequence[Any]) -> bool:
     return zones <= {None}
 
 
+def _no_duration(values: Sequence[Any]) -> bool:
+    """No value is a timedelta: none needs turning into a time of day or an interval's text."""
+    return timedelta not in set(map(type, values))
+
+
+def _interval_text(value: Any) -> Any:
+    # psycopg writes a timedelta as days and seconds apart ("-1 days +86399 seconds" for minus
+    # one second), which an interval keeps as such; MySQL's form is what the source meant.
+    return format_interval(value) if isinstance(value, timedelta) else value
+
+
+_INT_OR_NULL = frozenset({int, type(None)})
+_DECIMAL_OR_NULL = frozenset({Decimal, type(None)})
+_EXPONENT = attrgetter("exponent")
+
+
+def _within_scale_check(scale: int) -> ColumnCheck:
+    """Whether every value is an int, or a decimal with at most `scale` decimals (so none can
+    be rounded); NaN's exponent is text, which sends the column to the per-value check."""
+
+    def check(values: Sequence[Any]) -> bool:
+        kinds = set(map(type, values))
+        if kinds <= _INT_OR_NULL:
+            return True
+        if not kinds <= _DECIMAL_OR_NULL:
+            return False
+        try:
+            # filter(None) drops the NULLs, and the zeros, which any scale holds.
+            exponents = map(_EXPONENT, map(Decimal.as_tuple, filter(None, values)))
+            return bool(min(exponents, default=0) >= -scale)
+        except TypeError:
+            return False
+
+    return check
+
+
 def _all_text(values: Sequence[Any]) -> bool:
     """Every value is text or NULL: none is serialised as a JSON document."""
     return set(map(type, values)) <= _TEXT_OR_NULL
+
+
+def _is_interval(column: Column) -> bool:
+    """An interval column (read as TEXT, see `types`), or one to be created for an INTERVAL."""
+    return column.type is LogicalType.INTERVAL or (
+        column.type is LogicalType.TEXT and column.native_type.startswith("interval")
+    )
+
+
+def database_identity(conn: psycopg.Connection[Any]) -> str:
+    """`<system identifier>/<database oid>` of the database `conn` is connected to: the same
+    for every address that reaches it, different for every other database."""
+    row = conn.execute(
+        "SELECT system_identifier::text || '/' || "
+        "(SELECT oid FROM pg_database WHERE datname = current_database())::text "
+        "FROM pg_control_system()"
+    ).fetchone()
+    if row is None:  # pragma: no cover - the function always returns one row
+        raise TerminalConnectorError("PostgreSQL did not say which database this is")
+    return str(row[0])
+
+
+def _own_database_error() -> InvalidContentError:
+    return InvalidContentError(
+        "the database is openfdi's own metadata database, which no data source may reach",
+        field="database_name",
+    )
 
 
 class PostgresConnector(SqlConnector, PassThrough):
@@ -189,7 +276,7 @@ class PostgresConnector(SqlConnector, PassThrough):
 
     nulls_first = " NULLS FIRST"
 
-    def __init__(self, content: Mapping[str, Any]) -> None:
+    def __init__(self, content: Mapping[str, Any], host: HostPaths | None = None) -> None:
         super().__init__(content)
         require(content, *SPEC.required_content)
         self._params: dict[str, Any] = {
@@ -203,6 +290,14 @@ class PostgresConnector(SqlConnector, PassThrough):
         self._schema = str(schema) if schema else None
         if self._schema is not None:
             self.q(self._schema)
+        self._own = tuple(d for d in (host or HostPaths()).own_databases if d.type == SPEC.type)
+        for own in self._own:  # the cheap check, by address; `_refuse_own` is the sure one
+            if (
+                self._params["host"].lower() in own.hosts
+                and self._params["port"] == own.port
+                and self._params["dbname"] == own.database
+            ):
+                raise _own_database_error()
         self._conn: psycopg.Connection[Row] | None = None
         self._cursor_ids = itertools.count(1)
         self._typnames: dict[str, dict[str, str]] = {}
@@ -224,8 +319,31 @@ class PostgresConnector(SqlConnector, PassThrough):
                 settings += f"; SET search_path TO {self.q(self._schema)}"
             conn.execute(settings)
             conn.commit()
+            self._refuse_own(conn)
             self._conn = conn
         return self._conn
+
+    @classmethod
+    def create(cls, content: Mapping[str, Any], host: HostPaths) -> Self:
+        return cls(content, host)
+
+    def _refuse_own(self, conn: psycopg.Connection[Row]) -> None:
+        """Close `conn` and refuse it if it reached openfdi's own metadata database, by what the
+        server says it is: a cluster's system identifier (readable by any role) and the
+        database's oid in it."""
+        if not any(own.identity for own in self._own):
+            return
+        try:
+            reached: str | None = database_identity(conn)
+        except psycopg.Error:
+            reached = None  # a server that does not say (the function revoked): by name, then
+        conn.rollback()
+        if any(
+            own.identity == reached if reached else own.database == self._params["dbname"]
+            for own in self._own
+        ):
+            conn.close()
+            raise _own_database_error()
 
     def _errors(self) -> AbstractContextManager[None]:
         return errors.map_driver_errors(self._secrets, self._cancelled.is_set)
@@ -413,6 +531,18 @@ class PostgresConnector(SqlConnector, PassThrough):
             return lambda v: as_naive_utc(v) if hasattr(v, "tzinfo") else v
         if column.type is LogicalType.JSON:
             return lambda v: v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
+        if column.type is LogicalType.DECIMAL and column.scale is not None:
+            # PostgreSQL rounds a numeric to the column's scale without a word: refuse instead.
+            precision, scale = column.precision, column.scale
+            return lambda v: within_scale(v, precision, scale)
+        if column.type is LogicalType.DATE:
+            return date_of  # PostgreSQL's date drops a time of day given to it without a word
+        if column.type is LogicalType.TIME:
+            # A duration (a MySQL TIME) is a time of day only within 00:00..24:00: refused, with
+            # its value, otherwise (never wrapped around midnight).
+            return to_time_of_day
+        if _is_interval(column):
+            return _interval_text
         return None
 
     def _write_unchanged(self, column: Column) -> ColumnCheck | None:
@@ -421,6 +551,12 @@ class PostgresConnector(SqlConnector, PassThrough):
             return _without_tzinfo
         if column.type is LogicalType.JSON:
             return _all_text
+        if column.type is LogicalType.TIME or _is_interval(column):
+            return _no_duration
+        if column.type is LogicalType.DECIMAL and column.scale is not None:
+            return _within_scale_check(column.scale)
+        if column.type is LogicalType.DATE:
+            return only_dates
         return None
 
     def _truncate_sql(self, qualified: str) -> str:

@@ -39,6 +39,7 @@ _DDL: dict[LogicalType, str] = {
     LogicalType.BOOLEAN: "boolean",
     LogicalType.DATE: "date",
     LogicalType.TIME: "time",
+    LogicalType.INTERVAL: "interval",
     LogicalType.TIMESTAMP: "timestamp",
     LogicalType.TIMESTAMPTZ: "timestamptz",
     LogicalType.BINARY: "bytea",
@@ -61,7 +62,8 @@ def column_from_catalog(
     """A logical column from pg_attribute/pg_type facts (base type of a domain already resolved).
 
     Types without a faithful logical twin (interval, inet, arrays, enums, ...) become TEXT and are
-    read as their text form, which every target can store.
+    read as their text form, which every target can store. An interval is not an INTERVAL: it
+    counts months and days apart from seconds ("1 mon" is not 30 days), which a duration cannot.
     """
     kind = _BY_TYPNAME.get(typname, LogicalType.TEXT)
     length = precision = scale = None

@@ -6,19 +6,31 @@ column (a failure makes the row dirty data, as a type error would on PostgreSQL)
 turns the stored text and numbers back into the column's logical type.
 
 Storage forms: booleans as 0/1, dates and times as ISO-8601 text (`YYYY-MM-DD HH:MM:SS.ffffff`,
-with `+00:00` for TIMESTAMPTZ, which sorts and compares correctly as text), decimals as text.
+with `+00:00` for TIMESTAMPTZ, which sorts and compares correctly as text), decimals as text,
+durations as `[-]H:MM:SS[.ffffff]` (MySQL's TIME text).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Context, Decimal
 from typing import Any
 
 from openfdi.connectors._sqlbase import Convert
-from openfdi.connectors._values import as_naive_utc, as_utc, parse_datetime
+from openfdi.connectors._values import (
+    as_naive_utc,
+    as_utc,
+    date_of,
+    format_interval,
+    parse_datetime,
+    parse_interval,
+    time_from_timedelta,
+    to_interval,
+    within_scale,
+)
 from openfdi.connectors.spi import Column, LogicalType
 
 _DECL = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_ ]*?)\s*(?:\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\))?\s*$")
@@ -75,6 +87,7 @@ def column_from_declared(
         "BOOL": LogicalType.BOOLEAN,
         "DATE": LogicalType.DATE,
         "TIME": LogicalType.TIME,
+        "INTERVAL": LogicalType.INTERVAL,
         "DATETIME": LogicalType.TIMESTAMP,
         "TIMESTAMP": LogicalType.TIMESTAMP,
         "TIMESTAMPWITHOUTTIMEZONE": LogicalType.TIMESTAMP,
@@ -129,6 +142,8 @@ def declared_from_column(column: Column) -> str:
         LogicalType.BOOLEAN: "BOOLEAN",
         LogicalType.DATE: "DATE",
         LogicalType.TIME: "TIME",
+        # INTEGER affinity (by "INT"), but a stored duration always has colons: it stays text.
+        LogicalType.INTERVAL: "INTERVAL",
         LogicalType.TIMESTAMP: "TIMESTAMP",
         LogicalType.TIMESTAMPTZ: "TIMESTAMPTZ",
     }[kind]
@@ -171,9 +186,12 @@ def reader_for(column: Column) -> Convert | None:
     if kind in _INT_RANGE:
         return _lenient(lambda v: int(v) if isinstance(v, float) and v.is_integer() else v)
     if kind is LogicalType.DATE:
-        return _lenient(lambda v: date.fromisoformat(v[:10]) if isinstance(v, str) else v)
+        # Text with a time of day stays as it is (the target refuses it): never cut to a date.
+        return _lenient(lambda v: _read_date(v) if isinstance(v, str) else v)
     if kind is LogicalType.TIME:
         return _lenient(lambda v: time.fromisoformat(v) if isinstance(v, str) else v)
+    if kind is LogicalType.INTERVAL:
+        return _lenient(lambda v: parse_interval(v) if isinstance(v, str) else v)
     if kind is LogicalType.TIMESTAMP:
         return _lenient(lambda v: as_naive_utc(_stamp(v)))
     if kind is LogicalType.TIMESTAMPTZ:
@@ -183,6 +201,12 @@ def reader_for(column: Column) -> Convert | None:
     if kind is LogicalType.JSON:
         return _lenient(lambda v: json.dumps(v) if isinstance(v, int | float) else v)
     return None
+
+
+def _read_date(text: str) -> Any:
+    if len(text) == 10:
+        return date.fromisoformat(text)
+    return date_of(text)  # a midnight timestamp's date; ValueError for one with a time
 
 
 def _stamp(value: Any) -> datetime:
@@ -214,6 +238,8 @@ def writer_for(column: Column) -> Convert:
         return lambda v: _to_date(v).isoformat()
     if kind is LogicalType.TIME:
         return lambda v: _to_time(v).isoformat()
+    if kind is LogicalType.INTERVAL:
+        return lambda v: format_interval(_to_interval(v))
     if kind is LogicalType.TIMESTAMP:
         return lambda v: as_naive_utc(_to_datetime(v)).isoformat(" ")
     if kind is LogicalType.TIMESTAMPTZ:
@@ -253,6 +279,7 @@ def _to_decimal_text(value: Any, precision: int | None, scale: int | None) -> st
     except ArithmeticError:
         raise ValueError(f"{value!r} is not a number") from None
     if number.is_finite() and scale is not None:
+        within_scale(number, precision, scale)  # never rounded away: ValueError refuses the row
         number = number.quantize(
             Decimal(1).scaleb(-scale), rounding=ROUND_HALF_UP, context=WIDE_CONTEXT
         )
@@ -266,7 +293,10 @@ def _to_decimal_text(value: Any, precision: int | None, scale: int | None) -> st
 def _to_float(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, float | int | Decimal | str):
         raise TypeError(f"{type(value).__name__} value {value!r} is not a number")
-    return float(value)
+    number = float(value)
+    if math.isnan(number):
+        raise ValueError(f"{number} cannot be stored by SQLite (it stores NULL instead)")
+    return number
 
 
 def _to_text(value: Any, length: int | None) -> str:
@@ -296,10 +326,7 @@ def _to_bool(value: Any) -> bool:
 
 
 def _to_date(value: Any) -> date:
-    if isinstance(value, datetime):
-        if value.time() != time(0):
-            raise ValueError(f"{value} is not a date (it has a time of day)")
-        return value.date()
+    value = date_of(value)  # ValueError for a datetime (or its text) with a time of day
     if isinstance(value, date):
         return value
     if isinstance(value, str):
@@ -312,7 +339,18 @@ def _to_time(value: Any) -> time:
         return time.fromisoformat(value.strip())
     if isinstance(value, time):
         return value
+    if isinstance(value, timedelta):
+        return time_from_timedelta(value)  # ValueError outside a day: the row is refused
     raise TypeError(f"{type(value).__name__} value {value!r} is not a time")
+
+
+def _to_interval(value: Any) -> timedelta:
+    if isinstance(value, str):
+        return parse_interval(value)
+    converted = to_interval(value)
+    if isinstance(converted, timedelta):
+        return converted
+    raise TypeError(f"{type(value).__name__} value {value!r} is not a duration")
 
 
 def _to_datetime(value: Any) -> datetime:
