@@ -412,3 +412,15 @@ def test_every_redis_exception_is_mapped() -> None:
     assert isinstance(translate(rx.ConnectionError("x")), TransientConnectorError)
     assert isinstance(translate(rx.AuthenticationError("x")), TerminalConnectorError)
     assert translate(ValueError("x")) is None
+
+
+def test_json_paths_step_through_indexes_and_quoted_keys() -> None:
+    from openfdi.connectors._messages import parse_options
+
+    fields = [
+        {"name": "second", "path": "$.items[1].sku", "type": "text"},
+        {"name": "spaced", "path": "$['a b']['']", "type": "bigint"},
+    ]
+    decode = parse_options({"fields": fields}).decoder()
+    doc = {"items": [{"sku": "A"}, {"sku": "B"}], "a b": {"": 5}}
+    assert decode(json.dumps(doc).encode(), {}) == ("B", 5)

@@ -90,10 +90,13 @@ class Field:
 
 
 def _steps(path: str) -> tuple[str | int, ...]:
-    return tuple(
-        key if key is not None else (int(index) if index is not None else quoted)
-        for key, index, quoted in _STEP.findall(path)
-    )
+    # finditer, not findall: findall gives "" for a group that did not match, so `[0]` would
+    # read as the key "" and `['']` could not be told from it.
+    steps: list[str | int] = []
+    for match in _STEP.finditer(path):
+        key, index, quoted = match.groups()
+        steps.append(key if key is not None else int(index) if index is not None else quoted)
+    return tuple(steps)
 
 
 def _fields(raw: Any, fmt: str) -> tuple[Field, ...]:
