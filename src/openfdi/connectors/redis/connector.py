@@ -55,6 +55,7 @@ _LIST_LIMIT = 1_000
 """Streams `list_tables` names at most (a keyspace can hold millions of keys)."""
 
 StreamId = tuple[int, int]
+_NO_META: Mapping[str, Any] = {}
 
 
 def _parse_id(raw: bytes | str) -> StreamId:
@@ -248,6 +249,8 @@ class RedisConnector(MessageConnector):
 
     def _deliveries(self, client: Any, entries: list[Any]) -> list[Delivery]:
         field = self._option("field", "payload").encode("utf-8")
+        # Metadata only when a field asks for it: building it costs more than the rest.
+        with_meta = any(f.meta is not None for f in self.format.fields)
         out: list[Delivery] = []
         gone: list[bytes] = []
         for entry_id, fields in entries:
@@ -259,15 +262,18 @@ class RedisConnector(MessageConnector):
             payload = fields.get(field) if field != b"*" else None
             if payload is None:
                 payload = _as_json(fields)
-            ms, seq = _parse_id(entry_id)
-            meta = {
-                "stream": self._stream,
-                "id": entry_id.decode(),
-                "timestamp": dt.datetime.fromtimestamp(ms / 1000, dt.UTC),
-                "headers": {_text(k): _text(v) for k, v in fields.items() if k != field},
-            }
-            self._seen = max(self._seen, (ms, seq))
+            meta: Mapping[str, Any] = _NO_META
+            if with_meta:
+                ms = _parse_id(entry_id)[0]
+                meta = {
+                    "stream": self._stream,
+                    "id": entry_id.decode(),
+                    "timestamp": dt.datetime.fromtimestamp(ms / 1000, dt.UTC),
+                    "headers": {_text(k): _text(v) for k, v in fields.items() if k != field},
+                }
             out.append((payload, meta, entry_id))
+        if entries:  # ids come in order: the last is the furthest read
+            self._seen = max(self._seen, _parse_id(entries[-1][0]))
         if gone:
             client.xack(self._stream, self._group, *gone)
         return out
