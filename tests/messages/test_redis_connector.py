@@ -20,6 +20,7 @@ import redis.exceptions as rx
 from openfdi.connectors._messages import OptionsError
 from openfdi.connectors.errors import (
     ConnectorError,
+    InvalidContentError,
     QueryCancelledError,
     TerminalConnectorError,
     TransientConnectorError,
@@ -424,3 +425,20 @@ def test_json_paths_step_through_indexes_and_quoted_keys() -> None:
     decode = parse_options({"fields": fields}).decoder()
     doc = {"items": [{"sku": "A"}, {"sku": "B"}], "a b": {"": 5}}
     assert decode(json.dumps(doc).encode(), {}) == ("B", 5)
+
+
+def test_redis_database_selects_the_database_and_must_be_a_number(redis_ns: str) -> None:
+    import redis
+
+    other = redis.Redis(db=1)
+    try:
+        with Registry.discover().open("REDIS", {**REDIS, "redis_database": "1"}) as conn:
+            conn.configure({})
+            _write(conn, WritePlan(redis_ns, ("id",)), [(1,)])
+        assert other.xlen(redis_ns) == 1
+        assert admin().exists(redis_ns) == 0
+    finally:
+        other.delete(redis_ns)
+    with pytest.raises(InvalidContentError) as caught:
+        Registry.discover().open("REDIS", {**REDIS, "redis_database": "first"})
+    assert caught.value.field == "redis_database"

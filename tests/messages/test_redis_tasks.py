@@ -279,3 +279,13 @@ def test_an_invalid_redis_key_is_refused_at_create_naming_it(
     assert reply.status_code == 400, reply.text
     assert reply.json()["error_code"] == "FDI.3033"
     assert "message.mode" in reply.json()["error_msg"]
+
+
+def test_a_redis_database_that_is_no_number_is_refused_at_create(
+    signed: Any, base_path: str
+) -> None:
+    body = {"datasource_name": unique("rd"), "datasource_type": "REDIS",
+            "content": {**REDIS, "redis_database": "first"}}  # fmt: skip
+    reply = signed.post(f"{base_path}/datasources", json=body)
+    assert reply.status_code == 400, reply.text
+    assert "content.redis_database" in reply.json()["error_msg"]
