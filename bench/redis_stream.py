@@ -36,6 +36,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -57,6 +58,10 @@ BASE = f"/v2/{PROJECT_ID}/fdi/instances/{INSTANCE_ID}"
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "postgres"}
 RESULTS = Path(__file__).resolve().parent / "results" / "redis_stream.md"
 GOAL_RATIO = 0.8
+GOAL_P99_MS = 500
+GOAL_RSS_MB = 200
+RATE = 2_000
+LATENCY_SECONDS = 15
 
 FIELDS = [
     {"name": "id", "path": "$.order.id", "type": "bigint"},
@@ -132,7 +137,7 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def openfdi_server(data_dir: Path) -> Iterator[str]:
+def openfdi_server(data_dir: Path) -> Iterator[tuple[str, int]]:
     port = free_port()
     env = {
         **os.environ,
@@ -159,7 +164,7 @@ def openfdi_server(data_dir: Path) -> Iterator[str]:
                 if time.monotonic() > deadline:
                     raise RuntimeError("openfdi serve did not answer /healthz in 120 s")
                 time.sleep(0.2)
-            yield url
+            yield url, process.pid
         finally:
             process.send_signal(signal.SIGINT)
             try:
@@ -184,6 +189,20 @@ class OpenFdi:
             reply.raise_for_status()
             self.ids.append(reply.json()["datasource_id"])
 
+    def task(self, name: str, detail: dict[str, Any], task_type: str = "TIMING") -> str:
+        body = {
+            "task": {"task_name": f"bench-{name}", "task_type": task_type,
+                     "source_datasource_id": self.ids[0], "target_datasource_id": self.ids[1]},
+            "task_detail": json.dumps(detail),
+        }  # fmt: skip
+        reply = self.client.post(f"{BASE}/tasks", json=body)
+        reply.raise_for_status()
+        return str(reply.json()["task"]["task_id"])
+
+    def batch(self, task: str, action: str) -> None:
+        body = {"action_id": action, "list": [{"task_id": task}]}
+        self.client.post(f"{BASE}/batch-operation/tasks", json=body).raise_for_status()
+
     def run(self, stream: str, table: str) -> tuple[float, dict[str, Any]]:
         """One run into `table` (its own group); (seconds from its start to its end, its log)."""
         detail = {
@@ -191,14 +210,7 @@ class OpenFdi:
                                          "message": {"group": table, "fields": FIELDS}},
             "targetSelectedDatasource": {"table": table},
         }  # fmt: skip
-        body = {
-            "task": {"task_name": f"bench-{table}", "task_type": "TIMING",
-                     "source_datasource_id": self.ids[0], "target_datasource_id": self.ids[1]},
-            "task_detail": json.dumps(detail),
-        }  # fmt: skip
-        reply = self.client.post(f"{BASE}/tasks", json=body)
-        reply.raise_for_status()
-        task = reply.json()["task"]["task_id"]
+        task = self.task(table, detail)
         run = self.client.post(f"{BASE}/tasks/{task}/run").json()["run_id"]
         deadline = time.monotonic() + 1800
         while time.monotonic() < deadline:
@@ -210,6 +222,71 @@ class OpenFdi:
                 return (entry["end_time"] - entry["start_time"]) / 1000, entry
             time.sleep(0.2)
         raise RuntimeError("the openfdi run did not end in 30 minutes")
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident set (VmHWM) so far."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def latency(openfdi: OpenFdi, client: redis.Redis, schema: str, stream: str) -> list[float]:
+    """Publish to committed, in ms, of every message published at a steady rate into a
+    REALTIME task's stream. A poller sees the highest committed id every 10 ms: one reader
+    commits the stream in order, so every id up to it is committed."""
+    with psycopg.connect(**PG, autocommit=True) as conn:
+        conn.execute(f'CREATE TABLE "{schema}".live (id bigint, sent double precision)')
+    fields = [{"name": "id", "path": "$.id", "type": "bigint"},
+              {"name": "sent", "path": "$.sent", "type": "double"}]  # fmt: skip
+    detail = {
+        "sourceSelectedDatasource": {"table": stream, "message": {"fields": fields}},
+        "targetSelectedDatasource": {"table": "live"},
+    }
+    task = openfdi.task("live", detail, "REALTIME")
+    openfdi.batch(task, "start")
+    seen: dict[int, float] = {}  # committed id -> when it was first seen
+    done = threading.Event()
+    total = RATE * LATENCY_SECONDS
+
+    def poll() -> None:
+        with psycopg.connect(**PG, autocommit=True) as conn:
+            while not done.is_set():
+                row = conn.execute(f'SELECT max(id) FROM "{schema}".live').fetchone()
+                now = time.time()
+                if row and row[0] is not None:
+                    top = int(row[0])
+                    for i in range(len(seen) + 1, top + 1):
+                        seen.setdefault(i, now)
+                    if top >= total:
+                        return
+                time.sleep(0.01)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    sent: dict[int, float] = {}
+    started = time.monotonic()
+    chunk = RATE // 100  # every 10 ms
+    for tick in range(LATENCY_SECONDS * 100):
+        time.sleep(max(0.0, started + tick / 100 - time.monotonic()))
+        pipe = client.pipeline(transaction=False)
+        now = time.time()
+        for i in range(tick * chunk + 1, (tick + 1) * chunk + 1):
+            sent[i] = now
+            pipe.xadd(stream, {"payload": json.dumps({"id": i, "sent": now})})
+        pipe.execute()
+    poller.join(60)
+    done.set()
+    openfdi.batch(task, "stop")
+    if len(seen) < total:
+        raise RuntimeError(f"only {len(seen)} of {total} messages were committed in time")
+    return sorted((seen[i] - sent[i]) * 1000 for i in range(1, total + 1))
+
+
+def pct(values: list[float], p: float) -> float:
+    """The p-th percentile of sorted values (nearest rank)."""
+    return values[min(len(values) - 1, max(0, round(p / 100 * len(values)) - 1))]
 
 
 def count(schema: str, table: str) -> int:
@@ -233,7 +310,7 @@ def main() -> None:
         size = publish(client, name, n)
         hand_rates: list[float] = []
         openfdi_rates: list[float] = []
-        with tempfile.TemporaryDirectory() as tmp, openfdi_server(Path(tmp)) as url:
+        with tempfile.TemporaryDirectory() as tmp, openfdi_server(Path(tmp)) as (url, pid):
             openfdi = OpenFdi(url, name)
             # Alternating rounds, best of each: this machine is shared, and a neighbour's burst
             # should not decide the ratio.
@@ -246,6 +323,9 @@ def main() -> None:
                 for table in (f"hand{r}", f"openfdi{r}"):
                     if count(name, table) != n:
                         raise RuntimeError(f"{table} holds {count(name, table)} rows, not {n}")
+            log(f"latency: {RATE:,} messages/s for {LATENCY_SECONDS} s into a REALTIME task")
+            delays = latency(openfdi, client, name, f"{name}:live")
+            rss = peak_rss_mb(pid)
         hand_rate, openfdi_rate = max(hand_rates), max(openfdi_rates)
         ratio = openfdi_rate / hand_rate
         rounds = ", ".join(
@@ -266,13 +346,21 @@ def main() -> None:
                 f"(last run: read {entry['read_spend_time']} ms, write "
                 f"{entry['write_spend_time']} ms). Best of {args.rounds} alternating rounds "
                 f"(loop/openfdi msg/s: {rounds}).",
+                "",
+                f"Latency, publish to committed in PostgreSQL, {RATE:,} messages/s for "
+                f"{LATENCY_SECONDS} s into a REALTIME task (seen by a 10 ms poller): "
+                f"p50 {pct(delays, 50):.0f} ms, p99 {pct(delays, 99):.0f} ms, "
+                f"max {delays[-1]:.0f} ms (goal p99 < {GOAL_P99_MS} ms: "
+                f"{'met' if pct(delays, 99) < GOAL_P99_MS else 'NOT met'}). "
+                f"Peak RSS of the server over the whole bench: {rss:.0f} MB "
+                f"(goal < {GOAL_RSS_MB} MB: {'met' if rss < GOAL_RSS_MB else 'NOT met'}).",
             ]
         )
         print(table)
         RESULTS.parent.mkdir(exist_ok=True)
         RESULTS.write_text(table + "\n")
     finally:
-        client.delete(name)
+        client.delete(name, f"{name}:live")
         with psycopg.connect(**PG, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA "{name}" CASCADE')
 

@@ -289,3 +289,49 @@ def test_a_redis_database_that_is_no_number_is_refused_at_create(
     reply = signed.post(f"{base_path}/datasources", json=body)
     assert reply.status_code == 400, reply.text
     assert "content.redis_database" in reply.json()["error_msg"]
+
+
+def test_keys_named_by_a_pattern_to_postgres(
+    sdk: Any, creds: Any, signed: Any, base_path: str, pg_schema: str, redis_ns: str
+) -> None:
+    client = admin()
+    for i in range(1, 201):
+        client.hset(f"{redis_ns}:user:{i}", mapping={"id": str(i), "name": f"ü{i}"})
+    client.set(f"{redis_ns}:user:{BIG}", json.dumps({"id": BIG, "name": None}))
+    client.rpush(f"{redis_ns}:user:list", "not a row")
+    fields = [
+        {"name": "id", "path": "$.id", "type": "bigint"},
+        {"name": "name", "path": "$.name", "type": "text"},
+        {"name": "redis_key", "meta": "key", "type": "text"},
+    ]
+    detail = {
+        "sourceSelectedDatasource": {
+            "table": "users",
+            "message": {"mode": "keys", "key": f"{redis_ns}:user:*", "fields": fields},
+        },
+        "targetSelectedDatasource": {"table": "users", "writeMode": "upsert", "keyColumns": ["id"]},
+    }
+    source = _datasource(signed, base_path, "REDIS", REDIS)
+    task = create_task(sdk, creds, source, _pg(signed, base_path, pg_schema), detail)
+    _run(sdk, creds, task)
+    log = wait_for(lambda: _finished(sdk, creds, task), timeout=60)
+    assert (log.execute_status, log.data_count, log.dirty_data_count) == ("SUCCESS", 201, 1)
+    rows = _rows(pg_schema, "users")
+    assert len(rows) == 201
+    assert rows[0] == (1, "ü1", f"{redis_ns}:user:1")
+    assert rows[-1] == (BIG, None, f"{redis_ns}:user:{BIG}")
+
+
+def test_a_stream_key_with_colons_is_named_by_message_key(
+    sdk: Any, creds: Any, signed: Any, base_path: str, pg_schema: str, redis_ns: str
+) -> None:
+    stream = f"{redis_ns}:orders:v1"
+    _add(stream, [_doc(i) for i in range(1, 21)])
+    detail = _source_detail("orders", "orders")
+    detail["sourceSelectedDatasource"]["message"]["key"] = stream
+    source = _datasource(signed, base_path, "REDIS", REDIS)
+    task = create_task(sdk, creds, source, _pg(signed, base_path, pg_schema), detail)
+    _run(sdk, creds, task)
+    log = wait_for(lambda: _finished(sdk, creds, task), timeout=60)
+    assert (log.execute_status, log.data_count) == ("SUCCESS", 20)
+    assert pending(stream) == 0

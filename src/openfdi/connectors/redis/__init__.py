@@ -12,20 +12,24 @@ from typing import Any
 from openfdi.connectors._messages import OptionsError, parse_options
 from openfdi.connectors.spi import Capabilities, Connector, ConnectorSpec
 
-EXTRA_KEYS = ("mode", "group", "consumer", "start", "field", "prefix", "maxlen", "claim_idle_ms")
+EXTRA_KEYS = (
+    "key", "mode", "group", "consumer", "start", "field", "prefix", "maxlen", "claim_idle_ms",
+)  # fmt: skip
 """`message` keys of a Redis end (docs/task-detail.md, "Redis"):
 
-- `mode`: "stream" or "keys". A source reads the stream `table` (default), or with "keys" the
-  keys matching the glob `table`, once (TIMING). A target appends to the stream `table`, or
-  with "keys" writes each row as the hash `<prefix>:<key column values>`; the default is "keys"
+- `key`: the Redis key the end works on (a stream, or for a keys source a glob pattern), in place
+  of the task's table: a table name is a plain identifier, and Redis keys hold ':', '-', '*'.
+- `mode`: "stream" or "keys". A source reads the stream (default), or with "keys" the keys
+  matching the glob pattern, once (TIMING). A target appends to the stream, or with "keys"
+  writes each row as the hash `<prefix>:<key column values>`; the default is "keys"
   when the task names keyColumns, "stream" otherwise.
 - `group`, `consumer`: the consumer group and consumer a stream source reads as ("openfdi");
   `start`: where a new group begins ("0": the whole stream, "$": only new entries, or an id);
   `claim_idle_ms`: pending entries of other consumers idle this long are claimed (60000).
 - `field`: the entry field holding the payload ("payload"); "*" means the entry's fields are
   the row's columns (a source reads an entry without the field that way too).
-- `prefix`: a hash target's key prefix (the table); `maxlen`: a stream target is trimmed to
-  about this many entries.
+- `prefix`: a hash target's key prefix (`key`, or the table); `maxlen`: a stream target is
+  trimmed to about this many entries.
 """
 
 MODES = ("stream", "keys")
@@ -61,7 +65,7 @@ def check_options(options: Mapping[str, Any]) -> None:
     mode = options.get("mode", "stream")
     if mode not in MODES:
         raise OptionsError(f"message.mode must be one of {', '.join(MODES)}", field="message.mode")
-    for key in ("group", "consumer", "field", "prefix"):
+    for key in ("key", "group", "consumer", "field", "prefix"):
         _name(options, key)
     start = options.get("start")
     if start is not None and not (isinstance(start, str) and _STREAM_ID.match(start)):

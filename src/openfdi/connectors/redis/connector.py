@@ -128,6 +128,7 @@ class RedisConnector(MessageConnector):
             # a retry inside redis-py could repeat an EXEC that had already run.
             "retry": Retry(NoBackoff(), 0),
             "client_name": "openfdi",
+            "protocol": 2,  # the reply shapes read below (lists of pairs), on any redis-py
         }
         # Any: redis-py's annotations describe RESP2 and RESP3 replies at once; this connection
         # speaks RESP2, whose replies (lists of pairs) the code reads.
@@ -175,6 +176,11 @@ class RedisConnector(MessageConnector):
                     break
         return sorted(names)
 
+    def _key(self, table: str) -> str:
+        """The Redis key an end works on: `message.key` when given (Redis keys hold ':', '-'
+        or '*', which a task's table name cannot), else the table."""
+        return self._option("key", table)
+
     def _option(self, key: str, default: str) -> str:
         value = self.options.get(key)
         return str(value) if value is not None else default
@@ -188,7 +194,7 @@ class RedisConnector(MessageConnector):
 
     def open_source(self, plan: ReadPlan) -> None:
         client = self._redis()
-        self._stream = plan.table
+        self._stream = self._key(plan.table)
         self._group = self._option("group", "openfdi")
         self._consumer = self._option("consumer", "openfdi")
         self._follow = plan.follow
@@ -292,8 +298,9 @@ class RedisConnector(MessageConnector):
     # --- keys source ----------------------------------------------------------------------
 
     def _read_keys(self, plan: ReadPlan) -> Iterator[Batch]:
-        """The keys matching `plan.table`, walked once with SCAN: hashes and strings are rows,
-        a key of another type is refused with the reason. Nothing to acknowledge."""
+        """The keys matching the glob pattern (`key`, or the table), walked once with SCAN:
+        hashes and strings are rows, a key of another type is refused with the reason.
+        Nothing to acknowledge."""
         if plan.follow:
             raise TerminalConnectorError(
                 "Redis: message.mode keys reads the keys once; use a TIMING task (a REALTIME "
@@ -302,6 +309,7 @@ class RedisConnector(MessageConnector):
         client = self._redis()
         names = plan.columns or self.format.schema(plan.table).names
         decode = self.format.decoder(names)
+        pattern = self._key(plan.table)
         cursor: int | None = None
         keys: list[bytes] = []
         while True:
@@ -312,7 +320,7 @@ class RedisConnector(MessageConnector):
                 if not keys and cursor != 0:
                     with self._errors():
                         cursor, keys = client.scan(
-                            cursor or 0, match=plan.table, count=min(1_000, plan.batch_rows)
+                            cursor or 0, match=pattern, count=min(1_000, plan.batch_rows)
                         )
                     self.live()
                     continue
@@ -423,11 +431,12 @@ class RedisConnector(MessageConnector):
     def _append(self, entries: list[Mapping[str, Any]], plan: WritePlan) -> None:
         """XADD every entry in one MULTI/EXEC; done once Redis has answered each of them."""
         maxlen = self.options.get("maxlen")
+        stream = self._key(plan.table)
         client = self._redis()
         with self._errors():
             pipe = client.pipeline(transaction=True)
             for entry in entries:
-                pipe.xadd(plan.table, dict(entry), maxlen=maxlen, approximate=True)
+                pipe.xadd(stream, dict(entry), maxlen=maxlen, approximate=True)
             ids = pipe.execute() if entries else []
         if len(ids) != len(entries) or not all(ids):
             raise TerminalConnectorError("Redis: an XADD of the batch was not answered")
@@ -435,7 +444,7 @@ class RedisConnector(MessageConnector):
     def _write_hashes(self, batch: Batch, plan: WritePlan) -> WriteResult:
         """Each row as the hash prefix:k1:k2..., its non-null columns set and its null ones
         removed: writing a row again leaves the same hash (an upsert)."""
-        prefix = self._option("prefix", plan.table)
+        prefix = self._option("prefix", self._key(plan.table))
         columns = self._columns
         rejected: list[RejectedRow] = []
         written = 0
