@@ -241,7 +241,7 @@ def latency(openfdi: OpenFdi, client: redis.Redis, schema: str, stream: str) -> 
     fields = [{"name": "id", "path": "$.id", "type": "bigint"},
               {"name": "sent", "path": "$.sent", "type": "double"}]  # fmt: skip
     detail = {
-        "sourceSelectedDatasource": {"table": stream, "message": {"fields": fields}},
+        "sourceSelectedDatasource": {"table": "live", "message": {"key": stream, "fields": fields}},
         "targetSelectedDatasource": {"table": "live"},
     }
     task = openfdi.task("live", detail, "REALTIME")
