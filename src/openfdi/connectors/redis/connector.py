@@ -1,6 +1,8 @@
 """Redis through redis-py (one connection, used by the run's thread only).
 
-Stream source: the task's stream is read through a consumer group (created when missing, with
+The Redis key an end works on is `message.key`, else the task's table.
+
+Stream source: the stream is read through a consumer group (created when missing, with
 the stream, at `start`). A read first takes back what this consumer was handed and never
 acknowledged (a crashed run's batch), claiming on the way the entries other consumers left
 pending for longer than `claim_idle_ms`, then reads new entries. A batch's entries are
@@ -8,7 +10,7 @@ acknowledged (XACK) only when the engine has committed them and their checkpoint
 redelivers them. A REALTIME read blocks in slices of 0.1 s, so a stop is seen within the
 deadline; a TIMING read ends once it has what the stream held at its start.
 
-Keys source (TIMING): the keys matching the table's glob pattern, one row each: a hash as the
+Keys source (TIMING): the keys matching a glob pattern, one row each: a hash as the
 JSON object of its fields, a string as the payload itself. SCAN walks the keyspace without
 blocking the server; a key written or resized during the walk may be missed or seen twice (the
 SCAN guarantee), so such copies belong in an upsert target.
