@@ -96,10 +96,13 @@ class Field:
 
 
 def _steps(path: str) -> tuple[str | int, ...]:
-    return tuple(
-        key if key is not None else (int(index) if index is not None else quoted)
-        for key, index, quoted in _STEP.findall(path)
-    )
+    # finditer, not findall: findall gives "" for a group that did not match, so `[0]` would
+    # read as the key "" and `['']` could not be told from it.
+    steps: list[str | int] = []
+    for match in _STEP.finditer(path):
+        key, index, quoted = match.groups()
+        steps.append(key if key is not None else int(index) if index is not None else quoted)
+    return tuple(steps)
 
 
 def _fields(raw: Any, fmt: str) -> tuple[Field, ...]:
@@ -275,6 +278,58 @@ def _meta_value(meta: Meta, name: str) -> Any:
     return meta.get(name)
 
 
+_JSON = json.JSONDecoder(parse_float=decimal.Decimal)
+_BOM = b"\xef\xbb\xbf"
+
+
+def _json_doc(payload: bytes) -> Any:
+    """`json.loads(payload)` with exact decimals, without building a decoder per message."""
+    if payload[:3] == _BOM or b"\x00" in payload[:4]:
+        return json.loads(payload, parse_float=decimal.Decimal)  # a BOM, UTF-16 or UTF-32
+    return _JSON.decode(payload.decode("utf-8"))
+
+
+def _getter(field: Field, fmt: str) -> Callable[[Any, Meta], Any]:
+    """Takes `field`'s value out of a decoded payload (or the metadata)."""
+    if field.meta is not None:
+        name = field.meta
+        return lambda _doc, meta: _meta_value(meta, name)
+    if fmt == "raw":
+        return lambda doc, _meta: doc
+    if fmt == "csv":
+        index = field.path[0] if field.path else 0
+
+        def cell(doc: Any, _meta: Meta) -> Any:
+            value = doc[index] if isinstance(index, int) and index < len(doc) else None
+            return None if value == "" else value
+
+        return cell
+    steps = field.path or ()
+    if len(steps) == 1 and isinstance(steps[0], str):
+        key = steps[0]
+        return lambda doc, _meta: doc.get(key) if isinstance(doc, dict) else None
+    if len(steps) == 2 and isinstance(steps[0], str) and isinstance(steps[1], str):
+        outer, inner = steps
+
+        def nested(doc: Any, _meta: Meta) -> Any:
+            node = doc.get(outer) if isinstance(doc, dict) else None
+            return node.get(inner) if isinstance(node, dict) else None
+
+        return nested
+    return lambda doc, _meta: _walk(doc, steps)
+
+
+def _converter(kind: LogicalType) -> Callable[[Any], Any]:
+    """`_convert(value, kind)` for a value that is not None, with the common cases first."""
+    if kind in (LogicalType.BIGINT, LogicalType.INT, LogicalType.SMALLINT):
+        return lambda v: v if type(v) is int else _convert(v, kind)
+    if kind in (LogicalType.VARCHAR, LogicalType.TEXT):
+        return lambda v: v if type(v) is str else _text(v)
+    if kind is LogicalType.DECIMAL:
+        return lambda v: decimal.Decimal(v.strip()) if type(v) is str else _convert(v, kind)
+    return lambda v: _convert(v, kind)
+
+
 @dataclass(frozen=True, slots=True)
 class MessageFormat:
     format: str
@@ -294,6 +349,8 @@ class MessageFormat:
         fmt = self.format
         whole_json = fmt == "json" and len(chosen) == 1 and chosen[0].path == ()
         delimiter = self.delimiter
+        # How to take and convert each field, chosen once: this runs for every message.
+        plan = [(f.name, _getter(f, fmt), _converter(f.type)) for f in chosen]
 
         def decode(payload: bytes, meta: Meta) -> Row:
             try:
@@ -303,27 +360,20 @@ class MessageFormat:
                     text = payload.decode("utf-8")
                     doc = next(csv.reader(io.StringIO(text), delimiter=delimiter), [])
                 else:
-                    doc = json.loads(payload, parse_float=decimal.Decimal)
+                    doc = _json_doc(payload)
             except (ValueError, UnicodeDecodeError) as exc:
                 raise DecodeError(f"payload is not {fmt}: {exc}") from None
             if whole_json:
                 return (payload.decode("utf-8"),)
             row: list[Any] = []
-            for field in chosen:
-                if field.meta is not None:
-                    value = _meta_value(meta, field.meta)
-                elif fmt == "raw":
-                    value = doc
-                elif fmt == "csv":
-                    index = field.path[0] if field.path else 0
-                    value = doc[index] if isinstance(index, int) and index < len(doc) else None
-                    value = None if value == "" else value
-                else:
-                    value = _walk(doc, field.path or ())
-                try:
-                    row.append(_convert(value, field.type))
-                except (ValueError, ArithmeticError, TypeError) as exc:
-                    raise DecodeError(f"field {field.name}: {exc}") from None
+            for name, get, convert in plan:
+                value = get(doc, meta)
+                if value is not None:
+                    try:
+                        value = convert(value)
+                    except (ValueError, ArithmeticError, TypeError) as exc:
+                        raise DecodeError(f"field {name}: {exc}") from None
+                row.append(value)
             return tuple(row)
 
         return decode
