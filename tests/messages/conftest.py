@@ -58,3 +58,6 @@ def rabbit_drain(queue: str) -> list[bytes]:
         out.append(body)
     conn.close()
     return out
+
+
+from tests.messages.nats_support import nats_stream, nats_with_password  # noqa: E402, F401
