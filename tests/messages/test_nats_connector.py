@@ -311,3 +311,15 @@ def test_every_nats_exception_class_is_mapped() -> None:
     assert isinstance(translate(nats.js.errors.NotFoundError()), TableNotFoundError)
     assert isinstance(translate(nats.errors.AuthorizationError()), TerminalConnectorError)
     assert isinstance(translate(ConnectionRefusedError()), TransientConnectorError)
+
+
+def test_json_paths_with_indexes_and_quoted_keys_reach_nested_values() -> None:
+    from openfdi.connectors._messages import parse_options
+
+    fields = [
+        {"name": "sku", "path": "$.order.items[1].sku", "type": "text"},
+        {"name": "odd", "path": "$['a b'][0]", "type": "bigint"},
+    ]
+    decode = parse_options({"fields": fields}).decoder()
+    doc = b'{"order": {"items": [{"sku": "x"}, {"sku": "y"}]}, "a b": [9223372036854775807]}'
+    assert decode(doc, {}) == ("y", BIG)

@@ -90,9 +90,9 @@ class Field:
 
 
 def _steps(path: str) -> tuple[str | int, ...]:
+    # findall gives "" (not None) for the groups a step did not match.
     return tuple(
-        key if key is not None else (int(index) if index is not None else quoted)
-        for key, index, quoted in _STEP.findall(path)
+        int(index) if index else (key or quoted) for key, index, quoted in _STEP.findall(path)
     )
 
 
