@@ -60,4 +60,8 @@ def rabbit_drain(queue: str) -> list[bytes]:
     return out
 
 
-from tests.messages.nats_support import nats_stream, nats_with_password  # noqa: E402, F401
+from tests.messages.nats_support import (  # noqa: E402, F401 - fixtures
+    nats_stream,
+    nats_with_password,
+    private_jetstream,
+)

@@ -13,6 +13,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import nats
@@ -115,34 +116,57 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture
-def nats_with_password() -> Iterator[dict[str, str]]:
-    """A private nats-server (the machine's binary) that wants user `openfdi`, password
-    `right-pass`; its content, stopped afterwards."""
-    binary = shutil.which("nats-server") or next(
-        (p for p in ("/usr/sbin/nats-server", "/usr/local/bin/nats-server") if os.path.exists(p)),
-        None,
-    )
-    if binary is None:
-        pytest.skip("no nats-server binary to start a server with a password")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [binary, "-a", "127.0.0.1", "-p", str(port), "--user", "openfdi", "--pass", "right-pass"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
+class PrivateServer:
+    """A nats-server of this test only (the machine's binary) on a free port."""
+
+    def __init__(self, *args: str) -> None:
+        binary = shutil.which("nats-server") or next(
+            (p for p in ("/usr/sbin/nats-server", "/usr/local/bin/nats-server")
+             if os.path.exists(p)),
+            None,
+        )  # fmt: skip
+        if binary is None:
+            pytest.skip("no nats-server binary to start a private server")
+        self.port = _free_port()
+        self.proc = subprocess.Popen(
+            [binary, "-a", "127.0.0.1", "-p", str(self.port), *args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 10
         while True:
             try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return
             except OSError:
                 if time.monotonic() > deadline:
+                    self.kill()
                     pytest.fail("the private nats-server did not start")
                 time.sleep(0.05)
-        yield {"host": "127.0.0.1", "port": str(port), "user_name": "openfdi",
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def nats_with_password() -> Iterator[dict[str, str]]:
+    """A private server that wants user `openfdi`, password `right-pass` (no JetStream); its
+    content, stopped afterwards."""
+    server = PrivateServer("--user", "openfdi", "--pass", "right-pass")
+    try:
+        yield {"host": "127.0.0.1", "port": str(server.port), "user_name": "openfdi",
                "password": "right-pass"}  # fmt: skip
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        server.kill()
+
+
+@pytest.fixture
+def private_jetstream(tmp_path: Path) -> Iterator[PrivateServer]:
+    """A private server with JetStream (its store under tmp_path), to be killed by the test."""
+    server = PrivateServer("-js", "-sd", str(tmp_path / "jetstream"))
+    try:
+        yield server
+    finally:
+        server.kill()

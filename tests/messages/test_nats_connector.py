@@ -29,6 +29,7 @@ from openfdi.connectors.registry import Registry
 from openfdi.connectors.spi import Batch, Connector, ReadPlan, WritePlan
 from tests.messages.nats_support import (
     NATS,
+    PrivateServer,
     consumer_info,
     make_stream,
     publish,
@@ -323,3 +324,26 @@ def test_json_paths_with_indexes_and_quoted_keys_reach_nested_values() -> None:
     decode = parse_options({"fields": fields}).decoder()
     doc = b'{"order": {"items": [{"sku": "x"}, {"sku": "y"}]}, "a b": [9223372036854775807]}'
     assert decode(doc, {}) == ("y", BIG)
+
+
+def test_a_lost_server_fails_the_work_in_hand_as_transient_at_once(
+    private_jetstream: PrivateServer,
+) -> None:
+    content = {"host": "127.0.0.1", "port": str(private_jetstream.port)}
+    target = Registry.discover().open("NATS", content)
+    target.configure({"create": True})
+    source = Registry.discover().open("NATS", content)
+    source.configure({"ack_wait": 1})
+    with target, source:
+        plan = WritePlan("lost", ("id",))
+        target.prepare_target(plan)
+        assert target.write(Batch.of(("id",), [(1,), (2,)]), plan).rows_written == 2
+        reader = source.read(ReadPlan("lost", follow=True))
+        assert [r for r in next(reader).rows] == [('{"id":1}',), ('{"id":2}',)]
+        private_jetstream.kill()
+        started = time.monotonic()
+        with pytest.raises(TransientConnectorError):
+            target.write(Batch.of(("id",), [(3,)]), plan)
+        with pytest.raises(TransientConnectorError):
+            next(reader)
+        assert time.monotonic() - started < 3

@@ -62,6 +62,8 @@ API_TIMEOUT_S = 5.0
 """A JetStream API request (stream and consumer info, create) or a flush."""
 PUBLISH_TIMEOUT_S = 60.0
 """Longest wait for a batch's publish acks before the batch fails (and is retried)."""
+_CONNECTION_CHECK_S = 0.5
+"""How often a wait for publish acks looks whether the connection is still there."""
 _STREAM_EXISTS = 10058  # JetStream's err_code: "stream name already in use"
 
 
@@ -174,6 +176,11 @@ class _PublishAcks:
                 await self._nc.publish(
                     subject, payload, reply=f"{self._prefix}.{token}", headers=headers
                 )
+            pending: set[asyncio.Future[None]] = set(futures)
+            while pending:
+                _, pending = await asyncio.wait(pending, timeout=_CONNECTION_CHECK_S)
+                if pending and not self._nc.is_connected:  # its acks will never come
+                    raise nats.errors.ConnectionClosedError()
             # Every ack is awaited (each failure retrieved) before the first failure is raised.
             for result in await asyncio.gather(*futures, return_exceptions=True):
                 if isinstance(result, BaseException):
