@@ -285,10 +285,12 @@ class NatsConnector(MessageConnector):
 
     async def _stream_names(self, js: JetStreamContext) -> list[str]:
         names: list[str] = []
+        offset = 0
         while True:  # the server answers a page at a time
-            page = await js.streams_info(offset=len(names))
+            page = await js.streams_info(offset=offset)
             if not page:
                 return sorted(names)
+            offset += len(page)
             names.extend(info.config.name for info in page if info.config.name)
 
     def list_tables(self) -> list[str]:
