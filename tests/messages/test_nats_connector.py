@@ -347,3 +347,30 @@ def test_a_lost_server_fails_the_work_in_hand_as_transient_at_once(
         with pytest.raises(TransientConnectorError):
             next(reader)
         assert time.monotonic() - started < 3
+
+
+def test_a_timing_read_ends_at_the_last_message_of_its_start_while_more_keep_coming(
+    nats_stream: str,
+) -> None:
+    make_stream(nats_stream)
+    publish(nats_stream, [_message(i) for i in range(1, 11)])
+    stop = threading.Event()
+
+    def keep_publishing() -> None:
+        i = 100
+        while not stop.is_set():
+            publish(nats_stream, [_message(i)])
+            i += 1
+
+    busy = threading.Thread(target=keep_publishing)
+    busy.start()
+    try:
+        time.sleep(0.1)
+        with _open() as conn:
+            started = time.monotonic()
+            rows = [r for b in _drain(conn, ReadPlan(nats_stream, batch_rows=5)) for r in b.rows]
+            assert time.monotonic() - started < 5
+    finally:
+        stop.set()
+        busy.join()
+    assert [r[0] for r in rows[:10]] == list(range(1, 11))
