@@ -58,3 +58,10 @@ def rabbit_drain(queue: str) -> list[bytes]:
         out.append(body)
     conn.close()
     return out
+
+
+from tests.messages.nats_support import (  # noqa: E402, F401 - fixtures
+    nats_stream,
+    nats_with_password,
+    private_jetstream,
+)
