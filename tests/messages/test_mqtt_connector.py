@@ -6,15 +6,9 @@ from __future__ import annotations
 
 import collections
 import json
-import shutil
-import socket
-import subprocess
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,7 +22,6 @@ from openfdi.connectors.errors import (
 from openfdi.connectors.registry import Registry
 from openfdi.connectors.spi import Batch, Connector, ReadPlan, Row, WritePlan
 from tests.messages.mqtt_support import MQTT, publish
-from tests.services import require
 
 FIELDS: list[dict[str, Any]] = [
     {"name": "id", "path": "$.order.id", "type": "bigint"},
@@ -245,60 +238,6 @@ def test_a_target_topic_takes_no_wildcard(mqtt_topic: str) -> None:
         conn.configure({"topic": f"{mqtt_topic}/+"})
         with pytest.raises(InvalidContentError, match="no wildcard"):
             conn.prepare_target(WritePlan("t", ("id",)))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def private_broker() -> Iterator[dict[str, Any]]:
-    """A Mosquitto of this test's own that wants a password, and lets user `reader` read only."""
-    require("mosquitto")
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    if not Path(binary).exists() or not shutil.which("mosquitto_passwd"):
-        pytest.skip("the mosquitto binary is not installed")
-    with tempfile.TemporaryDirectory(prefix="openfdi-mosquitto-") as where:
-        yield from _broker(binary, Path(where))
-
-
-def _broker(binary: str, home: Path) -> Iterator[dict[str, Any]]:
-    # Started as root, mosquitto drops to its own user: its files must be readable by others.
-    home.chmod(0o755)
-    passwords, acl = home / "passwd", home / "acl"
-    for user in ("writer", "reader"):
-        subprocess.run(
-            ["mosquitto_passwd", "-b", *(["-c"] if user == "writer" else []), str(passwords),
-             user, "right-pass"],
-            check=True,
-        )  # fmt: skip
-    acl.write_text("user writer\ntopic readwrite #\nuser reader\ntopic read #\n")
-    passwords.chmod(0o644)
-    acl.chmod(0o644)
-    port = _free_port()
-    conf = home / "mosquitto.conf"
-    conf.write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {passwords}\n"
-        f"acl_file {acl}\npersistence false\n"
-    )
-    broker = subprocess.Popen([binary, "-c", str(conf)], stderr=subprocess.PIPE)
-    end = time.monotonic() + 10
-    while time.monotonic() < end and broker.poll() is None:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        time.sleep(0.05)
-    else:
-        broker.kill()
-        pytest.fail(f"mosquitto did not start: {broker.communicate()[1].decode()}")
-    try:
-        yield {"host": "127.0.0.1", "port": str(port), "user_name": "writer",
-               "password": "right-pass"}  # fmt: skip
-    finally:
-        broker.terminate()
-        broker.wait(10)
 
 
 def test_check_connects_with_good_credentials(private_broker: dict[str, Any]) -> None:

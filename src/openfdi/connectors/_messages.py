@@ -91,7 +91,7 @@ class Field:
 
 def _steps(path: str) -> tuple[str | int, ...]:
     return tuple(
-        key if key is not None else (int(index) if index is not None else quoted)
+        key if key else (int(index) if index else quoted)
         for key, index, quoted in _STEP.findall(path)
     )
 
