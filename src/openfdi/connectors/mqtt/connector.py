@@ -5,7 +5,7 @@ client id that stays the same across the runs of one task and one filter, clean 
 a session expiry interval, so messages published while no run is connected wait on the broker.
 PUBACKs are sent by hand (paho's `manual_ack`) only when the engine committed the batch and its
 checkpoint; what a run received but never acknowledged is sent again at the next connection.
-The client's Receive Maximum bounds the unacknowledged messages in flight (twice a batch).
+The client's Receive Maximum (65535) bounds the unacknowledged messages in flight.
 
 MQTT has no queue depth to drain to, so a TIMING read takes what arrives (queued messages come
 first, right after the connection) and ends once nothing arrived for `idle_seconds`. A REALTIME
@@ -28,7 +28,7 @@ import hashlib
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -50,6 +50,47 @@ _TICK_S = 0.1
 _CONNECT_S = 10.0
 """How long a CONNACK or SUBACK may take before the attempt counts as failed."""
 _KEEPALIVE_S = 30
+_RECEIVE_MAX = 65535
+"""Unacknowledged messages the broker may send a source (MQTT 5 Receive Maximum, at most
+65535). As many as the protocol allows: a broker holds only a bounded queue beyond them for a
+slow session (Mosquitto: 1000) and drops the rest, and a batch is acknowledged only once
+committed. Held messages cost about their payload plus 200 bytes each."""
+
+
+class _Meta(Mapping[str, Any]):
+    """A message's metadata, read from it only when a `meta` field asks (most tasks ask for
+    none, and a run holds up to a Receive Maximum of messages)."""
+
+    __slots__ = ("_at", "_msg")
+    KEYS = ("topic", "qos", "retain", "redelivered", "timestamp", "content_type", "headers")
+
+    def __init__(self, msg: mqtt.MQTTMessage, at: float) -> None:
+        self._msg, self._at = msg, at
+
+    def __getitem__(self, key: str) -> Any:
+        msg = self._msg
+        if key == "topic":
+            return msg.topic
+        if key == "qos":
+            return msg.qos
+        if key == "retain":
+            return bool(msg.retain)
+        if key == "redelivered":
+            return bool(msg.dup)
+        if key == "timestamp":
+            # When openfdi received it: MQTT carries no time of its own.
+            return dt.datetime.fromtimestamp(self._at, dt.UTC)
+        if key == "content_type":
+            return getattr(msg.properties, "ContentType", None)
+        if key == "headers":
+            return dict(getattr(msg.properties, "UserProperty", None) or ())
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.KEYS)
+
+    def __len__(self) -> int:
+        return len(self.KEYS)
 
 
 class MqttConnector(MessageConnector):
@@ -192,7 +233,7 @@ class MqttConnector(MessageConnector):
             self._session_id(plan),
             persistent=True,
             expiry=int(SESSION_EXPIRY_S if expiry is None else expiry),
-            receive_max=min(65535, max(100, plan.batch_rows * 2)),
+            receive_max=_RECEIVE_MAX,
         )
         with self._cond:
             self._suback = None
@@ -221,21 +262,13 @@ class MqttConnector(MessageConnector):
             self._cond.notify_all()
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        props = msg.properties
-        user = getattr(props, "UserProperty", None) if props is not None else None
-        meta = {
-            "topic": msg.topic,
-            "qos": msg.qos,
-            "retain": bool(msg.retain),
-            "redelivered": bool(msg.dup),
-            "timestamp": dt.datetime.now(dt.UTC),
-            "content_type": getattr(props, "ContentType", None) if props is not None else None,
-            "headers": dict(user) if user else {},
-        }
+        delivery = (msg.payload, _Meta(msg, time.time()), (msg.mid, msg.qos))
         with self._cond:
-            self._inbox.append((bytes(msg.payload), meta, (msg.mid, msg.qos)))
+            inbox = self._inbox
+            inbox.append(delivery)  # type: ignore[arg-type]  # payload is bytes off the wire
             self._last_arrival = time.monotonic()
-            self._cond.notify_all()
+            if len(inbox) == 1:  # the reader waits only on an empty inbox
+                self._cond.notify_all()
 
     def receive(self, most: int, timeout_s: float) -> list[Delivery]:
         end = time.monotonic() + timeout_s
