@@ -18,10 +18,11 @@ from openfdi.connectors.errors import (
     InvalidContentError,
     QueryCancelledError,
     TerminalConnectorError,
+    TransientConnectorError,
 )
 from openfdi.connectors.registry import Registry
 from openfdi.connectors.spi import Batch, Connector, ReadPlan, Row, WritePlan
-from tests.messages.mqtt_support import MQTT, publish
+from tests.messages.mqtt_support import MQTT, forget_session, publish
 
 FIELDS: list[dict[str, Any]] = [
     {"name": "id", "path": "$.order.id", "type": "bigint"},
@@ -272,3 +273,34 @@ def test_a_publish_the_broker_refuses_fails_the_batch(private_broker: dict[str, 
         conn.prepare_target(plan)
         with pytest.raises(TerminalConnectorError, match="Not authorized"):
             conn.write(Batch.of(("id",), [(1,), (2,)]), plan)
+
+
+def test_a_lost_connection_fails_the_read_and_the_unacknowledged_come_back(
+    mqtt_topic: str, mqtt_sessions: list[str]
+) -> None:
+    client_id = _session(mqtt_sessions, mqtt_topic)
+    publish(mqtt_topic, [_message(i) for i in range(1, 6)])
+    with _open(mqtt_sessions, client_id=client_id, topic=mqtt_topic) as conn:
+        reader = conn.read(ReadPlan("t", follow=True))
+        first = next(reader)
+        assert [r[0] for r in first.rows] == [1, 2, 3, 4, 5]
+        # Another connection with the session's client id takes it over (as a second run would).
+        threading.Timer(0.1, lambda: forget_session(client_id)).start()
+        with pytest.raises(TransientConnectorError, match="connection was lost"):
+            collections.deque(reader, maxlen=0)
+    publish(mqtt_topic, [_message(6)])  # the session was ended: a new one starts empty
+    with _open(mqtt_sessions, client_id=client_id, topic=mqtt_topic) as conn:
+        assert _drain(conn, ReadPlan("t")) == ([], [])
+
+
+def test_without_the_takeover_the_unacknowledged_are_redelivered_after_a_failed_batch(
+    mqtt_topic: str, mqtt_sessions: list[str]
+) -> None:
+    client_id = _session(mqtt_sessions, mqtt_topic)
+    publish(mqtt_topic, [_message(i) for i in range(1, 6)])
+    with _open(mqtt_sessions, client_id=client_id, topic=mqtt_topic) as conn:
+        first = next(conn.read(ReadPlan("t", follow=True)))
+        assert len(first.rows) == 5  # the target fails this batch: never acknowledged
+    with _open(mqtt_sessions, client_id=client_id, topic=mqtt_topic) as conn:
+        rows, _ = _drain(conn, ReadPlan("t"))
+    assert [r[0] for r in rows] == [1, 2, 3, 4, 5]
