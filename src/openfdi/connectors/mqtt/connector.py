@@ -5,7 +5,7 @@ client id that stays the same across the runs of one task and one filter, clean 
 a session expiry interval, so messages published while no run is connected wait on the broker.
 PUBACKs are sent by hand (paho's `manual_ack`) only when the engine committed the batch and its
 checkpoint; what a run received but never acknowledged is sent again at the next connection.
-The client's Receive Maximum (65535) bounds the unacknowledged messages in flight.
+The client's Receive Maximum (two batches) bounds the unacknowledged messages in flight.
 
 MQTT has no queue depth to drain to, so a TIMING read takes what arrives (queued messages come
 first, right after the connection) and ends once nothing arrived for `idle_seconds`. A REALTIME
@@ -50,40 +50,39 @@ _TICK_S = 0.1
 _CONNECT_S = 10.0
 """How long a CONNACK or SUBACK may take before the attempt counts as failed."""
 _KEEPALIVE_S = 30
-_RECEIVE_MAX = 65535
-"""Unacknowledged messages the broker may send a source (MQTT 5 Receive Maximum, at most
-65535). As many as the protocol allows: a broker holds only a bounded queue beyond them for a
-slow session (Mosquitto: 1000) and drops the rest, and a batch is acknowledged only once
-committed. Held messages cost about their payload plus 200 bytes each."""
 
 
 class _Meta(Mapping[str, Any]):
-    """A message's metadata, read from it only when a `meta` field asks (most tasks ask for
-    none, and a run holds up to a Receive Maximum of messages)."""
+    """A message's metadata for the `meta` fields (the timestamp built only when asked). It
+    keeps a few plain values, not paho's message: that holds an MQTT 5 Properties object of
+    about 7 KiB, and a run holds up to a Receive Maximum of messages."""
 
-    __slots__ = ("_at", "_msg")
+    __slots__ = ("_at", "_content_type", "_dup", "_qos", "_retain", "_topic", "_user")
     KEYS = ("topic", "qos", "retain", "redelivered", "timestamp", "content_type", "headers")
 
     def __init__(self, msg: mqtt.MQTTMessage, at: float) -> None:
-        self._msg, self._at = msg, at
+        props = msg.properties
+        self._topic, self._qos = msg.topic, msg.qos
+        self._retain, self._dup, self._at = bool(msg.retain), bool(msg.dup), at
+        self._content_type = getattr(props, "ContentType", None)
+        self._user = getattr(props, "UserProperty", None)
 
     def __getitem__(self, key: str) -> Any:
-        msg = self._msg
         if key == "topic":
-            return msg.topic
+            return self._topic
         if key == "qos":
-            return msg.qos
+            return self._qos
         if key == "retain":
-            return bool(msg.retain)
+            return self._retain
         if key == "redelivered":
-            return bool(msg.dup)
+            return self._dup
         if key == "timestamp":
             # When openfdi received it: MQTT carries no time of its own.
             return dt.datetime.fromtimestamp(self._at, dt.UTC)
         if key == "content_type":
-            return getattr(msg.properties, "ContentType", None)
+            return self._content_type
         if key == "headers":
-            return dict(getattr(msg.properties, "UserProperty", None) or ())
+            return dict(self._user or ())
         raise KeyError(key)
 
     def __iter__(self) -> Iterator[str]:
@@ -233,7 +232,10 @@ class MqttConnector(MessageConnector):
             self._session_id(plan),
             persistent=True,
             expiry=int(SESSION_EXPIRY_S if expiry is None else expiry),
-            receive_max=_RECEIVE_MAX,
+            # Unacknowledged messages the broker may send (MQTT 5 Receive Maximum): two
+            # batches, so one is read while the last one is written. What a slow session is
+            # not sent waits in the broker's bounded queue (Mosquitto: 1000, then dropped).
+            receive_max=min(65535, max(1000, plan.batch_rows * 2)),
         )
         with self._cond:
             self._suback = None
