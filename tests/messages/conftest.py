@@ -10,6 +10,12 @@ from typing import Any
 import pytest
 
 from tests.engine.conftest import pg_schema  # noqa: F401 - a fixture
+from tests.messages.mqtt_support import (  # noqa: F401 - fixtures
+    mqtt_sessions,
+    mqtt_topic,
+    private_broker,
+    subscriber,
+)
 from tests.services import require
 
 RABBIT = {"host": "127.0.0.1", "port": "5672", "user_name": "guest", "password": "guest"}

@@ -182,6 +182,10 @@ class ReadPlan:
     """A REALTIME read of a `realtime` source: do not end at the source's end, wait for more.
     While idle such a read yields an empty batch every `batch_seconds`, so its caller can stop
     it within the deadline even though no message comes."""
+    consumer: str | None = None
+    """A name that stays the same across the runs of one task (the engine gives the task's id):
+    a message source that keeps a durable session, consumer or group on its server names it
+    after this, so what came while no run was reading is delivered to the next one."""
 
     def __post_init__(self) -> None:
         if self.columns is not None:

@@ -325,6 +325,7 @@ class Runner:
                 batch_rows=self.settings.batch_rows,
                 batch_seconds=self.settings.batch_seconds,
                 follow=follows and spec.task_type is TaskType.REALTIME,
+                consumer=spec.task_id,
             )
             if passthrough is not None:
                 watermark = self._raw_pass(
