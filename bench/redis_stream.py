@@ -27,34 +27,25 @@ import sys
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
+sys.path.insert(0, os.path.dirname(_HERE))  # the repository's root: `bench.served`
 
 import argparse
-import contextlib
 import json
 import platform
-import signal
-import socket
-import subprocess
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psycopg
 import redis
+from bench.served import AK, BASE, PROJECT_ID, SK, log, openfdi_server
 
 from openfdi.client import signed_client
 
-PROJECT_ID = "c3c4d5e6f708192a3b4c5d6e7f809103"
-INSTANCE_ID = "7a1e2b3c-4d5e-4f60-8a7b-9c0d1e2f3a4c"
-AK = "BENCHAK0000000000002"
-SK = "benchSecretKey00000000000000000000000002"
-BASE = f"/v2/{PROJECT_ID}/fdi/instances/{INSTANCE_ID}"
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "postgres"}
 RESULTS = Path(__file__).resolve().parent / "results" / "redis_stream.md"
 GOAL_RATIO = 0.8
@@ -72,10 +63,6 @@ FIELDS = [
     {"name": "body", "path": "$.body", "type": "text"},
 ]
 DDL = "(id bigint, name text, city text, amount numeric, note text, body text)"
-
-
-def log(message: str) -> None:
-    sys.stderr.write(f"[{time.strftime('%H:%M:%S')}] {message}\n")
 
 
 def publish(client: redis.Redis, stream: str, n: int) -> int:
@@ -128,49 +115,6 @@ def hand_loop(client: redis.Redis, stream: str, schema: str, table: str) -> floa
             conn.commit()
             client.xack(stream, table, *(entry_id for entry_id, _ in entries))
     return time.perf_counter() - started
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def openfdi_server(data_dir: Path) -> Iterator[tuple[str, int]]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "OPENFDI_DATA_DIR": str(data_dir),
-        "OPENFDI_BOOTSTRAP_PROJECT_ID": PROJECT_ID,
-        "OPENFDI_BOOTSTRAP_INSTANCE_ID": INSTANCE_ID,
-        "OPENFDI_BOOTSTRAP_AK": AK,
-        "OPENFDI_BOOTSTRAP_SK": SK,
-    }
-    env.pop("OPENFDI_DATABASE_URL", None)
-    command = [str(Path(sys.executable).with_name("openfdi")), "serve", "--host", "127.0.0.1",
-               "--port", str(port), "--no-access-log", "--log-level", "warning"]  # fmt: skip
-    with (data_dir / "server.log").open("wb") as out:
-        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 120
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError("openfdi serve exited")
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                        break
-                if time.monotonic() > deadline:
-                    raise RuntimeError("openfdi serve did not answer /healthz in 120 s")
-                time.sleep(0.2)
-            yield url, process.pid
-        finally:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
 
 
 class OpenFdi:

@@ -3,6 +3,7 @@ and a subscriber beside the connector, and the removal of every session a test l
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import subprocess
@@ -26,9 +27,9 @@ from tests.services import require
 MQTT: dict[str, Any] = {"host": "127.0.0.1", "port": "1883"}
 
 
-def _client(client_id: str = "") -> mqtt.Client:
+def _client(client_id: str = "", port: int = 1883) -> mqtt.Client:
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-    client.connect("127.0.0.1", 1883, clean_start=True)
+    client.connect("127.0.0.1", port, clean_start=True)
     client.loop_start()
     return client
 
@@ -38,9 +39,9 @@ def _leave(client: mqtt.Client) -> None:
     client.loop_stop()
 
 
-def publish(topic: str, bodies: list[bytes], *, retain: bool = False) -> None:
+def publish(topic: str, bodies: list[bytes], *, retain: bool = False, port: int = 1883) -> None:
     """Publish each body with QoS 1 and wait for every PUBACK."""
-    client = _client()
+    client = _client(port=port)
     try:
         infos = [client.publish(topic, body, qos=1, retain=retain) for body in bodies]
         for info in infos:
@@ -138,6 +139,45 @@ def private_broker() -> Iterator[dict[str, Any]]:
         yield from _broker(binary, Path(where))
 
 
+@contextlib.contextmanager
+def queueing_broker() -> Iterator[dict[str, Any]]:
+    """A Mosquitto of the caller's own, anonymous, that queues any number of messages for an
+    offline persistent session (the machine's keeps 1000 and drops the rest, max_queued_messages):
+    for a test that publishes while its subscriber is down. Its content; stopped afterwards."""
+    require("mosquitto")
+    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    if not Path(binary).exists():
+        pytest.skip("the mosquitto binary is not installed")
+    with tempfile.TemporaryDirectory(prefix="openfdi-mosquitto-") as where:
+        home = Path(where)
+        home.chmod(0o755)
+        port = _free_port()
+        conf = home / "mosquitto.conf"
+        conf.write_text(
+            f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+            "max_queued_messages 0\n"
+        )
+        conf.chmod(0o644)
+        broker = _started(binary, conf, port)
+        try:
+            yield {"host": "127.0.0.1", "port": str(port)}
+        finally:
+            broker.terminate()
+            broker.wait(10)
+
+
+def _started(binary: str, conf: Path, port: int) -> subprocess.Popen[bytes]:
+    broker = subprocess.Popen([binary, "-c", str(conf)], stderr=subprocess.PIPE)
+    end = time.monotonic() + 10
+    while time.monotonic() < end and broker.poll() is None:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return broker
+        time.sleep(0.05)
+    broker.kill()
+    pytest.fail(f"mosquitto did not start: {broker.communicate()[1].decode()}")
+
+
 def _broker(binary: str, home: Path) -> Iterator[dict[str, Any]]:
     # Started as root, mosquitto drops to its own user: its files must be readable by others.
     home.chmod(0o755)
@@ -157,16 +197,7 @@ def _broker(binary: str, home: Path) -> Iterator[dict[str, Any]]:
         f"listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {passwords}\n"
         f"acl_file {acl}\npersistence false\n"
     )
-    broker = subprocess.Popen([binary, "-c", str(conf)], stderr=subprocess.PIPE)
-    end = time.monotonic() + 10
-    while time.monotonic() < end and broker.poll() is None:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        time.sleep(0.05)
-    else:
-        broker.kill()
-        pytest.fail(f"mosquitto did not start: {broker.communicate()[1].decode()}")
+    broker = _started(binary, conf, port)
     try:
         yield {"host": "127.0.0.1", "port": str(port), "user_name": "writer",
                "password": "right-pass"}  # fmt: skip

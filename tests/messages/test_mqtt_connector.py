@@ -88,10 +88,10 @@ def test_the_session_keeps_what_came_while_offline_exact_values_and_poison_refus
             f"ünï 🎉 {BIG}",
             Decimal("12345678901234567890.123456789"),
             None,
-            '["a", {"b": 1}]',
+            '["a",{"b":1}]',
             mqtt_topic,
         ),
-        (2, "ünï 🎉 2", Decimal("12345678901234567890.123456789"), None, '["a", {"b": 1}]',
+        (2, "ünï 🎉 2", Decimal("12345678901234567890.123456789"), None, '["a",{"b":1}]',
          mqtt_topic),
     ]  # fmt: skip
     assert len(refused) == 1

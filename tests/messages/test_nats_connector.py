@@ -90,9 +90,9 @@ def test_a_timing_read_drains_the_stream_with_exact_values_and_refuses_poison(
     refused = [r for b in batches for r in b.refused]
     assert rows == [
         (BIG, f"ünï 🎉 {BIG}", Decimal("12345678901234567890.123456789"), None,
-         '["a", {"b": 1}]', subject, 1),
+         '["a",{"b":1}]', subject, 1),
         (2, "ünï 🎉 2", Decimal("12345678901234567890.123456789"), None,
-         '["a", {"b": 1}]', subject, 3),
+         '["a",{"b":1}]', subject, 3),
     ]  # fmt: skip
     assert len(refused) == 1
     assert refused[0].row == ("{not json",)

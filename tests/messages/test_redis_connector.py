@@ -92,7 +92,7 @@ def test_a_timing_read_drains_the_stream_with_exact_values_and_refuses_poison(
         f"ünï 🎉 {BIG}",
         Decimal("12345678901234567890.123456789"),
         None,
-        '["a", {"b": 1}]',
+        '["a",{"b":1}]',
         ids[0].decode(),
     )
     assert rows[1][0] == 2

@@ -207,6 +207,8 @@ class NatsConnector(MessageConnector):
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._sub: JetStreamContext.PullSubscription | None = None
+        self._consumer: tuple[str, str] | None = None
+        """(stream, durable) of the source's consumer, once subscribed."""
         self._until = 0
         self._high = 0
         self._stream = ""
@@ -336,6 +338,7 @@ class NatsConnector(MessageConnector):
         self._sub = self._run(
             self._subscribe(js, stream, subject, durable, ack_wait, window), 3 * API_TIMEOUT_S
         )
+        self._consumer = (stream, durable)
 
     async def _subscribe(
         self,
@@ -405,6 +408,17 @@ class NatsConnector(MessageConnector):
 
     def drained(self) -> bool:
         return self._high >= self._until
+
+    async def _pending(self, stream: str, durable: str) -> int:
+        assert self._js is not None
+        return int((await self._js.consumer_info(stream, durable)).num_pending)
+
+    def backlog(self) -> int | None:
+        """The durable consumer's num_pending: messages of its stream (and filter) not yet
+        delivered to it; those delivered and waiting for their ack are not among them."""
+        if self._consumer is None or self._js is None:
+            return None
+        return self._run(self._pending(*self._consumer), API_TIMEOUT_S)
 
     async def _ack(self, msgs: list[Msg]) -> None:
         for msg in msgs:

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -22,15 +23,19 @@ import httpx
 import pika
 import pika.spec
 
-from openfdi.connectors._messages import Delivery, MessageConnector
+from openfdi.connectors._messages import Delivery, MessageConnector, Meta
 from openfdi.connectors._sqlbase import port_of, require
-from openfdi.connectors.errors import TerminalConnectorError
+from openfdi.connectors.errors import TerminalConnectorError, TransientConnectorError
 from openfdi.connectors.rabbitmq import EXTRA_KEYS, SPEC
 from openfdi.connectors.rabbitmq.errors import map_driver_errors
 from openfdi.connectors.spi import ReadPlan, Row, WritePlan
 
 _TICK_S = 0.1
 """Longest wait inside pika between two looks at `cancel()`."""
+
+
+_NO_META: Meta = {}
+"""A message's metadata when no field reads it (not built per message)."""
 
 
 def _nothing() -> None:
@@ -59,6 +64,7 @@ class RabbitConnector(MessageConnector):
         self._conn: Any = None
         self._ch: Any = None
         self._buffer: collections.deque[Delivery] = collections.deque()
+        self._queue: str | None = None
         self._expected = 0
         self._received = 0
         # publisher confirms: every tag below _low is confirmed, and those in _singles
@@ -66,6 +72,8 @@ class RabbitConnector(MessageConnector):
         self._low = 1
         self._singles: set[int] = set()
         self._refusals: list[str] = []
+        self._wake: Callable[[], None] = _nothing
+        self._broker_cancelled = False
 
     def _errors(self) -> contextlib.AbstractContextManager[None]:
         return map_driver_errors([self._secret])
@@ -109,29 +117,59 @@ class RabbitConnector(MessageConnector):
                 if exchange:
                     ch.queue_bind(queue, exchange, self.options.get("routing_key") or queue)
             declared = ch.queue_declare(queue, passive=True)
+            self._queue = queue
             self._expected = declared.method.message_count
             self._received = 0
             ch.basic_qos(prefetch_count=min(65535, max(100, plan.batch_rows * 2)))
-            ch.basic_consume(queue, self._on_message, auto_ack=False)
+            # The consumer sits on the async channel under the blocking one: a delivery goes
+            # straight into the buffer, not through the blocking channel's queue of events
+            # and its dispatch (a fifth of the read's time per message).
+            self._wake = functools.partial(self._conn._request_channel_dispatch, -ch.channel_number)
+            impl = ch._impl
+            # The blocking channel's own handler of a broker's Basic.Cancel (the queue was
+            # deleted) knows only its consumers: it would fail on ours with a KeyError.
+            impl.callbacks.remove(
+                impl.channel_number, pika.spec.Basic.Cancel, ch._on_consumer_cancelled_by_broker
+            )
+            impl.add_on_cancel_callback(self._on_broker_cancel)
+            consuming: list[Any] = []
+            impl.basic_consume(queue, self._on_message, auto_ack=False, callback=consuming.append)
+            while not consuming:
+                self.live()
+                if ch.is_closed:
+                    raise TerminalConnectorError(f"RabbitMQ: cannot consume {queue}")
+                self._conn.process_data_events(time_limit=_TICK_S)
+
+    def _on_broker_cancel(self, _frame: Any) -> None:
+        self._broker_cancelled = True
+        self._wake()
 
     def _on_message(
         self, _ch: Any, method: Any, props: pika.spec.BasicProperties, body: bytes
     ) -> None:
-        meta = {
-            "routing_key": method.routing_key,
-            "exchange": method.exchange,
-            "redelivered": method.redelivered,
-            "timestamp": props.timestamp,
-            "message_id": props.message_id,
-            "headers": props.headers,
-        }
+        if self.needs_meta:
+            meta: Meta = {
+                "routing_key": method.routing_key,
+                "exchange": method.exchange,
+                "redelivered": method.redelivered,
+                "timestamp": props.timestamp,
+                "message_id": props.message_id,
+                "headers": props.headers,
+            }
+        else:
+            meta = _NO_META
         self._buffer.append((body, meta, method.delivery_tag))
+        self._wake()  # ends the blocking connection's wait: a message is there
 
     def receive(self, most: int, timeout_s: float) -> list[Delivery]:
         end = time.monotonic() + timeout_s
         buffer = self._buffer
         with self._errors():
             while not buffer and not self.cancelled.is_set():
+                if self._broker_cancelled:
+                    raise TransientConnectorError(
+                        f"RabbitMQ: the broker cancelled the consumer of {self._queue}"
+                    )
                 left = end - time.monotonic()
                 if left <= 0:
                     break
@@ -142,6 +180,14 @@ class RabbitConnector(MessageConnector):
 
     def drained(self) -> bool:
         return self._received >= self._expected
+
+    def backlog(self) -> int | None:
+        """The queue's ready messages (a passive declare): those prefetched to this consumer
+        and not yet acknowledged are not among them."""
+        if self._queue is None or self._ch is None:
+            return None
+        with self._errors():
+            return int(self._ch.queue_declare(self._queue, passive=True).method.message_count)
 
     def acknowledge(self, tokens: list[Any]) -> None:
         with self._errors():

@@ -289,6 +289,24 @@ class RedisConnector(MessageConnector):
     def drained(self) -> bool:
         return self._pending_from is None and (self._end is None or self._seen >= self._end)
 
+    def backlog(self) -> int | None:
+        """The group's lag (XINFO GROUPS, Redis 7): entries not yet delivered to the group.
+        When Redis cannot tell (older than 7, or an entry deleted inside the unread range),
+        the stream's length if the group read nothing yet, else None."""
+        if not self._group or self.options.get("mode") == "keys":
+            return None
+        client = self._redis()
+        with self._errors():
+            for group in client.xinfo_groups(self._stream):
+                name = group.get("name")
+                if (name.decode() if isinstance(name, bytes) else name) != self._group:
+                    continue
+                if group.get("lag") is not None:
+                    return int(group["lag"])
+                if _parse_id(group.get("last-delivered-id") or b"0-0") == (0, 0):
+                    return int(client.xlen(self._stream))
+        return None
+
     def acknowledge(self, tokens: list[Any]) -> None:
         client = self._redis()
         with self._errors():
