@@ -1,0 +1,1 @@
+"""Change data capture readers and the apply step of composite tasks (connectors layer)."""

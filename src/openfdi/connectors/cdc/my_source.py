@@ -1,0 +1,501 @@
+"""The MySQL/MariaDB log reader of a composite task: the server check, the consistent snapshot a
+table is copied under, and the binary log's row events (python-mysql-replication).
+
+A position is a binlog file and the offset after a transaction's commit event. It is kept as one
+integer, `(file number << 32) | offset` (a binlog file holds at most 4 GiB), so that positions
+compare in log order and fit the offsets table's bigint like PostgreSQL's LSNs.
+
+Values are normalised to what the PostgreSQL apply step casts from text: decimals, dates and
+times as their exact text, binary columns as bytes, text columns as str, JSON as its text.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import re
+import struct
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import asyncmy.errors
+import pymysql  # type: ignore[import-untyped]
+import pymysql.cursors  # type: ignore[import-untyped]
+from pymysqlreplication import BinLogStreamReader  # type: ignore[import-untyped]
+from pymysqlreplication.event import (  # type: ignore[import-untyped]
+    HeartbeatLogEvent,
+    QueryEvent,
+    RotateEvent,
+    XidEvent,
+)
+from pymysqlreplication.row_event import (  # type: ignore[import-untyped]
+    DeleteRowsEvent,
+    UpdateRowsEvent,
+    WriteRowsEvent,
+)
+
+from openfdi.connectors.errors import TerminalConnectorError, TransientConnectorError
+from openfdi.connectors.mysql.reader import AsyncReader
+from openfdi.domain.cdc import TableName
+
+CONNECT_TIMEOUT_S = 10
+_F32 = struct.Struct("<f")
+MySQLError = pymysql.err.MySQLError
+HEARTBEAT_S = 0.2
+"""The server sends a heartbeat when idle this long: the reader's chance to see a stop."""
+BINARY_TYPES = frozenset({"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob"})
+NATIVE_TYPES = BINARY_TYPES | frozenset(
+    {
+        "tinyint", "smallint", "mediumint", "int", "bigint", "decimal", "float", "double",
+        "date", "datetime", "timestamp", "char", "varchar", "tinytext", "text", "mediumtext",
+        "longtext",
+    }
+)  # fmt: skip
+"""Types whose values the drivers read as what both appliers write exactly as they are (int,
+Decimal, float, date, datetime, str, bytes): a snapshot passes them on unconverted."""
+NEEDED = {
+    "log_bin": "ON",
+    "binlog_format": "ROW",
+    "binlog_row_image": "FULL",
+    "binlog_row_metadata": "FULL",
+}
+"""Server settings a composite task needs (binlog_row_metadata: the column names and charsets,
+without which binary and text values cannot be told apart exactly)."""
+
+
+def connection_params(content: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "host": str(content.get("host") or "").strip(),
+        "port": int(str(content.get("port") or 3306)),
+        "user": str(content.get("user_name") or ""),
+        "password": str(content.get("password") or ""),
+    }
+
+
+def database(content: Mapping[str, Any]) -> str:
+    return str(content.get("database_name") or "")
+
+
+def connect(content: Mapping[str, Any]) -> Any:
+    try:
+        conn = pymysql.connect(
+            **connection_params(content),
+            database=database(content) or None,
+            charset="utf8mb4",
+            autocommit=True,
+            connect_timeout=CONNECT_TIMEOUT_S,
+        )
+    except pymysql.err.OperationalError as exc:
+        raise TransientConnectorError(f"cannot reach the MySQL server: {exc}") from exc
+    with conn.cursor() as cur:
+        cur.execute("SET time_zone = '+00:00'")
+    return conn
+
+
+@contextlib.contextmanager
+def mapped_errors(action: str) -> Iterator[None]:
+    try:
+        yield
+    except (pymysql.err.OperationalError, asyncmy.errors.OperationalError) as exc:
+        raise TransientConnectorError(f"{action}: {exc}") from exc
+    except (pymysql.err.MySQLError, asyncmy.errors.MySQLError) as exc:
+        raise TerminalConnectorError(f"{action}: {exc}") from exc
+
+
+def _query(conn: Any, text: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+    with conn.cursor() as cur:
+        cur.execute(text, params)
+        return list(cur.fetchall())
+
+
+def check_server(conn: Any) -> None:
+    """Refuse, naming the setting to change, a server or user that cannot serve row-based CDC."""
+    with mapped_errors("cannot read the source server's settings"):
+        found = {
+            str(k).lower(): str(v).upper()
+            for k, v in _query(
+                conn,
+                "SHOW GLOBAL VARIABLES WHERE Variable_name IN "
+                "('log_bin', 'binlog_format', 'binlog_row_image', 'binlog_row_metadata')",
+            )
+        }
+        grants = " ".join(str(r[0]).upper() for r in _query(conn, "SHOW GRANTS"))
+    for name, want in NEEDED.items():
+        have = found.get(name, "unset")
+        if have != want:
+            setting = "log_bin (the --log-bin option)" if name == "log_bin" else name
+            raise TerminalConnectorError(
+                f"the source server has {name}={have}: set {setting} = {want} in the server's "
+                "configuration and restart it (docs/cdc.md)"
+            )
+    if "ALL PRIVILEGES ON *.*" not in grants:
+        missing = [p for p in ("REPLICATION SLAVE", "SELECT") if p not in grants]
+        if "REPLICATION CLIENT" not in grants and "BINLOG MONITOR" not in grants:
+            missing.append("REPLICATION CLIENT")
+        if missing:
+            raise TerminalConnectorError(
+                f"the source user lacks the privileges {', '.join(missing)}: GRANT SELECT, "
+                "REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO the user (docs/cdc.md)"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class SourceTable:
+    name: TableName
+    columns: tuple[str, ...]
+    key: tuple[str, ...]
+    binary: frozenset[str]
+    """Columns whose values are bytes (binary, varbinary, blobs); the rest are text."""
+    converted: tuple[int, ...] = ()
+    """Indexes of the columns whose snapshot values need `normalise` (not NATIVE_TYPES)."""
+    singles: frozenset[str] = frozenset()
+    """FLOAT (single precision) columns: the binlog holds their 4 bytes, the server prints
+    them shortest; `normalise` prints them as the server does."""
+
+
+def table_columns(conn: Any, table: TableName) -> SourceTable:
+    rows = _query(
+        conn,
+        "SELECT c.COLUMN_NAME, s.COLUMN_NAME IS NOT NULL, c.DATA_TYPE "
+        "FROM information_schema.COLUMNS c LEFT JOIN information_schema.STATISTICS s "
+        "ON s.TABLE_SCHEMA = c.TABLE_SCHEMA AND s.TABLE_NAME = c.TABLE_NAME "
+        "AND s.COLUMN_NAME = c.COLUMN_NAME AND s.INDEX_NAME = 'PRIMARY' "
+        "WHERE c.TABLE_SCHEMA = %s AND c.TABLE_NAME = %s ORDER BY c.ORDINAL_POSITION",
+        (table.schema, table.name),
+    )
+    if not rows:
+        raise TerminalConnectorError(f"table {table} does not exist")
+    return SourceTable(
+        table,
+        tuple(str(r[0]) for r in rows),
+        tuple(str(r[0]) for r in rows if r[1]),
+        frozenset(str(r[0]) for r in rows if str(r[2]).lower() in BINARY_TYPES),
+        tuple(i for i, r in enumerate(rows) if str(r[2]).lower() not in NATIVE_TYPES),
+        frozenset(str(r[0]) for r in rows if str(r[2]).lower() == "float"),
+    )
+
+
+def list_tables_with_keys(conn: Any, schema: str) -> list[tuple[TableName, bool]]:
+    rows = _query(
+        conn,
+        "SELECT t.TABLE_NAME, EXISTS (SELECT 1 FROM information_schema.STATISTICS s "
+        "  WHERE s.TABLE_SCHEMA = t.TABLE_SCHEMA AND s.TABLE_NAME = t.TABLE_NAME "
+        "  AND s.INDEX_NAME = 'PRIMARY') "
+        "FROM information_schema.TABLES t WHERE t.TABLE_SCHEMA = %s "
+        "AND t.TABLE_TYPE = 'BASE TABLE' AND t.TABLE_NAME NOT LIKE 'openfdi_cdc_%%' ORDER BY 1",
+        (schema,),
+    )
+    return [(TableName(schema, str(r[0])), bool(r[1])) for r in rows]
+
+
+# --- positions -------------------------------------------------------------------------------
+
+
+def encode_position(log_file: str, offset: int) -> int:
+    return (int(log_file.rsplit(".", 1)[1]) << 32) | offset
+
+
+def position_text(position: int, base: str = "") -> str:
+    number, offset = position >> 32, position & 0xFFFF_FFFF
+    return f"{base}.{number:06d}:{offset}" if base else f"{number:06d}:{offset}"
+
+
+def binary_logs(conn: Any) -> list[str]:
+    """The binlog files the server still has, oldest first."""
+    with mapped_errors("cannot list the source's binary logs"):
+        return [str(r[0]) for r in _query(conn, "SHOW BINARY LOGS")]
+
+
+def log_file_of(position: int, logs: Sequence[str]) -> str | None:
+    """The name of the file `position` is in, when the server still has it."""
+    number = position >> 32
+    for name in logs:
+        if int(name.rsplit(".", 1)[1]) == number:
+            return name
+    return None
+
+
+# --- values ----------------------------------------------------------------------------------
+
+
+def _time_text(value: dt.timedelta) -> str:
+    total = int(value.total_seconds())
+    sign = "-" if value < dt.timedelta(0) else ""
+    total, micro = abs(total), abs(value).microseconds
+    text = f"{sign}{total // 3600:02d}:{total // 60 % 60:02d}:{total % 60:02d}"
+    return f"{text}.{micro:06d}" if micro else text
+
+
+def _single_text(value: float) -> str:
+    """A single-precision value as the server prints it: the shortest text that reads back
+    to the same 4 bytes (0.1, not 0.10000000149011612)."""
+    packed = _F32.pack(value)
+    for digits in range(6, 10):
+        text = f"{value:.{digits}g}"
+        if _F32.pack(float(text)) == packed:
+            return text
+    return repr(value)
+
+
+def normalise(value: Any, binary: bool, single: bool = False) -> Any:
+    """A source value as the apply step takes it: exact text, bytes for binary columns."""
+    if value is None or isinstance(value, (int, str)):
+        if binary and isinstance(value, str):
+            return value.encode("utf-8", "surrogateescape")
+        return value
+    if isinstance(value, bytes):
+        return value if binary else value.decode("utf-8")
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dt.datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return _time_text(value)
+    if isinstance(value, float):
+        return _single_text(value) if single else repr(value)
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    if isinstance(value, set):
+        return ",".join(sorted(value))
+    return str(value)
+
+
+# --- snapshot --------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def snapshot(content: Mapping[str, Any]) -> Iterator[tuple[AsyncReader, int]]:
+    """A transaction that sees the database as of one binlog position: (reader, position).
+
+    MariaDB reports the position its consistent snapshot corresponds to (binlog_snapshot_file
+    and _position) without any lock; elsewhere a short global read lock pins it. The rows are
+    read with asyncmy (compiled row parsing, the MYSQL connector's reader)."""
+    params = connection_params(content)
+    try:
+        reader = AsyncReader(
+            {**params, "db": database(content) or None, "charset": "utf8mb4",
+             "autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S}
+        )  # fmt: skip
+    except (asyncmy.errors.MySQLError, OSError) as exc:
+        raise TransientConnectorError(f"cannot reach the MySQL server: {exc}") from exc
+
+    def run(statement: str) -> list[tuple[Any, ...]]:
+        async def query() -> list[tuple[Any, ...]]:
+            async with reader.conn.cursor() as cur:
+                await cur.execute(statement)
+                return list(await cur.fetchall() or ())
+
+        return list(reader.run(query()))
+
+    try:
+        with mapped_errors("cannot open a consistent snapshot"):
+            run("SET time_zone = '+00:00'")
+            run("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            run("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+            status = {str(k).lower(): v for k, v in run("SHOW STATUS LIKE 'binlog_snapshot_%'")}
+            if status.get("binlog_snapshot_file"):
+                position = encode_position(
+                    str(status["binlog_snapshot_file"]), int(status["binlog_snapshot_position"])
+                )
+            else:  # MySQL: pin the position under a global read lock
+                run("ROLLBACK")
+                run("FLUSH TABLES WITH READ LOCK")
+                try:
+                    run("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+                    master = run("SHOW MASTER STATUS")[0]
+                    position = encode_position(str(master[0]), int(master[1]))
+                finally:
+                    run("UNLOCK TABLES")
+        yield reader, position
+    finally:
+        with contextlib.suppress(Exception):
+            run("ROLLBACK")
+        reader.close()
+
+
+def read_table(
+    reader: AsyncReader, table: SourceTable, chunk: int = 5_000
+) -> Iterator[Sequence[Sequence[Any]]]:
+    """The table's rows in chunks, streamed from the server under the snapshot; values of
+    types outside NATIVE_TYPES normalised."""
+    cols = ", ".join(f"`{c}`" for c in table.columns)
+    converted = [(i, table.columns[i] in table.binary) for i in table.converted]
+    with mapped_errors(f"cannot read {table.name}"):
+        stream = reader.stream(f"SELECT {cols} FROM `{table.name.schema}`.`{table.name.name}`")
+        done = False
+        try:
+            while rows := stream.fetchmany(chunk):
+                if converted:
+                    out = [list(r) for r in rows]
+                    for row in out:
+                        for i, binary in converted:
+                            row[i] = normalise(row[i], binary)
+                    yield out
+                else:
+                    yield rows
+            done = True
+        finally:
+            stream.close(exhausted=done)
+
+
+# --- the stream ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RowChange:
+    kind: str
+    table: TableName
+    columns: tuple[str, ...]
+    """The event's column names (the table's shape when the change was logged)."""
+    new: tuple[Any, ...] | None
+    old: tuple[Any, ...] | None
+
+
+@dataclass(frozen=True, slots=True)
+class TxnCommit:
+    position: int
+    """After the commit event: where the next transaction starts."""
+    commit_time_us: int
+
+
+def server_id_of(task_id: str) -> int:
+    """The replica server id the task's reader registers with (unique per task, never 0)."""
+    return 1_000_000 + zlib.crc32(task_id.encode()) % 2_000_000_000
+
+
+_EVENTS = [
+    WriteRowsEvent,
+    UpdateRowsEvent,
+    DeleteRowsEvent,
+    XidEvent,
+    QueryEvent,
+    RotateEvent,
+    HeartbeatLogEvent,
+]
+
+
+class BinlogStream:
+    """One replication connection reading the binlog from a position."""
+
+    def __init__(
+        self,
+        content: Mapping[str, Any],
+        task_id: str,
+        position: int,
+        log_file: str,
+        schemas: Sequence[str],
+    ) -> None:
+        self.position = position
+        with mapped_errors("cannot open the binlog stream"):
+            self._reader = BinLogStreamReader(
+                connection_settings={**connection_params(content), "charset": "utf8mb4"},
+                server_id=server_id_of(task_id),
+                resume_stream=True,
+                log_file=log_file,
+                log_pos=position & 0xFFFF_FFFF,
+                blocking=True,
+                slave_heartbeat=HEARTBEAT_S,
+                only_events=_EVENTS,
+                only_schemas=list(schemas),
+                freeze_schema=True,
+            )
+
+    def read(self) -> list[RowChange | TxnCommit] | None:
+        """The next event's changes or commit ([] for one of no interest)."""
+        try:
+            event = self._reader.fetchone()
+        except (pymysql.err.MySQLError, OSError, EOFError, AttributeError) as exc:
+            raise _broken(exc) from exc
+        except Exception as exc:
+            if "purged" in str(exc).lower() or "1236" in str(exc):
+                raise _broken(exc) from exc
+            raise
+        if event is None:
+            return None
+        log_pos = int(event.packet.log_pos)
+        if isinstance(event, XidEvent) or (
+            isinstance(event, QueryEvent) and _query_text(event) == "COMMIT"
+        ):
+            position = encode_position(str(self._reader.log_file), log_pos)
+            self.position = position
+            return [TxnCommit(position, int(event.timestamp) * 1_000_000)]
+        if isinstance(event, (WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent)):
+            table = TableName(str(event.schema), str(event.table))
+            columns = tuple(str(c.name) for c in event.columns)
+            out: list[RowChange | TxnCommit] = []
+            if isinstance(event, WriteRowsEvent):
+                for row in event.rows:
+                    values = tuple(row["values"].values())
+                    out.append(RowChange("INSERT", table, columns, values, None))
+            elif isinstance(event, DeleteRowsEvent):
+                for row in event.rows:
+                    values = tuple(row["values"].values())
+                    out.append(RowChange("DELETE", table, columns, None, values))
+            else:
+                for row in event.rows:
+                    out.append(
+                        RowChange(
+                            "UPDATE",
+                            table,
+                            columns,
+                            tuple(row["after_values"].values()),
+                            tuple(row["before_values"].values()),
+                        )
+                    )
+            return out
+        if isinstance(event, QueryEvent):
+            truncated = _truncated_table(_query_text(event), _text(event.schema))
+            if truncated is not None:
+                return [RowChange("TRUNCATE", truncated, (), None, None)]
+        return []
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._reader.close()
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value or "")
+
+
+def _query_text(event: Any) -> str:
+    text = _text(event.query).strip()
+    return text.upper() if len(text) < 16 else text
+
+
+_TRUNCATE = re.compile(r"^\s*TRUNCATE\s+(?:TABLE\s+)?(?:`?(\w+)`?\.)?`?(\w+)`?\s*$", re.I)
+
+
+def _truncated_table(text: str, schema: str) -> TableName | None:
+    """The table a TRUNCATE statement empties (logged as a statement, even with ROW format)."""
+    found = _TRUNCATE.match(text)
+    if found is None:
+        return None
+    return TableName(found.group(1) or schema, found.group(2))
+
+
+def _broken(exc: BaseException) -> Exception:
+    text = str(exc)
+    if "1236" in text or "purged" in text.lower() or "could not find" in text.lower():
+        return TerminalConnectorError(
+            f"the binary log at the saved position is gone from the source ({text}): set "
+            "repulling_snapshot with update_multi_tasks to copy the tables again"
+        )
+    return TransientConnectorError(f"the binlog stream broke: {exc}")
+
+
+def current_position(conn: Any) -> int:
+    """Where the server's binlog ends now."""
+    with mapped_errors("cannot read the source's binlog position"):
+        rows = _query(conn, "SHOW MASTER STATUS")
+    if not rows:
+        raise TerminalConnectorError(
+            "the source server writes no binary log: start it with --log-bin (docs/cdc.md)"
+        )
+    return encode_position(str(rows[0][0]), int(rows[0][1]))
