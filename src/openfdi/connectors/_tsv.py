@@ -26,9 +26,15 @@ from collections.abc import Sequence
 
 from openfdi.connectors.spi import Column, LogicalType
 
-__all__ = ["TEXT_FORM_TYPES", "TSV", "tsv_form"]
+__all__ = ["CSV", "TEXT_FORM_TYPES", "TSV", "csv_form", "tsv_form"]
 
 TSV = "text-tsv"
+CSV = "text-csv"
+"""The same columns as RFC 4180 CSV text, as a CSV file holds them: `,` between fields, `"`
+quotes (doubled inside), an unquoted empty field for NULL, UTF-8, no header line; chunks are
+pieces of the file (a target must take them as one stream: PostgreSQL's `COPY ... (FORMAT
+csv)`). The source vouches that every value has its column's type in a spelling the target
+parses as the row path would write it (connectors/_files/passthrough.py checks each file)."""
 
 TEXT_FORM_TYPES = frozenset(
     {
@@ -57,6 +63,12 @@ def _spelling(column: Column) -> str | None:
     if column.type is LogicalType.VARCHAR:
         return f"varchar({column.length})" if column.length else "text"
     return column.type.value
+
+
+def csv_form(columns: Sequence[Column]) -> tuple[str, ...] | None:
+    """The CSV pass-through form of these columns, or None when one of them cannot take it."""
+    form = tsv_form(columns)
+    return None if form is None else (CSV, *form[1:])
 
 
 def tsv_form(columns: Sequence[Column]) -> tuple[str, ...] | None:

@@ -1,0 +1,61 @@
+"""JSON text with exact numbers (layer: connectors): a `Decimal` is written as its own digits, a
+float as the shortest text that reads back to the same double. `json` cannot do that by itself
+(a Decimal would go through float, or be quoted as a string), hence this small writer, shared by
+every end that writes JSON: message payloads' json and text columns, HTTP API targets.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import json
+import math
+from typing import Any
+
+from openfdi.connectors._values import format_interval
+
+__all__ = ["ENCODE_STR", "exact_json"]
+
+ENCODE_STR = json.JSONEncoder(ensure_ascii=False).encode
+"""A str as a JSON string literal."""
+
+
+def _number_text(value: Any, as_string: bool) -> str:
+    if isinstance(value, decimal.Decimal):
+        text = str(value)
+        return ENCODE_STR(text) if as_string or not value.is_finite() else text
+    if isinstance(value, float):
+        text = repr(value)  # the shortest text that reads back to the same double
+        return text if math.isfinite(value) else ENCODE_STR(text)
+    return str(int(value))
+
+
+def exact_json(value: Any, *, decimals_as_strings: bool = False) -> str:
+    """`value` as JSON text, numbers exact: Decimals keep their digits, floats their shortest
+    round-trip text; times as ISO-8601, intervals as MySQL TIME text, bytes as hex."""
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, str):
+        return ENCODE_STR(value)
+    if isinstance(value, int | float | decimal.Decimal):
+        return _number_text(value, decimals_as_strings)
+    if isinstance(value, dict):
+        items = (
+            f"{ENCODE_STR(str(k))}:{exact_json(v, decimals_as_strings=decimals_as_strings)}"
+            for k, v in value.items()
+        )
+        return "{" + ",".join(items) + "}"
+    if isinstance(value, list | tuple):
+        inner = (exact_json(v, decimals_as_strings=decimals_as_strings) for v in value)
+        return "[" + ",".join(inner) + "]"
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return ENCODE_STR(value.isoformat())
+    if isinstance(value, dt.timedelta):
+        return ENCODE_STR(format_interval(value))
+    if isinstance(value, bytes | bytearray | memoryview):
+        return ENCODE_STR(bytes(value).hex())
+    return ENCODE_STR(str(value))
