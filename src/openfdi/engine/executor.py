@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from openfdi import memory
 from openfdi.connectors.registry import Registry
 from openfdi.domain.states import RunState
+from openfdi.engine.cdc import CdcRunner, CdcRunSpec
 from openfdi.engine.metrics import RUNS
 from openfdi.engine.runner import EngineSettings, Runner
 from openfdi.engine.spec import RunSpec
@@ -47,13 +48,13 @@ class _Active:
     is queued, claimed or described is not lost: the runner is built around them.
     """
 
-    describe: Callable[[], RunSpec]
+    describe: Callable[[], RunSpec | CdcRunSpec]
     queued_at: float = field(default_factory=time.monotonic)
     done: threading.Event = field(default_factory=threading.Event)
     stop_requested: threading.Event = field(default_factory=threading.Event)
     forced: threading.Event = field(default_factory=threading.Event)
     interrupt: bool = False
-    runner: Runner | None = None
+    runner: Runner | CdcRunner | None = None
     deadline_timer: threading.Timer | None = None
 
 
@@ -91,7 +92,7 @@ class LocalExecutor:
         self._renewer = threading.Thread(target=self._renew_loop, name="lease-renewer", daemon=True)
         self._renewer.start()
 
-    def submit(self, run_id: str, describe: Callable[[], RunSpec]) -> None:
+    def submit(self, run_id: str, describe: Callable[[], RunSpec | CdcRunSpec]) -> None:
         """Queue a created run; returns at once.
 
         A worker claims the run (it does nothing if someone else did), then calls `describe`
@@ -189,7 +190,7 @@ class LocalExecutor:
             else:
                 self._run(runner)
 
-    def _prepare(self, run_id: str, active: _Active) -> Runner | None:
+    def _prepare(self, run_id: str, active: _Active) -> Runner | CdcRunner | None:
         """Claim the run and build its runner; None if it is not ours to run."""
         claim = runs.claim(self.db, run_id, self.owner, self.clock_ms(), self.lease_ms)
         if claim is None:
@@ -206,9 +207,22 @@ class LocalExecutor:
             RUNS.ended("unknown", RunState.FAILED.value, 0.0)
             runs.finish(self.db, claim, RunState.FAILED, self.clock_ms(), remarks, "INTERNAL_ERR")
             return None
+        runner: Runner | CdcRunner | None
         with self._lock:
             if run_id not in self._active:  # released by shutdown() while we claimed it
                 runner = None
+            elif isinstance(spec, CdcRunSpec):  # a composite task's run (engine/cdc.py)
+                runner = CdcRunner(
+                    spec,
+                    claim,
+                    self.db,
+                    self.settings,
+                    self.clock_ms,
+                    stop_requested=active.stop_requested,
+                    forced=active.forced,
+                    interrupting=active.interrupt,
+                )
+                active.runner = runner
             else:
                 runner = Runner(
                     spec,
@@ -229,7 +243,7 @@ class LocalExecutor:
             )
         return runner
 
-    def _run(self, runner: Runner) -> None:
+    def _run(self, runner: Runner | CdcRunner) -> None:
         run_id = runner.claim.run_id
         try:
             state = runner.run()
