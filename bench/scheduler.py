@@ -5,6 +5,8 @@ PostgreSQL metadata.
     .venv/bin/python bench/scheduler.py --quick    # 1,000 tasks, 1 minute measured
     .venv/bin/python bench/scheduler.py --workers 0 --workers 2   # runs in the server, then in
                                                                   # 2 worker processes
+    .venv/bin/python bench/scheduler.py --executor celery --workers 2   # RabbitMQ, 2 celery
+                                                                        # worker processes
 
 For each metadata backend it starts a real `openfdi serve` on 127.0.0.1 (a free port, its own
 data dir; on PostgreSQL a fresh schema on 127.0.0.1:5432, dropped afterwards; the engine on, as
@@ -46,6 +48,7 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
 
 import argparse
+import contextlib
 import json
 import math
 import platform
@@ -161,16 +164,65 @@ def _openfdi_command() -> list[str]:
     return [found] if found else [sys.executable, "-m", "openfdi"]
 
 
+BROKER_URL = "amqp://guest:guest@127.0.0.1:5672//"
+
+
+def _celery_env(queue: str) -> dict[str, str]:
+    """--executor celery: the server publishes each run to RabbitMQ on 127.0.0.1 (a queue of
+    this run's own), for `openfdi worker --executor celery` processes."""
+    return {"OPENFDI_EXECUTOR": "celery", "OPENFDI_CELERY_BROKER_URL": BROKER_URL,
+            "OPENFDI_CELERY_QUEUE": queue}  # fmt: skip
+
+
+@contextmanager
+def celery_workers(env: dict[str, str], count: int, log_dir: Path) -> Iterator[list[int]]:
+    """`count` celery worker processes (same environment and data dir as the server, as on a
+    second host sharing its SQLite files would not be: here they share this machine's)."""
+    procs = []
+    try:
+        for i in range(count):
+            with (log_dir / f"worker-{i}.log").open("wb") as out:
+                command = [*_openfdi_command(), "worker", "--executor", "celery", "--no-migrate"]
+                procs.append(subprocess.Popen(command, env=env, stdout=out, stderr=out))
+        deadline = time.monotonic() + 90
+        for i in range(count):
+            while b" ready." not in (log_dir / f"worker-{i}.log").read_bytes():
+                if time.monotonic() > deadline or procs[i].poll() is not None:
+                    raise RuntimeError(f"celery worker {i} did not start")
+                time.sleep(0.2)
+        yield [p.pid for p in procs]
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        import pika
+
+        params = pika.URLParameters("amqp://guest:guest@127.0.0.1:5672/%2F")
+        with contextlib.closing(pika.BlockingConnection(params)) as conn:
+            conn.channel().queue_delete(env["OPENFDI_CELERY_QUEUE"])
+            conn.channel().exchange_delete(env["OPENFDI_CELERY_QUEUE"])
+
+
 @contextmanager
 def openfdi_server(
-    data_dir: Path, database_url: str | None, workers: int
+    data_dir: Path, database_url: str | None, workers: int, executor: str = "local"
 ) -> Iterator[tuple[str, int, Path]]:
-    """`openfdi serve` (INFO logs, for the planner's stats) on a free port: (url, pid, log)."""
+    """`openfdi serve` (INFO logs, for the planner's stats) on a free port: (url, pid, log).
+    With the celery executor, `workers` celery worker processes run beside it."""
     port = free_port()
+    celery = _celery_env(f"openfdi-bench-{os.getpid()}") if executor == "celery" else {}
     env = {
         **os.environ,
-        "OPENFDI_WORKER_PROCESSES": str(workers),
+        **celery,
+        "OPENFDI_WORKER_PROCESSES": str(0 if celery else workers),
         "OPENFDI_DATA_DIR": str(data_dir),
+        # The bench's SQLite files sit beside the data dir (SQLite data sources are confined).
+        "OPENFDI_SQLITE_ROOTS": str(data_dir.parent),
         "OPENFDI_BOOTSTRAP_PROJECT_ID": PROJECT_ID,
         "OPENFDI_BOOTSTRAP_INSTANCE_ID": INSTANCE_ID,
         "OPENFDI_BOOTSTRAP_AK": AK,
@@ -201,7 +253,11 @@ def openfdi_server(
                 if time.monotonic() > deadline:
                     raise RuntimeError("openfdi serve did not answer /healthz within 60 s")
                 time.sleep(0.1)
-            yield url, process.pid, log_path
+            if celery:
+                with celery_workers(env, workers, data_dir):
+                    yield url, process.pid, log_path
+            else:
+                yield url, process.pid, log_path
         finally:
             process.send_signal(signal.SIGINT)
             try:
@@ -359,8 +415,13 @@ def bench_backend(
                     "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
                     f"?options=-csearch_path%3D{schema}"
                 )
-            with openfdi_server(root / "data", url, workers) as (base_url, pid, log_path):
-                return _measure(backend, workers, root, schema, base_url, pid, log_path, tasks,
+            with openfdi_server(root / "data", url, workers, EXECUTOR) as (
+                base_url,
+                pid,
+                log_path,
+            ):
+                label = f"{backend}, celery" if EXECUTOR == "celery" else backend
+                return _measure(label, workers, root, schema, base_url, pid, log_path, tasks,
                                 warmup_s, window_s, log)  # fmt: skip
 
 
@@ -503,8 +564,11 @@ def render(results: list[Result], header: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+EXECUTOR = "local"
+
+
 def main() -> int:
-    global TARGETS  # a setting of this run of the script
+    global TARGETS, EXECUTOR  # settings of this run of the script
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--quick", action="store_true", help="1,000 tasks, 1 minute")
     parser.add_argument("--tasks", type=int, help="started TIMING tasks (default 10,000)")
@@ -525,8 +589,21 @@ def main() -> int:
         action="append",
         help="OPENFDI_WORKER_PROCESSES of the server (repeatable; default 0: runs in the server)",
     )
+    parser.add_argument(
+        "--executor",
+        choices=("local", "celery"),
+        default="local",
+        help="celery: the server publishes runs to RabbitMQ (127.0.0.1:5672) and --workers "
+        "`openfdi worker --executor celery` processes execute them (PostgreSQL metadata only)",
+    )
     args = parser.parse_args()
     TARGETS = args.targets
+    EXECUTOR = args.executor
+    if EXECUTOR == "celery" and (args.backend or ["postgres"]) != ["postgres"]:
+        parser.error("--executor celery needs --backend postgres (shared metadata)")
+    if EXECUTOR == "celery":
+        args.backend = ["postgres"]
+        args.workers = args.workers or [2]
     tasks = args.tasks or (1000 if args.quick else 10_000)
     minutes = args.minutes or (1.0 if args.quick else 5.0)
     warmup_s = 20.0 if args.quick else 70.0
@@ -552,11 +629,17 @@ def main() -> int:
         "`openfdi serve` process (engine on); with worker processes, runs execute in its "
         "`openfdi worker` children.",
     ]
+    if EXECUTOR == "celery":
+        header[-1] += (
+            " Executor celery: the server publishes each run to RabbitMQ; the worker column "
+            "counts `openfdi worker --executor celery` processes (not in the server's CPU)."
+        )
     table = render(results, header)
     print(table)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(table)
-    print(f"written to {RESULTS}", file=sys.stderr)
+    results_file = RESULTS.with_name("scheduler-celery.md") if EXECUTOR == "celery" else RESULTS
+    results_file.parent.mkdir(parents=True, exist_ok=True)
+    results_file.write_text(table)
+    print(f"written to {results_file}", file=sys.stderr)
     return 0
 
 

@@ -60,10 +60,29 @@ class InvalidParameter(FdiError):
     template = "Invalid parameter [{name}]. {detail}"
 
 
+class MappingInvalid(FdiError):
+    """A composite task's table mapping that does not fit its task or its tables."""
+
+    code = "FDI.3037"
+    status = 400
+    template = (
+        "The parameter in mapping information is invalid or does not match the task. {detail}"
+    )
+
+
 class ProjectMismatch(FdiError):
     code = "FDI.3039"
     status = 400
     template = "The project ID is empty or does not match the project ID in the URL."
+
+
+class NetworkSegmentRefused(FdiError):
+    """A data source address outside the networks openfdi may reach (an API data source's
+    host resolving into OPENFDI_API_DENIED_NETWORKS, or outside OPENFDI_API_ALLOWED_NETWORKS)."""
+
+    code = "FDI.3043"
+    status = 400
+    template = "The data source IP address is not in the valid network segment: {detail}"
 
 
 class TaskNotFound(FdiError):

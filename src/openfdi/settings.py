@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_API_DENIED_NETWORKS = ("169.254.0.0/16", "fe80::/10")
+"""Link-local addresses, where clouds answer instance metadata (169.254.169.254: credentials)."""
+
+_BROKER_SCHEMES = frozenset({"amqp", "amqps", "pyamqp", "redis", "rediss"})
 
 
 class Settings(BaseSettings):
@@ -26,6 +32,22 @@ class Settings(BaseSettings):
         description="directories SQLite data sources may name files in, separated by "
         "os.pathsep (':'); default data_dir/sqlite. openfdi's own data dir is refused whatever "
         "this says, and the demo's databases are always allowed",
+    )
+    file_roots: Annotated[tuple[Path, ...] | None, NoDecode] = Field(
+        default=None,
+        description="directories FILE data sources may read and write in, separated by "
+        "os.pathsep (':'); default data_dir/files. openfdi's own data dir is refused whatever "
+        "this says",
+    )
+    api_denied_networks: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=DEFAULT_API_DENIED_NETWORKS,
+        description="networks (CIDR, separated by ',') API data sources may never reach, "
+        "checked on the address each request connects to; default link-local (cloud metadata)",
+    )
+    api_allowed_networks: Annotated[tuple[str, ...] | None, NoDecode] = Field(
+        default=None,
+        description="when set, the only networks (CIDR, separated by ',') API data sources may "
+        "reach (the denied ones still excepted)",
     )
     host: str = "127.0.0.1"
     port: int = 8080
@@ -81,6 +103,37 @@ class Settings(BaseSettings):
         "(REALTIME runs get a thread of their own once started)",
     )
 
+    executor: Literal["local", "celery"] = Field(
+        default="local",
+        description="what executes runs: `local` (this server, or its OPENFDI_WORKER_PROCESSES) "
+        "or `celery` (a message per run on OPENFDI_CELERY_BROKER_URL, executed by "
+        "`openfdi worker --executor celery` on any host; needs PostgreSQL metadata)",
+    )
+    celery_broker_url: str | None = Field(
+        default=None,
+        description="the Celery executor's broker: amqp://user:password@host:5672/vhost "
+        "(RabbitMQ) or redis://host:6379/0",
+    )
+    celery_queue: str = Field(
+        default="openfdi",
+        min_length=1,
+        max_length=200,
+        description="the broker queue (and direct exchange) runs are published to",
+    )
+    celery_broker_heartbeat_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="RabbitMQ only: AMQP heartbeat; a worker cut off the network is noticed "
+        "after about two of them, and the broker then delivers its runs' messages again",
+    )
+    celery_visibility_timeout_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Redis broker only: an unacknowledged message (its worker lost) is "
+        "delivered again after this long; a run still executing is never run twice, the copy "
+        "finds it claimed",
+    )
+
     bootstrap_project_id: str | None = None
     bootstrap_project_name: str = "default"
     bootstrap_instance_id: str | None = None
@@ -89,18 +142,56 @@ class Settings(BaseSettings):
     bootstrap_user: str | None = None
     bootstrap_password: str | None = None
 
-    @field_validator("sqlite_roots", mode="before")
+    @field_validator("sqlite_roots", "file_roots", mode="before")
     @classmethod
     def _split_roots(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(Path(p) for p in value.split(os.pathsep) if p.strip())
         return value
 
+    @field_validator("api_denied_networks", "api_allowed_networks", mode="before")
+    @classmethod
+    def _networks(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [p for p in value.split(",") if p.strip()]
+        if value is None:
+            return None
+        return tuple(str(ipaddress.ip_network(str(p).strip(), strict=False)) for p in value)
+
+    @model_validator(mode="after")
+    def _celery_needs_broker_and_postgresql(self) -> Settings:
+        """Refused at start-up: several hosts share runs only through a database they all
+        reach and that locks rows (leases, SKIP LOCKED); a per-host SQLite file is neither."""
+        if self.executor != "celery":
+            return self
+        if not self.celery_broker_url:
+            raise ValueError(
+                "OPENFDI_EXECUTOR=celery needs OPENFDI_CELERY_BROKER_URL "
+                "(amqp://… for RabbitMQ or redis://… for Redis)"
+            )
+        scheme = self.celery_broker_url.split("://", 1)[0].lower()
+        if scheme not in _BROKER_SCHEMES:
+            raise ValueError(
+                f"OPENFDI_CELERY_BROKER_URL: unsupported broker {scheme!r}; use "
+                "amqp:// (RabbitMQ) or redis:// (Redis)"
+            )
+        if not self.resolved_database_url.startswith("postgresql"):
+            raise ValueError(
+                "OPENFDI_EXECUTOR=celery needs PostgreSQL metadata shared by every host: set "
+                "OPENFDI_DATABASE_URL=postgresql+psycopg://user@host:5432/database"
+            )
+        return self
+
     @property
     def allowed_sqlite_roots(self) -> tuple[Path, ...]:
         """`sqlite_roots` (default data_dir/sqlite) and the demo's directory."""
         roots = self.sqlite_roots if self.sqlite_roots is not None else (self.data_dir / "sqlite",)
         return (*roots, self.data_dir / "demo")
+
+    @property
+    def allowed_file_roots(self) -> tuple[Path, ...]:
+        """`file_roots`, default data_dir/files."""
+        return self.file_roots if self.file_roots is not None else (self.data_dir / "files",)
 
     @property
     def resolved_database_url(self) -> str:

@@ -104,8 +104,12 @@ def test_update_refuses_every_spelling_of_the_data_dir(
     ids=["5000-chars", "4.5k-path", "nul", "outside-roots", "relative", "empty", "blank"],
 )
 def test_create_refuses_paths_that_cannot_or_may_not_be_opened(
-    signed: httpx.Client, base_path: str, path: str
+    signed: httpx.Client, base_path: str, path: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # A relative path is taken from the server's working directory: "/" here, outside the
+    # test's roots (the temp dir), wherever the checkout running the tests lies (CI clones
+    # into the temp dir).
+    monkeypatch.chdir("/")
     reply = signed.post(f"{base_path}/datasources", json=_sqlite_body(path))
     if reply.status_code == 400 and reply.json()["error_code"] == "FDI.3002":
         return  # refused as text at the boundary (a NUL or blank string), also fine

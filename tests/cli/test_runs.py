@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -116,3 +119,56 @@ def test_plan_set_and_show(cli: Cli, tmp_path: Path) -> None:
     assert (shown["period"], shown["dispatch_interval"]) == ("HOUR", 2)
     assert cli("task", "start", task_id).exit_code == 0  # a TIMING task with a plan starts
     assert cli("plan", "set", task_id).exit_code == 2  # neither --cron nor --period
+
+
+def test_datasource_show_run_and_terminate(cli: Cli, tmp_path: Path) -> None:
+    source_db = tmp_path / "shop.db"
+    _source(source_db)
+    ds = cli(
+        "datasource", "create", "--name", "shop", "--type", "SQLITE",
+        "--content", json.dumps({"database_name": str(source_db)}),
+    ).stdout.strip()  # fmt: skip
+    shown = cli("datasource", "show", ds)
+    assert shown.exit_code == 0, shown.output
+    assert "shop" in shown.stdout
+    assert f"content.database_name {source_db}" in " ".join(shown.stdout.split())
+    assert json_out(cli("datasource", "show", ds, "--json"))["datasource_id"] == ds
+    assert cli("datasource", "show", "f" * 32).exit_code != 0  # unknown: the server's error
+
+    detail = {
+        "sourceSelectedDatasource": {"table": "orders", "incremental": {"column": "id"}},
+        "targetSelectedDatasource": {"table": "orders_copy"},
+    }
+    live = cli(
+        "task", "create", "--name", "follow", "--type", "REALTIME",
+        "--source", ds, "--target", ds, "--detail", json.dumps(detail),
+    ).stdout.strip()  # fmt: skip
+    assert cli("task", "start", live).exit_code == 0  # a REALTIME run follows until stopped
+
+    def latest() -> dict[str, Any]:
+        entities = json_out(cli("task", "logs", live, "--json"))["entities"]
+        return entities[0] if entities else {}
+
+    _until(lambda: latest().get("execute_status") == "RUNNING")
+    assert cli("task", "terminate", live).stdout == f"terminate requested for {live}\n"
+    _until(lambda: latest().get("execute_status") == "CANCELLED")
+    assert cli("task", "stop", live).exit_code == 0
+
+    once = cli(
+        "task", "create", "--name", "once", "--source", ds, "--target", ds,
+        "--detail", json.dumps({"sourceSelectedDatasource": {"table": "orders"},
+                                "targetSelectedDatasource": {"table": "orders_once"}}),
+    ).stdout.strip()  # fmt: skip
+    assert json_out(cli("task", "run", once, "--json")) == {"task_id": once, "run": "requested"}
+    _until(lambda: json_out(cli("task", "logs", once, "--json"))["entities"][:1] != []
+           and json_out(cli("task", "logs", once, "--json"))["entities"][0]["execute_status"]
+           == "SUCCESS")  # fmt: skip
+    with sqlite3.connect(source_db) as conn:
+        assert conn.execute("SELECT count(*) FROM orders_once").fetchone() == (ROWS,)
+
+
+def _until(check: Callable[[], bool], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)

@@ -18,6 +18,11 @@ from openfdi.connectors.spi import Capabilities, Connector, ConnectorSpec
 from openfdi.connectors.sqlite import SPEC as SQLITE_SPEC
 from openfdi.connectors.sqlite.connector import SqliteConnector
 
+NOT_CONNECTORS = {
+    "testing",  # the conformance harness
+    "cdc",  # the log reader of composite tasks: the engine's CDC run kind opens it, no registry
+}
+
 
 def _built_in_connector_types() -> set[str]:
     """The types of the connector packages shipped in openfdi.connectors (each exports SPEC)."""
@@ -28,7 +33,7 @@ def _built_in_connector_types() -> set[str]:
 
     types = set()
     for info in pkgutil.iter_modules(package.__path__):
-        if info.ispkg and not info.name.startswith("_") and info.name != "testing":
+        if info.ispkg and not info.name.startswith("_") and info.name not in NOT_CONNECTORS:
             module = importlib.import_module(f"openfdi.connectors.{info.name}")
             types.add(module.SPEC.type.upper())
     return types

@@ -3,6 +3,7 @@ forms, escaping, secrets."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import httpx
@@ -315,3 +316,113 @@ def test_overview_lists_failing_tasks_first_and_the_run_page(
     assert 'id="run-rows">3<' in run
     progress = client.get(f"{BASE}/tasks/{live}/progress").text
     assert 'id="run-state">failed<' in progress
+
+
+def test_a_task_is_edited_through_its_form_and_a_refused_edit_changes_nothing(
+    client: httpx.Client, csrf: str, demo_runtime: Runtime
+) -> None:
+    live = _task_id(demo_runtime, "demo-orders-live")
+    with demo_runtime.db.read() as session:
+        row = session.get_one(TaskRow, live)
+        src, dst = row.source_datasource_id, row.target_datasource_id
+    fields = {
+        "csrf": csrf, "task_name": "edit-me", "task_type": "TIMING", "description": "before",
+        "source_datasource_id": src, "target_datasource_id": dst, "source_table": "orders",
+        "target_table": "orders_before", "write_mode": "insert", "plan_kind": "none",
+        "create_table": "on",
+    }  # fmt: skip
+    made = client.post(f"{BASE}/tasks/new", data=fields, follow_redirects=False)
+    assert made.status_code == 303, made.text
+    task_id = made.headers["location"].split("/")[-1].split("?")[0]
+
+    form = client.get(f"{BASE}/tasks/{task_id}/edit").text
+    assert 'value="edit-me"' in form  # the form opens on the task as stored
+    assert "orders_before" in form
+
+    refused = client.post(
+        f"{BASE}/tasks/{task_id}/edit",
+        data={**fields, "description": "after", "write_mode": "upsert"},  # upsert needs keys
+    )
+    assert refused.status_code == 400
+    assert 'id="error-key_columns"' in refused.text
+    from openfdi.services import tasks
+
+    assert tasks.show_task(demo_runtime, SCOPE, task_id).task.description == "before"
+
+    saved = client.post(
+        f"{BASE}/tasks/{task_id}/edit",
+        data={**fields, "description": "after", "target_table": "orders_after"},
+        follow_redirects=False,
+    )
+    assert saved.status_code == 303, saved.text
+    shown = tasks.show_task(demo_runtime, SCOPE, task_id)
+    assert shown.task.description == "after"
+    assert "orders_after" in shown.task_detail
+    assert "orders_before" not in shown.task_detail
+
+
+def test_the_run_page_lists_the_refused_rows_with_the_targets_reason_as_text(
+    client: httpx.Client, csrf: str, demo_runtime: Runtime
+) -> None:
+    from openfdi.store.tables import DirtyRowRow
+
+    live = _task_id(demo_runtime, "demo-orders-live")
+    run_id = "d" * 32
+    with demo_runtime.db.write() as session:
+        session.add(
+            RunRow(
+                id=run_id, task_id=live, trigger="manual", state="succeeded", epoch=0,
+                created_at=1, started_at=1, ended_at=2001, data_count=5, dirty_data_count=2,
+                data_size_bytes=10, read_ms=1, write_ms=1, remarks="",
+            )
+        )  # fmt: skip
+        session.flush()
+        session.add_all(
+            [
+                DirtyRowRow(run_id=run_id, row='[7, "<script>x</script>"]',
+                            reason="duplicate key value violates unique constraint", created_at=2),
+                DirtyRowRow(run_id=run_id, row='[8, "ok"]', created_at=2,
+                            reason="value too long for type character varying(3) <i>"),
+            ]
+        )  # fmt: skip
+    page = client.get(f"{BASE}/tasks/{live}/runs/{run_id}").text
+    listed = page.split('id="dirty-rows"', 1)[1]
+    assert "duplicate key value violates unique constraint" in listed
+    assert "value too long for type character varying(3) &lt;i&gt;" in listed
+    assert "&lt;script&gt;x&lt;/script&gt;" in listed
+    assert "<script>x</script>" not in page
+
+
+def test_progress_shows_percent_and_eta_and_the_chart_marks_failed_runs(
+    client: httpx.Client, csrf: str, demo_runtime: Runtime
+) -> None:
+    nightly = _task_id(demo_runtime, "demo-orders-nightly")  # a full copy: its size is known
+    now = demo_runtime.clock_ms()
+    runs = [  # oldest first: a success of 1,000 rows, a failure, and one running for 10 s
+        ("a" * 32, "succeeded", now - 60_000, now - 55_000, 1_000, None),
+        ("b" * 32, "failed", now - 40_000, now - 39_000, 120, "boom"),
+        ("c" * 32, "running", now - 10_000, None, 250, None),
+    ]
+    with demo_runtime.db.write() as session:
+        for run_id, state, started, ended, rows, remarks in runs:
+            session.add(
+                RunRow(
+                    id=run_id, task_id=nightly, trigger="manual", state=state, epoch=1,
+                    created_at=started, started_at=started, ended_at=ended, data_count=rows,
+                    dirty_data_count=0, data_size_bytes=rows, read_ms=1, write_ms=1,
+                    remarks=remarks,
+                )
+            )  # fmt: skip
+
+    progress = client.get(f"{BASE}/tasks/{nightly}/progress").text
+    assert 'id="percent">25%<' in progress  # 250 of the last success's 1,000
+    eta = re.search(r'id="eta">([^<]*)<', progress)
+    assert eta is not None  # 750 rows left at 25 rows/s: about 30 s
+    value, unit = eta.group(1).split()
+    assert unit == "s"
+    assert 29 <= float(value) <= 31, eta.group(1)
+
+    page = client.get(f"{BASE}/tasks/{nightly}").text
+    chart = json.loads(re.search(r'id="chart-data">([^<]*)<', page).group(1))  # type: ignore[union-attr]
+    assert chart["rows"] == [1_000, 120, 250]
+    assert chart["failed"] == [None, 120, None]  # only the failed run is marked

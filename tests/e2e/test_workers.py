@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -137,7 +138,8 @@ def test_a_worker_stops_on_a_burst_of_signals(tmp_path: Path) -> None:
             [openfdi, "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
         try:
-            time.sleep(1.5 + attempt * 0.1)  # migrated (the first time), polling
+            _await_line(worker, "claiming runs", timeout=60)  # migrated (the first time), polling
+            time.sleep(attempt * 0.05)  # the burst lands at a different point of the poll loop
             for _ in range(200):
                 with contextlib.suppress(ProcessLookupError):
                     worker.send_signal(signal.SIGTERM)
@@ -146,6 +148,23 @@ def test_a_worker_stops_on_a_burst_of_signals(tmp_path: Path) -> None:
             if worker.poll() is None:
                 worker.kill()
                 worker.wait()
+
+
+def _await_line(proc: subprocess.Popen[bytes], text: str, timeout: float) -> None:
+    """Read the process's stderr until a line holds `text` (a sleep instead would race a slow
+    start on a busy host: a SIGTERM before the handler is installed kills by default action)."""
+    assert proc.stderr is not None
+    found = threading.Event()
+
+    def read() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if text.encode() in line:
+                found.set()
+        # keep draining to EOF so the worker never blocks on a full pipe
+
+    threading.Thread(target=read, daemon=True).start()
+    assert found.wait(timeout), f"the worker never logged {text!r}"
 
 
 @pytest.fixture(autouse=True)

@@ -22,7 +22,7 @@ from openfdi.domain.states import RunState, RunTrigger
 from openfdi.engine.backoff import restart_delay_ms
 from openfdi.engine.outcomes import DirtyLimitExceeded, outcome_of
 from openfdi.engine.runner import EngineSettings
-from openfdi.services.runs import Supervisor
+from openfdi.services.control_loops import Supervisor
 from openfdi.services.runtime import Runtime
 from openfdi.store import runs
 from openfdi.store.tables import RunRow, TaskRow

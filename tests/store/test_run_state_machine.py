@@ -30,6 +30,7 @@ from openfdi.domain.states import ACTIVE_RUN_STATES, RunState
 from openfdi.errors import TaskAlreadyRunning
 from openfdi.services import batch as batch_service
 from openfdi.services import runs as run_service
+from openfdi.services.control_loops import Supervisor
 from openfdi.services.runtime import Runtime
 from openfdi.store import runs
 from openfdi.store.tables import RunRow, TaskRow
@@ -159,7 +160,7 @@ def test_random_interleavings_never_wedge_a_task(runtime: Runtime, creds) -> Non
     _engine_in_workers(rt)
     task_ids = _tasks(rt, creds)
     scope = Scope(creds.project_id, creds.instance_id)
-    supervisor = run_service.Supervisor(rt)
+    supervisor = Supervisor(rt)
     observed = Observed()
     limit = _stop_limit_ms(rt)
     errors: list[BaseException] = []

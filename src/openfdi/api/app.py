@@ -22,10 +22,10 @@ from openfdi.api import console, docs_pages, errors, query
 from openfdi.api.auth import fdi_scope
 from openfdi.api.context import Metrics, RequestContextMiddleware
 from openfdi.api.engine_metrics import EngineCollector, RunsCollector
-from openfdi.api.v2 import batch, datasources, dispatches, runs, tasks
+from openfdi.api.v2 import batch, cdc, datasources, dispatches, runs, tasks
 from openfdi.api.v3 import iam
 from openfdi.scheduler.planner import Planner
-from openfdi.services.runs import Supervisor
+from openfdi.services.control_loops import Supervisor
 from openfdi.services.runtime import Runtime
 from openfdi.store.db import head_revision
 
@@ -98,6 +98,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     fdi_first = query.known_query_only(Depends(fdi_scope))
     for router in (batch.router, tasks.router, dispatches.router, datasources.router, runs.router):
         app.include_router(router, dependencies=fdi_first)
+    app.include_router(cdc.router, dependencies=fdi_first)
     app.include_router(iam.router)
 
     @app.get("/healthz", response_model=Health, tags=["Operations"], summary="Liveness and DB")

@@ -14,7 +14,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from openfdi.engine.metrics import RUNS, shared_dir
+from openfdi.engine.metrics import RUNS, iter_backlogs, shared_dir
 from openfdi.scheduler.planner import Planner
 from openfdi.services.runtime import Runtime
 
@@ -22,7 +22,7 @@ from openfdi.services.runtime import Runtime
 class RunsCollector(Collector):
     """The run counts of every process that executes runs: this one's, or with worker processes
     the sum of their files (those of exited workers included, so totals never drop when a
-    worker is restarted)."""
+    worker is restarted), and the backlog of each running task's source."""
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
@@ -30,11 +30,13 @@ class RunsCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         if not self.runtime.runs_in_worker_processes:
             yield from RUNS.registry.collect()
+            yield from iter_backlogs(None)
             return
         path = shared_dir(self.runtime.settings.data_dir)
         if path.is_dir():  # made by the server as it starts its workers
             shared = MultiProcessCollector(None, path=str(path))  # type: ignore[no-untyped-call]
             yield from shared.collect()  # type: ignore[no-untyped-call]
+            yield from iter_backlogs(path)
 
 
 class EngineCollector(Collector):

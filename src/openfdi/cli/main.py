@@ -7,9 +7,11 @@ process would otherwise load the web app, SQLAlchemy and the engine before doing
 
 from __future__ import annotations
 
+import enum
 import ipaddress
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -24,6 +26,8 @@ from openfdi.cli.plan import plan
 from openfdi.cli.task import task
 
 if TYPE_CHECKING:
+    import threading
+
     from openfdi.services import identity
     from openfdi.settings import Settings
 
@@ -153,7 +157,7 @@ def serve(
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-    settings = Settings()
+    settings = _settings_or_exit(Settings)
     # A flag wins over the environment (OPENFDI_HOST / OPENFDI_PORT, read by Settings), which
     # wins over the defaults.
     host = host if host is not None else settings.host
@@ -202,6 +206,11 @@ def serve(
             workers.stop()
 
 
+class ExecutorKind(enum.StrEnum):
+    local = "local"
+    celery = "celery"
+
+
 @app.command()
 def worker(
     migrate: Annotated[bool, typer.Option(help="apply migrations before starting")] = True,
@@ -209,14 +218,49 @@ def worker(
     parent_pid: Annotated[
         int | None, typer.Option(hidden=True, help="exit when this process (serve) exits")
     ] = None,
+    executor: Annotated[
+        ExecutorKind | None,
+        typer.Option(
+            help="local: claim runs from the metadata database (this host's server made them); "
+            "celery: take them from the broker (OPENFDI_CELERY_BROKER_URL), on any host "
+            "[default: $OPENFDI_EXECUTOR, else local]"
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(min=1, help="celery: runs at once [default: $OPENFDI_RUN_WORKERS, else 8]"),
+    ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=65535,
+            help="celery: serve this worker's run metrics (Prometheus) on this port; the "
+            "server's /metrics counts only runs of its own host [default: none]",
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option(help="celery: the address of --metrics-port (0.0.0.0: every one)")
+    ] = "127.0.0.1",
 ) -> None:
-    """Execute runs: claim the ones nobody has claimed from the metadata database.
+    """Execute runs: claim the ones nobody has claimed from the metadata database, or with
+    `--executor celery` the ones the broker delivers (several hosts, see docs/operations.md).
 
-    `openfdi serve` starts these itself with OPENFDI_WORKER_PROCESSES; start more by hand (same
-    environment, same database) to add capacity. SIGTERM interrupts the runs and exits.
+    `openfdi serve` starts local ones itself with OPENFDI_WORKER_PROCESSES; start more by hand
+    (same environment, same database) to add capacity. SIGTERM interrupts the runs and exits.
     """
     import signal
-    import threading
+
+    from openfdi.cli.signals import closing_on_signals, ignore_from_now
+
+    # First, before the imports and migrations that take a second or more on a busy host: a
+    # SIGTERM that came earlier would kill the worker by the default action instead of stopping it.
+    closing = closing_on_signals(signal.SIGTERM, signal.SIGINT)
+
+    if (executor or _env_executor()) == ExecutorKind.celery:
+        metrics = (metrics_host, metrics_port) if metrics_port is not None else None
+        _celery_worker(migrate, log_level, concurrency, closing, metrics)
+        return
 
     from openfdi.cli.workers import die_with_parent
 
@@ -224,30 +268,96 @@ def worker(
         die_with_parent(parent_pid)
 
     from openfdi import memory
-    from openfdi.services.runs import Worker
+    from openfdi.services.control_loops import Worker
     from openfdi.services.runtime import Runtime
     from openfdi.settings import Settings
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-    closing = threading.Event()
-
-    def on_signal(*_: object) -> None:
-        # Not closing.set() here: the handler runs on the main thread, between two bytecodes of
-        # whatever it was doing, maybe inside closing.wait() holding the lock that set() takes,
-        # or inside an earlier handler's set() (the server's SIGTERM, then the kernel's when the
-        # server exits): the worker would deadlock and never stop. A thread sets it instead.
-        threading.Thread(target=closing.set, name="closing", daemon=True).start()
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, on_signal)
     runtime = Runtime.open(Settings(), migrate=migrate)
     memory.freeze_startup_objects()
     try:
         Worker(runtime).run(closing)
     finally:
+        ignore_from_now(signal.SIGTERM)  # stopping already: later ones would kill the clean-up
         runtime.close()  # stops the executor: running runs end interrupted, to be resumed
+
+
+def _env_executor() -> ExecutorKind:
+    from openfdi.settings import Settings
+
+    return ExecutorKind(_settings_or_exit(Settings).executor)
+
+
+def _settings_or_exit(build: Callable[[], Settings]) -> Settings:
+    """The settings, or exit 2 with what is wrong (a celery executor without PostgreSQL…)."""
+    import pydantic
+
+    try:
+        return build()
+    except pydantic.ValidationError as exc:
+        for error in exc.errors():
+            where = ".".join(str(p) for p in error["loc"])
+            message = str(error["msg"]).removeprefix("Value error, ")
+            typer.echo(f"openfdi: {where + ': ' if where else ''}{message}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _celery_worker(
+    migrate: bool,
+    log_level: str,
+    concurrency: int | None,
+    closing: threading.Event,
+    metrics: tuple[str, int] | None,
+) -> None:
+    """A Celery worker on openfdi's app, its runs on threads of this process (run more
+    processes for more cores). Once started, Celery handles SIGTERM (runs interrupted, then
+    exit); one that came before (`closing`) exits before starting it."""
+    import os
+    import socket
+
+    from openfdi.services.celery_worker import worker_app
+    from openfdi.settings import Settings
+
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    settings = _settings_or_exit(lambda: Settings(executor="celery"))
+    if concurrency is not None:
+        settings = settings.model_copy(update={"run_workers": concurrency})
+    if migrate:
+        from openfdi.store.db import Database
+
+        db = Database(settings.resolved_database_url)
+        try:
+            db.migrate()
+        finally:
+            db.dispose()
+    app = worker_app(settings)
+    if closing.is_set():
+        return
+    if metrics is not None:
+        from openfdi.engine.metrics import serve_this_process
+
+        try:
+            serve_this_process(*metrics)
+        except OSError as exc:
+            typer.echo(f"openfdi: --metrics-port {metrics[1]}: {exc.strerror}", err=True)
+            raise typer.Exit(2) from None
+    app.worker_main(
+        [
+            "worker",
+            "--pool=threads",
+            f"--concurrency={settings.run_workers}",
+            f"--loglevel={log_level.upper()}",
+            f"--hostname=openfdi-{os.getpid()}@{socket.gethostname()}",
+            # No start-up handshake with other workers (a second or more): openfdi needs no
+            # revoked-id sync, the database decides what runs.
+            "--without-mingle",
+            "--without-gossip",
+        ]
+    )
 
 
 @app.command()

@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import Any, NamedTuple, Self
 
 from openfdi.connectors._values import estimate_rows_bytes
+from openfdi.settings import DEFAULT_API_DENIED_NETWORKS
 
 __all__ = [
     "Batch",
@@ -347,20 +348,29 @@ class Positions(abc.ABC):
 
 @dataclass(frozen=True, slots=True)
 class HostPaths:
-    """Where on the host a connector that opens local files (SQLite) may open them.
+    """Where on the host connectors that open local files may open them.
 
-    A file must resolve (every link followed) under one of `roots` and never under one of
-    `forbidden` (openfdi's own data dir and metadata database), unless it lies under a root that
-    is itself strictly inside that forbidden path (the data dir's `sqlite` and `demo` folders).
-    The host builds this from its settings and hands it to every connector it opens; the default
-    (no roots: anywhere) is for library use and connector tests only.
+    A path must resolve (every link followed) under one of the roots of its kind (`roots` for
+    SQLite files, `file_roots` for FILE directories) and never under one of `forbidden`
+    (openfdi's own data dir and metadata database), unless it lies under a root that is itself
+    strictly inside that forbidden path (the data dir's `sqlite`, `files` and `demo` folders).
+    `connectors._paths.confine` applies these rules, for every kind. The host builds this from its
+    settings and hands it to every connector it opens; the default (no roots: anywhere) is for
+    library use and connector tests only.
     """
 
     roots: tuple[Path, ...] | None = None
+    """SQLite database files (OPENFDI_SQLITE_ROOTS)."""
     forbidden: tuple[Path, ...] = ()
     own_databases: tuple[OwnDatabase, ...] = ()
     """openfdi's own metadata database when it is on a server (PostgreSQL): no data source may
     reach it, however its address is spelled."""
+    file_roots: tuple[Path, ...] | None = None
+    """Directories of FILE data sources and what they hold (OPENFDI_FILE_ROOTS)."""
+    denied_networks: tuple[str, ...] = DEFAULT_API_DENIED_NETWORKS
+    """Networks (CIDR) an API data source may never connect to (OPENFDI_API_DENIED_NETWORKS)."""
+    allowed_networks: tuple[str, ...] | None = None
+    """When set, the only networks it may connect to (OPENFDI_API_ALLOWED_NETWORKS)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -426,6 +436,13 @@ class Connector(abc.ABC):
     def configure(self, options: Mapping[str, Any] | None) -> None:
         """Take a task end's `message` object (how messages map to rows; message connectors
         only, the others ignore it). Called once, before `describe`. No I/O."""
+        return None
+
+    def backlog(self) -> int | None:
+        """How many messages the source system holds for this read and has not delivered yet
+        (a queue's ready messages, a consumer group's lag), or None when it cannot tell (or
+        this is no message source). Called on the reading thread between batches, at most
+        about once a second: it may cost a round trip."""
         return None
 
     @abc.abstractmethod

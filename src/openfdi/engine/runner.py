@@ -42,7 +42,7 @@ from openfdi.connectors.spi import (
 )
 from openfdi.domain.states import RunState, TaskType
 from openfdi.engine.backoff import restart_note
-from openfdi.engine.metrics import RUNS
+from openfdi.engine.metrics import BACKLOGS, RUNS
 from openfdi.engine.outcomes import (
     FENCED,
     STOPPED,
@@ -154,7 +154,10 @@ class Runner:
     def run(self) -> RunState:
         """Execute the run to its end and record the outcome; returns the final state."""
         started = time.monotonic()
-        state = self._run()
+        try:
+            state = self._run()
+        finally:
+            BACKLOGS.forget(self.spec.task_id)
         RUNS.ended(self.spec.task_type.value, state.value, time.monotonic() - started)
         return state
 
@@ -351,10 +354,12 @@ class Runner:
     ) -> str | None:
         """One read of the source past `watermark`; returns the new watermark."""
         batches = source.read(read_plan)
+        backlog = BACKLOGS.sampler(self.spec.task_id, self.spec.source.type)
         while True:
             started = time.perf_counter()
             batch: Batch | None = next(batches, None)
             totals.read_ms += (time.perf_counter() - started) * 1000
+            backlog.sample(source.backlog)  # at most once a second (openfdi_source_backlog)
             if batch is None:
                 return watermark
             if not batch.rows and not batch.refused and not batch.last:
@@ -475,6 +480,7 @@ class Runner:
             result = target.write(batch, write_plan)
             written += result.rows_written
             nbytes += batch.nbytes
+            rejected.extend(batch.refused)  # what the source could not read (a slice's fallback)
             rejected.extend(result.rejected)
         return written, nbytes, rejected
 

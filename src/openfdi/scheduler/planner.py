@@ -1,4 +1,4 @@
-"""The planner: every supervisor tick, the runs of the fires that fell due (services.runs).
+"""The planner: every supervisor tick, the runs of the fires that fell due (services.control_loops).
 
 Which fires are due is derived from the database alone, so a restart, a second server or a
 crashed tick lose nothing:
@@ -99,7 +99,7 @@ class PlannerStats:
 
 
 class Planner:
-    """Implements `services.runs.FirePlanner`; called from one thread (the supervisor's)."""
+    """Implements `services.control_loops.FirePlanner`; called from the fire loop's thread only."""
 
     def __init__(
         self,

@@ -1,24 +1,16 @@
-"""Runs: run now, terminate, run history; and the supervisor that keeps runs in line with the
-desired state of tasks (REALTIME tasks started and resumed, runs of stopped tasks stopped).
-
-The supervisor reconciles from the database every `interval_s`, so it converges whoever changed
-the desired state (this process, another server, the admin CLI) and after any restart.
-"""
+"""Runs: run now, terminate, run history, and what the control loops (services/control_loops.py)
+do with runs: build a run's spec, hand a created run to the executor, stop the runs nobody wants
+any more."""
 
 from __future__ import annotations
 
 import logging
-import threading
-import time
-from dataclasses import dataclass
-from typing import Protocol
 
-from sqlalchemy import and_, bindparam, func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import aliased
 
 from openfdi.domain.scope import Scope
 from openfdi.domain.states import (
-    ACTIVE_RUN_STATES,
     RUN_TO_EXECUTE,
     DesiredState,
     RunState,
@@ -26,11 +18,11 @@ from openfdi.domain.states import (
     TaskType,
 )
 from openfdi.domain.task_detail import parse_task_detail
-from openfdi.engine.backoff import restart_delay_ms
-from openfdi.engine.executor import LocalExecutor
+from openfdi.engine.cdc import CdcRunSpec
+from openfdi.engine.executing import Executor
 from openfdi.engine.spec import Endpoint, RunSpec
 from openfdi.errors import TaskAlreadyRunning, TaskStartFailed
-from openfdi.services import run_steps
+from openfdi.services import cdc, run_steps
 from openfdi.services.datasources import decrypt_content
 from openfdi.services.lookup import get_task_row
 from openfdi.services.paging import numbered_page
@@ -47,8 +39,6 @@ from openfdi.wire.runs import (
 )
 
 log = logging.getLogger(__name__)
-_ACTIVE = tuple(s.value for s in ACTIVE_RUN_STATES)
-STARTING_GRACE_MS = 30_000
 STOP_MARGIN_MS = 3_000
 """Beyond the executor's stop deadline: its cancel-then-abandon margin (2 s) and a second more.
 A live executor ends a stopped run itself well before; the database deadline is for runs whose
@@ -77,6 +67,7 @@ _SPEC = (
         _target.type,
         _target.content,
         CheckpointRow.watermark,
+        TaskRow.ext_type,
     )
     .join(_source, _source.id == TaskRow.source_datasource_id)
     .join(_target, _target.id == TaskRow.target_datasource_id)
@@ -86,11 +77,13 @@ _SPEC = (
 )
 
 
-def build_spec(rt: Runtime, run_id: str, task_id: str) -> RunSpec:
+def build_spec(rt: Runtime, run_id: str, task_id: str) -> RunSpec | CdcRunSpec:
     """What the run needs, in one read (every scheduled fire pays for it)."""
     with rt.db.lookup() as conn:
         row = conn.execute(_SPEC, {"task_id": task_id, "run_id": run_id}).one()
-    trigger, task_type, detail, source_type, source, target_type, target, watermark = row
+    trigger, task_type, detail, source_type, source, target_type, target, watermark, ext = row
+    if ext == "CDC":  # a composite task: its own run kind (engine/cdc.py)
+        return cdc.build_cdc_spec(rt, run_id, task_id, trigger)
     return RunSpec(
         run_id=run_id,
         task_id=task_id,
@@ -103,7 +96,7 @@ def build_spec(rt: Runtime, run_id: str, task_id: str) -> RunSpec:
     )
 
 
-def _start(rt: Runtime, task_id: str, trigger: RunTrigger) -> str:
+def start_run(rt: Runtime, task_id: str, trigger: RunTrigger) -> str:
     """Create and submit a run; RunConflictError if the task has an active run."""
     _require_engine(rt)
     run_id = runs.create_run(rt.db, task_id, trigger, rt.clock_ms())
@@ -126,7 +119,7 @@ def run_task(rt: Runtime, scope: Scope, task_id: str) -> RunTaskResponse:
     with rt.db.read() as session:
         get_task_row(session, scope, task_id)
     try:
-        return RunTaskResponse(run_id=_start(rt, task_id, RunTrigger.MANUAL))
+        return RunTaskResponse(run_id=start_run(rt, task_id, RunTrigger.MANUAL))
     except runs.RunConflictError as exc:
         raise TaskAlreadyRunning() from exc
 
@@ -219,7 +212,7 @@ def list_dirty_rows(
     return ListDirtyRowsResponse(total=total, size=len(entities), entities=entities)
 
 
-def stop_unwanted_runs(rt: Runtime, executor: LocalExecutor) -> None:
+def stop_unwanted_runs(rt: Runtime, executor: Executor) -> None:
     """Stop the executor's runs that were asked to stop or whose task was stopped since."""
     mine = executor.active_run_ids()
     if not mine:
@@ -245,169 +238,3 @@ def stop_unwanted_runs(rt: Runtime, executor: LocalExecutor) -> None:
         stopped_after = stopped and (changed >= created or trigger == RunTrigger.SUPERVISOR)
         if state == RunState.STOPPING or stopped_after:
             executor.stop(run_id)
-
-
-@dataclass
-class Worker:
-    """The loop of an `openfdi worker` process: reserves runs nobody has claimed, as many as
-    its executor has room for (so that worker processes never race for one run), and
-    stops its runs when asked (from the database, since the request reached another process)."""
-
-    rt: Runtime
-    poll_s: float = 0.05
-    stop_check_s: float = 0.1
-
-    def run(self, closing: threading.Event) -> None:
-        executor = self.rt.start_engine()
-        checked = 0.0
-        while not closing.wait(self.poll_s):
-            try:
-                room = executor.room()
-                if room:
-                    reserved = runs.reserve_unclaimed(
-                        self.rt.db, executor.owner, room, self.rt.clock_ms(), executor.lease_ms
-                    )
-                    for run_id, task_id in reserved:
-                        submit_created(self.rt, run_id, task_id)
-                if time.monotonic() - checked >= self.stop_check_s:
-                    checked = time.monotonic()
-                    stop_unwanted_runs(self.rt, executor)
-            except Exception:  # a database hiccup: try again at the next poll
-                log.exception("worker pass failed")
-
-
-class FirePlanner(Protocol):
-    """Turns due fires of scheduled plans into runs (the scheduler layer implements it)."""
-
-    def due_runs(self, now_ms: int) -> list[tuple[str, str]]:
-        """Create the runs of every fire due by `now_ms`; return their (run_id, task_id)."""
-        ...
-
-    def next_due_ms(self) -> int | None:
-        """The earliest fire the planner holds (None: none armed)."""
-        ...
-
-
-@dataclass
-class Supervisor:
-    """Keeps runs in line with desired state, in two background threads of `openfdi serve`.
-
-    The reconciler (every `interval_s`) closes runs whose lease expired, stops runs of stopped
-    tasks and starts REALTIME ones. The scheduler thread wakes for the planner's next fire (at
-    most every `interval_s`, at least `fire_spacing_s` apart, so fires due close together are
-    handled in one transaction) and hands the runs it creates to the executor, whose workers
-    claim them (or leaves them to worker processes): a slow run start never delays a fire.
-    """
-
-    rt: Runtime
-    interval_s: float = 0.25
-    planner: FirePlanner | None = None
-    fire_spacing_s: float = 0.1
-
-    def __post_init__(self) -> None:
-        self._closing = threading.Event()
-        self._threads = [threading.Thread(target=self._loop, name="supervisor", daemon=True)]
-        if self.planner is not None:
-            self._threads.append(
-                threading.Thread(target=self._fire_loop, name="scheduler", daemon=True)
-            )
-
-    def start(self) -> None:
-        for thread in self._threads:
-            thread.start()
-
-    def close(self) -> None:
-        self._closing.set()
-        for thread in self._threads:
-            thread.join(5)
-
-    def running(self) -> bool:
-        """Every loop is alive (`/readyz`)."""
-        return not self._closing.is_set() and all(t.is_alive() for t in self._threads)
-
-    def _loop(self) -> None:
-        while not self._closing.wait(self.interval_s):
-            try:
-                self.reconcile()
-            except Exception:  # the loop must survive a database hiccup; it retries next tick
-                log.exception("supervisor pass failed")
-
-    def _fire_loop(self) -> None:
-        while True:
-            try:
-                self.fire_due()
-            except Exception:  # as above: the planner rebuilds from the database next time
-                log.exception("scheduler pass failed")
-            if self._closing.wait(self._until_next_fire()):
-                return
-
-    def _until_next_fire(self) -> float:
-        head = self.planner.next_due_ms() if self.planner is not None else None
-        if head is None:
-            return self.interval_s
-        wait = (head - self.rt.clock_ms()) / 1000
-        return min(self.interval_s, max(self.fire_spacing_s, wait))
-
-    def fire_due(self) -> None:
-        """Create the runs of the fires due now and hand them to the executor."""
-        if self.planner is not None:
-            for run_id, task_id in self.planner.due_runs(self.rt.clock_ms()):
-                submit_created(self.rt, run_id, task_id)
-
-    def reconcile(self) -> None:
-        now = self.rt.clock_ms()
-        for run_id in runs.expire_leases(self.rt.db, now, STARTING_GRACE_MS):
-            log.warning("run %s closed as interrupted: its lease expired", run_id)
-        if self.rt.executor is not None:
-            stop_unwanted_runs(self.rt, self.rt.executor)
-        self._start_realtime_runs(now)
-
-    def _restart_due(self, task_id: str, ended: int, now: int) -> bool:
-        """A REALTIME task whose runs keep failing is started again later each time."""
-        return now >= ended + restart_delay_ms(runs.failed_in_a_row(self.rt.db, task_id))
-
-    def _start_realtime_runs(self, now: int) -> None:
-        """Start a run for each started REALTIME task that has none and needs one, judged by
-        the supervisor's own runs only: a manual run (one catch-up pass) neither stands for
-        the following run nor stops it from being started once it ends."""
-        latest = aliased(RunRow)
-        mine = RunRow.trigger == RunTrigger.SUPERVISOR.value
-        newest = (
-            select(func.max(RunRow.created_at))
-            .where(RunRow.task_id == TaskRow.id, mine)
-            .correlate(TaskRow)
-            .scalar_subquery()
-        )
-        active = select(RunRow.id).where(RunRow.task_id == TaskRow.id, RunRow.state.in_(_ACTIVE))
-        query = (
-            select(TaskRow.id, TaskRow.updated_at, latest.state, latest.created_at, latest.ended_at)
-            .outerjoin(
-                latest,
-                and_(
-                    latest.task_id == TaskRow.id,
-                    latest.trigger == RunTrigger.SUPERVISOR.value,
-                    latest.created_at == newest,
-                ),
-            )
-            .where(
-                TaskRow.task_type == TaskType.REALTIME.value,
-                TaskRow.status == DesiredState.RUNNING.value,
-                ~active.exists(),
-            )
-        )
-        with self.rt.db.read() as session:
-            candidates = session.execute(query).all()
-        for task_id, changed, state, created, ended in candidates:
-            due = (
-                state is None
-                or created < changed
-                or state == RunState.INTERRUPTED
-                or (state == RunState.FAILED and self._restart_due(task_id, ended or 0, now))
-            )
-            if not due:
-                continue
-            try:
-                run_id = _start(self.rt, task_id, RunTrigger.SUPERVISOR)
-                log.info("started realtime run %s of task %s", run_id, task_id)
-            except runs.RunConflictError:
-                pass  # someone else started it in the meantime

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 from sqlalchemy.engine import make_url
@@ -17,11 +18,15 @@ from openfdi.connectors.errors import TerminalConnectorError
 from openfdi.connectors.postgres.connector import database_identity
 from openfdi.connectors.registry import Registry, default_registry
 from openfdi.connectors.spi import HostPaths, OwnDatabase
+from openfdi.engine.executing import Executor
 from openfdi.engine.executor import LocalExecutor
 from openfdi.engine.runner import EngineSettings
 from openfdi.settings import Settings
 from openfdi.store.crypto import SecretBox
 from openfdi.store.db import Database
+
+if TYPE_CHECKING:
+    from openfdi.engine.celery_queue import CeleryDispatcher
 
 _log = logging.getLogger(__name__)
 
@@ -34,10 +39,10 @@ _LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1", "localhost.localdomain"}
 
 
 def host_paths(settings: Settings, metadata_identity: str | None = None) -> HostPaths:
-    """Where connectors may open local files: the allowed SQLite roots, never the data dir or
-    the metadata database (with its -wal, -shm and -journal files) wherever it lives; and, when
-    the metadata database is on PostgreSQL, that database (`metadata_identity`: what the server
-    says it is, see `metadata_database_identity`), which no data source may reach."""
+    """Where connectors may open local files: the allowed SQLite and FILE roots, never the data
+    dir or the metadata database (with its -wal, -shm and -journal files) wherever it lives;
+    and, when the metadata database is on PostgreSQL, that database (`metadata_identity`: what
+    the server says it is, see `metadata_database_identity`), which no data source may reach."""
     forbidden: list[Path] = [settings.data_dir]
     own: list[OwnDatabase] = []
     url = make_url(settings.resolved_database_url)
@@ -50,7 +55,12 @@ def host_paths(settings: Settings, metadata_identity: str | None = None) -> Host
         database = url.database or url.username or "postgres"
         own.append(OwnDatabase("POSTGRESQL", hosts, url.port or 5432, database, metadata_identity))
     return HostPaths(
-        roots=settings.allowed_sqlite_roots, forbidden=tuple(forbidden), own_databases=tuple(own)
+        roots=settings.allowed_sqlite_roots,
+        forbidden=tuple(forbidden),
+        own_databases=tuple(own),
+        file_roots=settings.allowed_file_roots,
+        denied_networks=settings.api_denied_networks,
+        allowed_networks=settings.api_allowed_networks,
     )
 
 
@@ -78,7 +88,7 @@ class Runtime:
     db: Database
     box: SecretBox
     clock_ms: Callable[[], int] = field(default=_wall_clock_ms)
-    executor: LocalExecutor | None = None
+    executor: Executor | None = None
     """Runs tasks in this process; None where no engine runs (the admin CLI, some tests)."""
 
     @classmethod
@@ -102,13 +112,25 @@ class Runtime:
 
     @property
     def runs_in_worker_processes(self) -> bool:
-        """Runs execute in `openfdi worker` processes, not in this one."""
-        return self.settings.engine_enabled and self.settings.worker_processes > 0
+        """Runs execute in local `openfdi worker` processes, not in this one (with the Celery
+        executor this process publishes them instead: `start_engine`)."""
+        s = self.settings
+        return s.engine_enabled and s.executor == "local" and s.worker_processes > 0
 
-    def start_engine(self) -> LocalExecutor:
+    def start_engine(self) -> Executor:
+        """The executor runs are handed to: this process's threads, or with
+        OPENFDI_EXECUTOR=celery the broker (see `start_dispatcher`)."""
+        if self.settings.executor == "celery":
+            return self.start_dispatcher()
+        return self.start_local_engine()
+
+    def start_local_engine(self) -> LocalExecutor:
+        """Threads of this process executing runs (`openfdi serve`, `openfdi worker`)."""
+        if isinstance(self.executor, LocalExecutor):
+            return self.executor
         if self.executor is None:
             s = self.settings
-            self.executor = LocalExecutor(
+            local = LocalExecutor(
                 self.db,
                 self.registry,
                 self.clock_ms,
@@ -119,7 +141,25 @@ class Runtime:
                 stop_deadline_s=s.stop_deadline_seconds,
                 workers=s.run_workers,
             )
-        return self.executor
+            self.executor = local
+            return local
+        raise RuntimeError("this process already hands its runs to another executor")
+
+    def start_dispatcher(self) -> CeleryDispatcher:
+        """Runs published to the Celery broker, one message each, for `openfdi worker
+        --executor celery` processes on any host."""
+        from openfdi.engine.celery_queue import CeleryDispatcher, celery_app
+
+        if isinstance(self.executor, CeleryDispatcher):
+            return self.executor
+        if self.executor is not None:
+            raise RuntimeError("this process already executes its runs itself")
+        s = self.settings
+        dispatcher = CeleryDispatcher(
+            celery_app(s), s.celery_queue, self.db, self.clock_ms, lease_s=s.lease_seconds
+        )
+        self.executor = dispatcher
+        return dispatcher
 
     def stop_engine(self) -> None:
         if self.executor is not None:

@@ -23,7 +23,7 @@ from openfdi.errors import (
     TaskAlreadyRunning,
     TaskDeleteFailed,
 )
-from openfdi.services import dispatches
+from openfdi.services import cdc, dispatches
 from openfdi.services.datasources import in_app
 from openfdi.services.lookup import get_datasource_row, get_task_row
 from openfdi.services.paging import like_pattern, numbered_page, record_page
@@ -280,6 +280,8 @@ def delete_task(rt: Runtime, scope: Scope, task_id: str) -> None:
         task = get_task_row(session, scope, task_id)
         if task.status == DesiredState.RUNNING.value or _has_active_run(session, task.id):
             raise TaskDeleteFailed(detail="the task is started; stop it first")
+        if task.ext_type == "CDC":  # its slot on the source goes first (services/cdc.py)
+            cdc.delete_composite(rt, session, task)
         session.delete(task)
 
 

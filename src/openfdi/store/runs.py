@@ -95,6 +95,17 @@ def create_run(
 
 # The statements of a run's hot path are built once: building and cache-keying a statement
 # costs SQLAlchemy more than executing it, and every scheduled fire runs each of them.
+BROKER_OWNER_PREFIX = "celery:"
+"""Lease owners whose runs a message broker carries (the Celery executor, engine/celery_queue.py):
+the broker holds a run's message until the run ends and delivers it again should its worker be
+lost, so such a run whose lease lapsed is taken over by the next claim (`claim`), and
+`expire_leases` leaves it to that claim for a grace before closing it."""
+_CARRIED = RunRow.lease_owner.startswith(BROKER_OWNER_PREFIX, autoescape=True) & (
+    RunRow.trigger != RunTrigger.SUPERVISOR.value
+)
+"""A run whose message stays in the broker until it ends: any but the supervisor's REALTIME runs,
+whose message is acknowledged once they follow their source (they never end by themselves)."""
+
 _GUARD = and_(
     RunRow.id == bindparam("g_run_id"),
     RunRow.epoch == bindparam("g_epoch"),
@@ -102,7 +113,16 @@ _GUARD = and_(
 )
 _CLAIM = (
     update(RunRow)
-    .where(RunRow.id == bindparam("g_run_id"), RunRow.state == RunState.STARTING.value)
+    .where(
+        RunRow.id == bindparam("g_run_id"),
+        or_(
+            RunRow.state == RunState.STARTING.value,
+            # A broker-carried run whose owner stopped renewing: its message came again.
+            (RunRow.state == RunState.RUNNING.value)
+            & _CARRIED
+            & (RunRow.lease_expires_at < bindparam("p_now")),
+        ),
+    )
     .values(
         epoch=RunRow.epoch + 1,
         lease_owner=bindparam("p_owner"),
@@ -133,7 +153,7 @@ _FINISH = (
         ended_at=bindparam("p_now"),
         remarks=bindparam("p_remarks"),
         position_status=bindparam("p_status"),
-        lease_owner=None,
+        # lease_owner stays: which executor ran the run to its end (one of several hosts).
         lease_expires_at=None,
     )
 )
@@ -162,8 +182,10 @@ def _guard(claim_: Claim) -> dict[str, object]:
 def claim(db: Database, run_id: str, owner: str, now_ms: int, lease_ms: int) -> Claim | None:
     """Take a `starting` run: bump its epoch, set the lease, mark it running. None if taken.
 
-    One guarded UPDATE RETURNING the new epoch: the row lock it takes makes two claimers race
-    safely.
+    A `running` run carried by a broker (`BROKER_OWNER_PREFIX`) whose lease lapsed is taken
+    over the same way: the new epoch fences its lost owner out, and the run goes on from its
+    last checkpoint. One guarded UPDATE RETURNING the new epoch: the row lock it takes makes
+    two claimers race safely.
     """
     params = {"g_run_id": run_id, "p_owner": owner, "p_expires": now_ms + lease_ms, "p_now": now_ms}
     with db.write_conn() as conn:
@@ -200,11 +222,12 @@ def reserve_unclaimed(
     return [(run_id, task_id) for run_id, task_id, _ in sorted(rows, key=lambda r: r[2])]
 
 
-def reserve(db: Database, run_ids: list[str], owner: str, now_ms: int, lease_ms: int) -> None:
+def reserve(db: Database, run_ids: list[str], owner: str, now_ms: int, lease_ms: int) -> list[str]:
     """Mark queued (`starting`) runs as this executor's until `now_ms + lease_ms`, so that
-    `expire_leases` does not close them for never having been claimed."""
+    `expire_leases` does not close them for never having been claimed; the ids still queued
+    (the others were claimed or ended meanwhile)."""
     if not run_ids:
-        return
+        return []
     queued = (RunRow.id.in_(run_ids), RunRow.state == RunState.STARTING.value)
     with db.write_conn() as conn:
         ids = _locked(conn, *queued)  # in id order, as every statement locking several runs
@@ -214,6 +237,7 @@ def reserve(db: Database, run_ids: list[str], owner: str, now_ms: int, lease_ms:
                 .where(RunRow.id.in_(ids), *queued)
                 .values(lease_owner=owner, lease_expires_at=now_ms + lease_ms)
             )
+    return ids
 
 
 def renew(db: Database, claim_: Claim, now_ms: int, lease_ms: int) -> None:
@@ -357,7 +381,10 @@ def expire_leases(db: Database, now_ms: int, starting_grace_ms: int) -> list[str
     stop_overdue = (RunRow.state == RunState.STOPPING.value) & (
         func.coalesce(RunRow.stop_deadline_at, 0) < now_ms
     )
-    lease_lapsed = RunRow.lease_expires_at.is_not(None) & (RunRow.lease_expires_at < now_ms)
+    # A broker-carried run's message is delivered again when its worker is lost: the claim of
+    # that delivery gets `starting_grace_ms` beyond the lease to take the run over.
+    lapsed_by = case((_CARRIED, now_ms - starting_grace_ms), else_=now_ms)
+    lease_lapsed = RunRow.lease_expires_at.is_not(None) & (RunRow.lease_expires_at < lapsed_by)
     never_claimed = (
         (RunRow.state == RunState.STARTING.value)
         & RunRow.lease_expires_at.is_(None)
@@ -429,6 +456,23 @@ def load_watermark(db: Database, task_id: str) -> str | None:
         return conn.execute(
             select(CheckpointRow.watermark).where(CheckpointRow.task_id == task_id)
         ).scalar_one_or_none()
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseView:
+    """What a delivered message needs to know of its run before claiming it."""
+
+    task_id: str
+    state: RunState
+    lease_expires_at: int | None
+
+
+def lease_view(db: Database, run_id: str) -> LeaseView | None:
+    with db.lookup() as conn:
+        row = conn.execute(
+            select(RunRow.task_id, RunRow.state, RunRow.lease_expires_at).where(RunRow.id == run_id)
+        ).first()
+    return None if row is None else LeaseView(row[0], RunState(row[1]), row[2])
 
 
 def failed_in_a_row(db: Database, task_id: str) -> int:

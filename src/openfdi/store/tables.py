@@ -251,3 +251,39 @@ class ConsoleSessionRow(Base):
     user_name: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[int] = mapped_column(BigInteger)
     expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
+
+
+class CdcTaskRow(Base):
+    """A composite (CDC) task's ends and settings, from `multi-tasks/init` on. Its `tasks` row
+    (name, desired state) exists once `create_multi_tasks` named it: until then the task is a
+    draft that only the multi-task endpoints see."""
+
+    __tablename__ = "cdc_tasks"
+    task_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    instance_id: Mapped[str] = mapped_column(
+        ForeignKey("instances.id", ondelete="CASCADE"), index=True
+    )
+    source_datasource_id: Mapped[str] = mapped_column(ForeignKey("datasources.id"), index=True)
+    target_datasource_id: Mapped[str] = mapped_column(ForeignKey("datasources.id"), index=True)
+    operation_types: Mapped[str] = mapped_column(String(32), default="INSERT,UPDATE,DELETE")
+    # Set by update_multi_tasks(repulling_snapshot=true): the next run copies every table again.
+    repull_snapshot: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class CdcMappingRow(Base):
+    """One source table of a composite task and the target table its changes go to."""
+
+    __tablename__ = "cdc_mappings"
+    __table_args__ = (UniqueConstraint("task_id", "source_table"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    task_id: Mapped[str] = mapped_column(
+        ForeignKey("cdc_tasks.task_id", ondelete="CASCADE"), index=True
+    )
+    source_table: Mapped[str] = mapped_column(String(255))  # schema.table
+    target_table: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16))  # AUTO | MANUAL
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[int] = mapped_column(BigInteger)

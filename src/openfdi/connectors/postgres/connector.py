@@ -41,7 +41,7 @@ from openfdi.connectors._sqlbase import (
     port_of,
     require,
 )
-from openfdi.connectors._tsv import TSV, tsv_form
+from openfdi.connectors._tsv import CSV, TSV, csv_form, tsv_form
 from openfdi.connectors._values import (
     as_naive_utc,
     date_of,
@@ -426,6 +426,9 @@ class PostgresConnector(SqlConnector, PassThrough):
         text = tsv_form(picked)
         if text is not None:
             forms.append(text)
+        csv = csv_form(picked) if as_target else None  # a CSV file's bytes, COPY ... CSV
+        if csv is not None:
+            forms.append(csv)
         return tuple(forms)
 
     def _tsv_expression(self, column: Column) -> str:
@@ -495,7 +498,7 @@ class PostgresConnector(SqlConnector, PassThrough):
                     into = self.qualified(plan.table)
                     if plan.write_mode is WriteMode.UPSERT:
                         into = self._stage(conn, plan.table, names)
-                    options = "" if raw.form[0] == TSV else " (FORMAT binary)"
+                    options = {TSV: "", CSV: " (FORMAT csv)"}.get(raw.form[0], " (FORMAT binary)")
                     statement = f"COPY {into} ({names}) FROM STDIN{options}"
                     with conn.cursor() as cursor:
                         with (
