@@ -243,18 +243,9 @@ def lag(b: Bench, rate: int, seconds: float) -> dict[str, float]:
     }
 
 
-def snapshot(b: Bench, rows: int) -> dict[str, float]:
-    b.sql("postgres", "CREATE DATABASE s_src")
-    b.sql("postgres", "CREATE DATABASE s_dst")
-    table = "(id bigint PRIMARY KEY, name text, amount numeric(12,2), at timestamptz)"
-    b.sql("s_src", f"CREATE TABLE big {table}")
-    b.sql("s_dst", f"CREATE TABLE big {table}; CREATE TABLE plain {table}")
-    b.sql(
-        "s_src",
-        "INSERT INTO big SELECT g, 'name ' || g, g / 7.0, now() - g * interval '1 second' "
-        f"FROM generate_series(1, {rows}) g",
-    )
-    b.sql("s_src", "VACUUM ANALYZE big")
+def _snapshot_then_copy(b: Bench) -> tuple[float, float]:
+    """Seconds of a composite task's snapshot of `s_src.big` into `s_dst.big`, then of a plain
+    TIMING copy of the same table into `s_dst.plain`, each from the API call to its end."""
     task_id = b.composite("bench-snapshot", "s_src", "s_dst")
     started = time.monotonic()
     b.batch("start", task_id)
@@ -275,7 +266,22 @@ def snapshot(b: Bench, rows: int) -> dict[str, float]:
     started = time.monotonic()
     b.client.post(f"{BASE}/tasks/{plain_id}/run").raise_for_status()
     wait(lambda: b.ended(plain_id), 600, "the plain copy")
-    plain_s = time.monotonic() - started
+    return cdc_s, time.monotonic() - started
+
+
+def snapshot(b: Bench, rows: int) -> dict[str, float]:
+    b.sql("postgres", "CREATE DATABASE s_src")
+    b.sql("postgres", "CREATE DATABASE s_dst")
+    table = "(id bigint PRIMARY KEY, name text, amount numeric(12,2), at timestamptz)"
+    b.sql("s_src", f"CREATE TABLE big {table}")
+    b.sql("s_dst", f"CREATE TABLE big {table}; CREATE TABLE plain {table}")
+    b.sql(
+        "s_src",
+        "INSERT INTO big SELECT g, 'name ' || g, g / 7.0, now() - g * interval '1 second' "
+        f"FROM generate_series(1, {rows}) g",
+    )
+    b.sql("s_src", "VACUUM ANALYZE big")
+    cdc_s, plain_s = _snapshot_then_copy(b)
     return {"rows": rows, "cdc_s": cdc_s, "plain_s": plain_s}
 
 
@@ -414,27 +420,7 @@ def my_snapshot(b: Bench, rows: int) -> dict[str, float]:
     b.sql("postgres", "CREATE DATABASE s_dst")
     table = "(id bigint PRIMARY KEY, name text, amount numeric(12,2), at timestamp(6))"
     b.sql("s_dst", f"CREATE TABLE big {table}; CREATE TABLE plain {table}")
-    task_id = b.composite("bench-snapshot", "s_src", "s_dst")
-    started = time.monotonic()
-    b.batch("start", task_id)
-    wait(lambda: b.position("s_dst", task_id), 600, "the snapshot")
-    cdc_s = time.monotonic() - started
-    b.stopped(task_id)
-    detail = {"sourceSelectedDatasource": {"table": "big"},
-              "targetSelectedDatasource": {"table": "plain", "writeMode": "insert"}}  # fmt: skip
-    reply = b.client.post(
-        f"{BASE}/tasks",
-        json={"task": {"task_name": "bench-plain-copy", "task_type": "TIMING",
-                       "source_datasource_id": b.datasource("s_src"),
-                       "target_datasource_id": b.datasource("s_dst")},
-              "task_detail": json.dumps(detail)},
-    )  # fmt: skip
-    reply.raise_for_status()
-    plain_id = reply.json()["task"]["task_id"]
-    started = time.monotonic()
-    b.client.post(f"{BASE}/tasks/{plain_id}/run").raise_for_status()
-    wait(lambda: b.ended(plain_id), 600, "the plain copy")
-    plain_s = time.monotonic() - started
+    cdc_s, plain_s = _snapshot_then_copy(b)
     copied = b.sql("s_dst", "SELECT (SELECT count(*) FROM big), (SELECT count(*) FROM plain)")
     assert copied == [(rows, rows)], copied
     return {"rows": rows, "cdc_s": cdc_s, "plain_s": plain_s}
