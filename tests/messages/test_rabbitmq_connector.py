@@ -155,3 +155,60 @@ def test_a_timing_read_of_a_deep_queue_reads_every_message(rabbit_queue: str) ->
                 batch.acknowledge()
     assert seen == total
     assert rabbit_drain(rabbit_queue) == []
+
+
+def test_deliveries_decoded_from_the_socket_carry_every_byte_and_field(rabbit_queue: str) -> None:
+    # Bodies larger than a frame (131,072 bytes) come in several body frames; an empty body is a
+    # delivery too (refused: not JSON); metadata is read from the method and header frames.
+    big = "ü" * 200_000
+    bodies = [_message(1), json.dumps({"order": {"id": 2}, "name": big}).encode(), b"", _message(4)]
+    rabbit_publish(rabbit_queue, bodies, message_id="m", timestamp=1_700_000_000,
+                   headers={"source": "test", "n": 7})  # fmt: skip
+    fields = [*FIELDS["fields"][:2],
+              {"name": "mid", "meta": "message_id", "type": "varchar"},
+              {"name": "ts", "meta": "timestamp", "type": "bigint"},
+              {"name": "hdr", "meta": "headers", "type": "json"},
+              {"name": "again", "meta": "redelivered", "type": "boolean"},
+              {"name": "rk", "meta": "routing_key", "type": "varchar"}]  # fmt: skip
+    with _open(fields=fields) as conn:
+        batches = list(conn.read(ReadPlan(rabbit_queue, batch_rows=100)))
+        for b in batches:
+            if b.acknowledge:
+                b.acknowledge()
+    rows = [r for b in batches for r in b.rows]
+    assert [r[0] for r in rows] == [1, 2, 4]
+    assert rows[1][1] == big
+    assert rows[0][2:4] == ("m", 1_700_000_000)
+    assert json.loads(rows[0][4]) == {"source": "test", "n": 7}
+    assert rows[0][5:] == (False, rabbit_queue)
+    assert [r.row for b in batches for r in b.refused] == [("",)]
+    assert rabbit_drain(rabbit_queue) == []
+
+
+def test_a_second_read_sees_deliveries_marked_redelivered(rabbit_queue: str) -> None:
+    rabbit_publish(rabbit_queue, [_message(i) for i in range(1, 4)])
+    fields = [FIELDS["fields"][0], {"name": "again", "meta": "redelivered", "type": "boolean"}]
+    with _open(fields=fields) as conn:
+        first = [r for b in conn.read(ReadPlan(rabbit_queue)) for r in b.rows]  # never acked
+    with _open(fields=fields) as conn:
+        second = [r for b in conn.read(ReadPlan(rabbit_queue)) for r in b.rows]
+    assert first == [(1, False), (2, False), (3, False)]
+    assert second == [(1, True), (2, True), (3, True)]
+
+
+def test_broker_answers_between_deliveries_lose_and_double_nothing(rabbit_queue: str) -> None:
+    # The queue's depth is asked between batches: its answer arrives among the deliveries and
+    # is handed to pika with the bytes after it, which pika then decodes itself.
+    total = 20_000
+    rabbit_publish(rabbit_queue, [_message(i) for i in range(total)])
+    seen: list[int] = []
+    depths: list[int | None] = []
+    with _open() as conn:
+        for batch in conn.read(ReadPlan(rabbit_queue, batch_rows=700)):
+            seen += [r[0] for r in batch.rows]
+            depths.append(conn.backlog())
+            if batch.acknowledge:
+                batch.acknowledge()
+    assert seen == list(range(total))
+    assert depths[-1] == 0
+    assert rabbit_drain(rabbit_queue) == []

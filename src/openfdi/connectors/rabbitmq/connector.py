@@ -3,6 +3,8 @@
 Source: consumes `plan.table` with a bounded prefetch (twice a batch) and no auto-ack; a batch's
 messages are acknowledged with one `basic_ack(multiple=True)` once the engine committed them, so
 a crash redelivers them. A TIMING read ends once it received what the queue held at its start.
+Deliveries are decoded from the socket's bytes by `deliveries.DeliveryDecoder` (pika's own
+decoding was four fifths of a run's time); pika still handles every other frame.
 
 Target: publishes each row, persistent and mandatory, on a channel in confirm mode. Confirms
 are pipelined (pika's blocking channel would wait for each message in turn): a batch is written
@@ -27,6 +29,7 @@ from openfdi.connectors._messages import Delivery, MessageConnector, Meta
 from openfdi.connectors._sqlbase import port_of, require
 from openfdi.connectors.errors import TerminalConnectorError, TransientConnectorError
 from openfdi.connectors.rabbitmq import EXTRA_KEYS, SPEC
+from openfdi.connectors.rabbitmq.deliveries import DeliveryDecoder
 from openfdi.connectors.rabbitmq.errors import map_driver_errors
 from openfdi.connectors.spi import ReadPlan, Row, WritePlan
 
@@ -133,16 +136,29 @@ class RabbitConnector(MessageConnector):
             )
             impl.add_on_cancel_callback(self._on_broker_cancel)
             consuming: list[Any] = []
-            impl.basic_consume(queue, self._on_message, auto_ack=False, callback=consuming.append)
+            tag = impl.basic_consume(
+                queue, self._on_message, auto_ack=False, callback=consuming.append
+            )
             while not consuming:
                 self.live()
                 if ch.is_closed:
                     raise TerminalConnectorError(f"RabbitMQ: cannot consume {queue}")
                 self._conn.process_data_events(time_limit=_TICK_S)
+            DeliveryDecoder(
+                self._conn._impl,
+                ch.channel_number,
+                tag,
+                self._take_delivery,
+                self._wake,
+                needs_meta=self.needs_meta,
+            ).install()
 
     def _on_broker_cancel(self, _frame: Any) -> None:
         self._broker_cancelled = True
         self._wake()
+
+    def _take_delivery(self, body: bytes, meta: Meta, tag: int) -> None:
+        self._buffer.append((body, meta, tag))
 
     def _on_message(
         self, _ch: Any, method: Any, props: pika.spec.BasicProperties, body: bytes
