@@ -63,7 +63,7 @@ def decoder(needs_meta: bool = False) -> tuple[DeliveryDecoder, Connection, list
         conn,
         CHANNEL,
         TAG,
-        lambda body, meta, tag: got.append((body, dict(meta), tag)),
+        lambda delivery: got.append((delivery[0], dict(delivery[1]), delivery[2])),
         lambda: woken.append(1),
         needs_meta=needs_meta,
     )

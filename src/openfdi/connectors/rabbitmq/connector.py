@@ -148,7 +148,7 @@ class RabbitConnector(MessageConnector):
                 self._conn._impl,
                 ch.channel_number,
                 tag,
-                self._take_delivery,
+                self._buffer.append,
                 self._wake,
                 needs_meta=self.needs_meta,
             ).install()
@@ -156,9 +156,6 @@ class RabbitConnector(MessageConnector):
     def _on_broker_cancel(self, _frame: Any) -> None:
         self._broker_cancelled = True
         self._wake()
-
-    def _take_delivery(self, body: bytes, meta: Meta, tag: int) -> None:
-        self._buffer.append((body, meta, tag))
 
     def _on_message(
         self, _ch: Any, method: Any, props: pika.spec.BasicProperties, body: bytes

@@ -32,8 +32,8 @@ _DELIVER = 0x003C003C  # Basic.Deliver: class 60, method 60
 _FRAME_END = 0xCE
 _NO_META: Meta = {}
 
-Sink = Callable[[bytes, Meta, int], None]
-"""Takes one delivery: its body, its metadata (empty unless asked for) and its delivery tag."""
+Sink = Callable[[tuple[bytes, Meta, int]], None]
+"""Takes one delivery: (its body, its metadata (empty unless asked for), its delivery tag)."""
 
 
 class DeliveryDecoder:
@@ -161,4 +161,4 @@ class DeliveryDecoder:
         self._pending = None
         self._left = -1
         self.delivered += 1
-        self._sink(body, meta, tag)
+        self._sink((body, meta, tag))
