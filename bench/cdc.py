@@ -18,7 +18,10 @@ metadata, its own data dir), then measures:
 3. Snapshot: a `--snapshot-rows` table copied by a new composite task (start call until its
    snapshot is committed) against a plain common task copying the same table (run call until
    its run ends SUCCESS).
-4. Peak RSS of the openfdi process (VmHWM) over the whole bench.
+4. Many tables, measured first: `--tables` tables of `--table-rows` rows followed by one
+   composite task (the snapshot of them all, then every row updated, until the target's sum
+   equals); the openfdi process's peak RSS (VmHWM) right after it.
+5. Peak RSS of the openfdi process (VmHWM) over the whole bench.
 
 The markdown table is printed and written to bench/results/cdc.md.
 
@@ -426,6 +429,41 @@ def my_snapshot(b: Bench, rows: int) -> dict[str, float]:
     return {"rows": rows, "cdc_s": cdc_s, "plain_s": plain_s}
 
 
+def many_tables(b: Bench, tables: int, rows: int) -> dict[str, float]:
+    """One composite task following `tables` tables of `rows` rows: the snapshot of them all,
+    then one UPDATE of every row of every table streamed; the server's peak RSS right after."""
+    mariadb = b.maria is not None
+    run = b.my if mariadb else b.sql
+    if mariadb:
+        b.my(None, "CREATE DATABASE m_src")
+    else:
+        b.sql("postgres", "CREATE DATABASE m_src")
+    b.sql("postgres", "CREATE DATABASE m_dst")
+    for i in range(tables):
+        note = "varchar(100)" if mariadb else "text"
+        run("m_src", f"CREATE TABLE t{i} (id int PRIMARY KEY, v bigint, note {note})")
+        b.sql("m_dst", f"CREATE TABLE t{i} (id int PRIMARY KEY, v bigint, note text)")
+        run(
+            "m_src",
+            f"INSERT INTO t{i} SELECT seq, 0, CONCAT('row ', seq) FROM seq_1_to_{rows}"
+            if mariadb
+            else f"INSERT INTO t{i} SELECT g, 0, 'row ' || g FROM generate_series(1, {rows}) g",
+        )
+    task_id = b.composite("bench-many-tables", "m_src", "m_dst")
+    started = time.monotonic()
+    b.batch("start", task_id)
+    wait(lambda: b.position("m_dst", task_id), 600, "the snapshot of every table")
+    for i in range(tables):
+        run("m_src", f"UPDATE t{i} SET v = v + 1")
+    total = "SELECT " + " + ".join(f"(SELECT sum(v) FROM t{i})" for i in range(tables))
+    wait(lambda: b.sql("m_dst", total) == [(tables * rows,)], 600, "every table's updates")
+    seconds = time.monotonic() - started
+    b.stopped(task_id)
+    assert b.served.proc is not None
+    return {"tables": tables, "rows": rows, "seconds": seconds,
+            "rss": peak_rss_mb(b.served.proc.pid)}  # fmt: skip
+
+
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -440,6 +478,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--snapshot-rows", type=int, default=200_000)
     parser.add_argument("--source", choices=("postgresql", "mariadb"), default="postgresql")
+    parser.add_argument("--tables", type=int, default=50, help="tables of the many-table step")
+    parser.add_argument("--table-rows", type=int, default=1_000, help="rows of each of them")
     args = parser.parse_args()
     mariadb = args.source == "mariadb"
     pg = LogicalPostgres()
@@ -460,6 +500,7 @@ def main() -> None:
     try:
         b = Bench(pg, served)
         b.maria = maria
+        m = many_tables(b, args.tables, args.table_rows)  # first: its RSS is the peak so far
         c = (my_catch_up if mariadb else catch_up)(b, args.changes)
         lg = (my_lag if mariadb else lag)(b, args.rate, args.seconds)
         s = (my_snapshot if mariadb else snapshot)(b, args.snapshot_rows)
@@ -474,7 +515,8 @@ def main() -> None:
         [
             f"CDC bench, source {args.source} ({platform.node()}, {platform.python_version()}; "
             f"`bench/cdc.py --source {args.source} --changes {args.changes} --rate {args.rate} "
-            f"--seconds {args.seconds:g} --snapshot-rows {args.snapshot_rows}`)",
+            f"--seconds {args.seconds:g} --snapshot-rows {args.snapshot_rows} "
+            f"--tables {args.tables} --table-rows {args.table_rows}`)",
             "",
             "| measure | openfdi | beside it | ratio |",
             "|---|---|---|---|",
@@ -493,6 +535,9 @@ def main() -> None:
             f"| snapshot of {s['rows']:,} rows | {s['cdc_s']:.2f} s (start call to copy "
             f"committed) | plain copy task: {s['plain_s']:.2f} s (run call to SUCCESS) | "
             f"{s['plain_s'] / s['cdc_s']:.2f}x |",
+            f"| {m['tables']} tables of {m['rows']:,} rows in one composite task: snapshot, "
+            f"then every row updated | {m['seconds']:.2f} s; peak RSS {m['rss']:.0f} MB (VmHWM"
+            " after this step, the bench's first) | | |",
             f"| peak RSS of openfdi serve (VmHWM, whole bench) | {rss:.0f} MB | | |",
         ]
     )
