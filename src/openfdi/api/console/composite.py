@@ -100,7 +100,7 @@ def load_view(rt: Runtime, scope: Scope, task_id: str) -> CompositeView | None:
         rows = session.scalars(
             select(CdcMappingRow)
             .where(CdcMappingRow.task_id == task_id)
-            .order_by(CdcMappingRow.created_at, CdcMappingRow.id)
+            .order_by(CdcMappingRow.created_at, CdcMappingRow.source_table)
         ).all()
         return CompositeView(
             task_id=task_id,
