@@ -174,11 +174,13 @@ def test_create_with_auto_mapping_shows_kind_ends_and_mappings(
     assert "No run yet" in page.text
     listed = client.get(f"{BASE}/tasks", params={"name": "orders-cdc"})
     row = re.search(rf'<tr data-task-id="{task_id}">(.*?)</tr>', listed.text, re.S)
-    assert row and "composite (CDC)" in row.group(1)
+    assert row
+    assert "composite (CDC)" in row.group(1)
     common = make_tasks(demo_runtime, 1, "plain")[0]
     listed = client.get(f"{BASE}/tasks", params={"name": "plain"})
     row = re.search(rf'<tr data-task-id="{common}">(.*?)</tr>', listed.text, re.S)
-    assert row and '<td class="kind">table</td>' in row.group(1)
+    assert row
+    assert '<td class="kind">table</td>' in row.group(1)
 
 
 def test_create_with_picked_tables_lists_the_source_tables(
@@ -358,8 +360,11 @@ def test_add_and_remove_a_table_while_the_task_runs(
     assert reply.status_code == 400
     assert "FDI.3023" in _field_error(reply.text, "form")
 
-    reply = client.post(f"{BASE}/tasks/{task_id}/mappings",
-                        data={"csrf": csrf, "source_table": "t2"}, follow_redirects=False)  # fmt: skip
+    reply = client.post(
+        f"{BASE}/tasks/{task_id}/mappings",
+        data={"csrf": csrf, "source_table": "t2"},
+        follow_redirects=False,
+    )
     assert reply.status_code == 303, reply.text
     page = client.get(f"{BASE}/tasks/{task_id}?done=mapped")
     assert "Table mapping added." in page.text
