@@ -294,11 +294,14 @@ def test_mapping_and_reset_refusals_show_next_to_their_fields(
         ({"source_table": "only_source"}, "target_table", "target"),
         ({"source_table": "t2", "target_table": "bad name!"}, "target_table", "not a table"),
         ({"source_table": ""}, "source_table", "required"),
+        ({"source_table": "t1; DROP TABLE t2"}, "source_table", "not a table name"),
+        ({"source_table": "<b>t</b>"}, "source_table", "not a table name"),
     ):
         reply = client.post(url, data={"csrf": csrf, **data})
         assert reply.status_code == 400, (data, reply.text)
         assert words in _field_error(reply.text, field), data
         assert 'id="cdc-source"' in reply.text  # the task page, with the values kept
+        assert "<b>t</b>" not in reply.text
     assert _mappings(demo_runtime, task_id) == [("public.t1", "public.t1")]
     reply = client.post(f"{url}/ffffffffffffffffffffffffffffffff/delete", data={"csrf": csrf})
     assert reply.status_code == 400
