@@ -257,6 +257,20 @@ def _reusable_draft(rt: Runtime, scope: Scope, values: dict[str, Any]) -> Compos
     return view
 
 
+def _mapped_already(draft: CompositeView, table: str) -> bool:
+    """A picked table the draft maps already (from an earlier submit, or auto-mapping). A bare
+    name is a table of `public` on PostgreSQL, of the source's database on MySQL."""
+    for m in draft.mappings:
+        schema, _, name = m.source_table.partition(".")
+        if table == m.source_table or (
+            "." not in table
+            and name == table
+            and (schema == "public" or draft.source_type == "MYSQL")
+        ):
+            return True
+    return False
+
+
 def _create(rt: Runtime, scope: Scope, values: dict[str, Any]) -> tuple[str, dict[str, str]]:
     """init (or the earlier draft), the picked tables' mappings, then create; the draft's id
     and the errors, field by field."""
@@ -277,9 +291,8 @@ def _create(rt: Runtime, scope: Scope, values: dict[str, Any]) -> tuple[str, dic
             return "", _connectivity(exc)
         draft = load_view(rt, scope, task_id)
         assert draft is not None  # init just wrote it
-    mapped = {m.source_table for m in draft.mappings}
     for table in values["tables"]:
-        if table in mapped or f"public.{table}" in mapped:
+        if _mapped_already(draft, table):
             continue
         try:
             cdc.create_multi_task_mappings(
