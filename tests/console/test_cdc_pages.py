@@ -213,6 +213,10 @@ def test_bad_input_on_create_shows_next_to_the_field_and_reuses_the_draft(
     reply = _create(client, csrf, ("", pair[1]))
     assert reply.status_code == 400
     assert _field_error(reply.text, "source_datasource_id") == "Required."
+    # a data source id of no data source here (another project's, or made up)
+    reply = _create(client, csrf, (pair[0], "ffffffffffffffffffffffffffffffff"))
+    assert reply.status_code == 400
+    assert "FDI.3033" in _field_error(reply.text, "form")
     assert _drafts(demo_runtime) == 0
 
     # a table without a primary key: init made a draft, create did not happen

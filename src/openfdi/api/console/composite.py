@@ -289,6 +289,8 @@ def _create(rt: Runtime, scope: Scope, values: dict[str, Any]) -> tuple[str, dic
             return "", _invalid(exc, {"source_datasource_id", "target_datasource_id"})
         except ConnectivityTestFailed as exc:
             return "", _connectivity(exc)
+        except FdiError as exc:  # a data source of another project or instance: 404
+            return "", {"form": _fdi_text(exc)}
         draft = load_view(rt, scope, task_id)
         assert draft is not None  # init just wrote it
     for table in values["tables"]:
@@ -302,6 +304,8 @@ def _create(rt: Runtime, scope: Scope, values: dict[str, Any]) -> tuple[str, dic
             return draft.task_id, {"tables": str(exc.errors()[0]["msg"])}
         except MappingInvalid as exc:
             return draft.task_id, {"tables": f"{table}: {_fdi_text(exc)}"}
+        except FdiError as exc:
+            return draft.task_id, {"form": _fdi_text(exc)}
     try:
         req = MultiTaskRequest(
             task_id=draft.task_id,
@@ -316,6 +320,8 @@ def _create(rt: Runtime, scope: Scope, values: dict[str, Any]) -> tuple[str, dic
     except InvalidParameter as exc:
         known = {"task_name", "description", "task_tag", "operation_types", "task_type"}
         return draft.task_id, _invalid(exc, known)
+    except FdiError as exc:
+        return draft.task_id, {"form": _fdi_text(exc)}
     return draft.task_id, {}
 
 
@@ -330,10 +336,7 @@ async def composite_create(request: Request, instance_id: str) -> Response:
     values["auto_mapping"] = form.get("auto_mapping") == "on"
     values["operation_types"] = _ops(form)
     values["tables"] = list(dict.fromkeys(_texts(form, "tables")))
-    try:
-        task_id, errors = await run_in_threadpool(_create, c.rt, c.scope, values)
-    except FdiError as exc:  # a data source of another project, the metadata database, …
-        task_id, errors = values["draft_id"], {"form": _fdi_text(exc)}
+    task_id, errors = await run_in_threadpool(_create, c.rt, c.scope, values)
     if not errors:
         return RedirectResponse(f"{c.base}/tasks/{task_id}?done=saved", status_code=303)
     values["draft_id"] = task_id
