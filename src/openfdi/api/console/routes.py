@@ -442,9 +442,17 @@ async def _plan(c: Ctx, task_id: str) -> Any:
 
 
 async def _task_page(
-    request: Request, c: Ctx, task_id: str, notice: str = "", error: str = "", status: int = 200
+    request: Request,
+    c: Ctx,
+    task_id: str,
+    notice: str = "",
+    error: str = "",
+    status: int = 200,
+    cdc_errors: dict[str, str] | None = None,
+    cdc_values: dict[str, str] | None = None,
 ) -> Response:
     task = await run_in_threadpool(tasks.show_task, c.rt, c.scope, task_id)
+    cdc = await run_in_threadpool(composite.page_context, c.rt, c.scope, task_id)
     plan = await _plan(c, task_id)
     logs, total = await run_in_threadpool(run_views.history, c.rt, c.scope, task_id)
     prog = await run_in_threadpool(run_views.progress, c.rt, c.scope, task_id)
@@ -475,6 +483,9 @@ async def _task_page(
         p=prog,
         notice=notice,
         error=error,
+        cdc_errors=cdc_errors or {},
+        cdc_values=cdc_values or {},
+        **cdc,
     )
 
 
@@ -491,7 +502,14 @@ async def task_create(request: Request, instance_id: str) -> Response:
     return await _save_task(request, c, None, form)
 
 
-_NOTICES = {"run": "A run was started.", "terminate": "Termination requested.", "saved": "Saved."}
+_NOTICES = {
+    "run": "A run was started.",
+    "terminate": "Termination requested.",
+    "saved": "Saved.",
+    "mapped": "Table mapping added.",
+    "unmapped": "Table mapping removed.",
+    "reset": "Offset reset.",
+}
 
 
 @router.get("/{instance_id}/tasks/{task_id}", response_class=HTMLResponse)
@@ -505,7 +523,8 @@ async def task_page(request: Request, instance_id: str, task_id: str) -> Respons
 async def task_progress(request: Request, instance_id: str, task_id: str) -> Response:
     c = await _ctx(request, instance_id)
     prog = await run_in_threadpool(run_views.progress, c.rt, c.scope, task_id)
-    return _page(request, "progress.html", c=c, p=prog, task_id=task_id)
+    lag = composite.lag_seconds(task_id)
+    return _page(request, "progress.html", c=c, p=prog, task_id=task_id, lag=lag)
 
 
 @router.post("/{instance_id}/tasks/{task_id}/run", response_class=HTMLResponse)
@@ -848,6 +867,10 @@ async def _save_task(request: Request, c: Ctx, task_id: str | None, form: FormDa
 async def task_edit(request: Request, instance_id: str, task_id: str) -> Response:
     c = await _ctx(request, instance_id)
     task = await run_in_threadpool(tasks.show_task, c.rt, c.scope, task_id)
+    view = await run_in_threadpool(composite.load_view, c.rt, c.scope, task_id)
+    if view is not None:  # a composite task has a form of its own
+        values = composite.edit_values(view, task.task)
+        return await composite.edit_form(request, c, task.task, view, values, {})
     plan = await _plan(c, task_id)
     return await _task_form(
         request, c, task_id, _values_of_task(task.task, task.task_detail, plan), {}
@@ -858,6 +881,8 @@ async def task_edit(request: Request, instance_id: str, task_id: str) -> Respons
 async def task_update(request: Request, instance_id: str, task_id: str) -> Response:
     c = await _ctx(request, instance_id)
     form = await _form(request, c)
+    if await run_in_threadpool(composite.load_view, c.rt, c.scope, task_id) is not None:
+        return await composite.save_edit(request, c, task_id, form)
     return await _save_task(request, c, task_id, form)
 
 
@@ -1077,3 +1102,8 @@ async def datasource_test(request: Request, instance_id: str, datasource_id: str
             raise
         ok, message = False, _fdi_text(exc)
     return _page(request, "test_result.html", ok=ok, message=message)
+
+
+# The composite (CDC) pages share this module's router and helpers; imported last, when all of
+# them exist, so their routes come after these (none of their paths overlap).
+from openfdi.api.console import composite  # noqa: E402
