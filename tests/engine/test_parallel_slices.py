@@ -18,6 +18,8 @@ from typing import Any
 import psycopg
 import pytest
 
+from openfdi.connectors.errors import TerminalConnectorError
+from openfdi.connectors.postgres.connector import PostgresConnector
 from openfdi.domain.states import RunState
 from openfdi.engine import slices
 from openfdi.engine.runner import EngineSettings, Runner
@@ -204,6 +206,20 @@ def test_a_table_without_an_integer_key_is_copied_as_one_slice(
         assert found.fetchone() == (None,), "a one-slice full copy keeps no positions"
 
 
+def test_an_incremental_task_is_copied_as_one_slice(runtime: Runtime, pg_schema: str) -> None:
+    _pg_fill(pg_schema, range(1, 3001))
+    ds = direct.datasource(runtime, "POSTGRESQL", direct.pg_content(pg_schema))
+    detail = _detail(4)
+    detail["sourceSelectedDatasource"]["incremental"] = {"column": "id"}
+    task_id = direct.task(runtime, ds, ds, detail)
+    assert direct.runner(runtime, task_id, SMALL_BATCHES).run() is RunState.SUCCEEDED
+    _pg_fill(pg_schema, range(3001, 3101))
+    assert direct.runner(runtime, task_id, SMALL_BATCHES).run() is RunState.SUCCEEDED
+    assert _pg_rows(pg_schema) == _pg_rows(pg_schema, "events")
+    # Only the task's own incremental position: no plan, no slice.
+    assert list(_pg_positions(pg_schema)) == [task_id]
+
+
 def test_a_stop_ends_every_slice_and_the_next_run_resumes_each(
     runtime: Runtime, pg_schema: str
 ) -> None:
@@ -276,6 +292,48 @@ def test_one_failing_slice_fails_the_run_and_stops_the_others(
     others = [positions[slices.slice_key(task_id, i)] for i in (1, 2, 3)]
     assert not any(s["done"] for s in others), f"the other slices did not stop: {others}"
     assert _pg_count(pg_schema) < rows * 3 // 4
+
+
+def test_a_slice_dying_at_its_commit_leaves_rows_and_position_together(
+    runtime: Runtime, pg_schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The commit that carries a slice's rows carries its position: a slice dying just before
+    a commit leaves neither, so the rerun neither skips nor repeats a row."""
+    rows = 100_000
+    _pg_fill(pg_schema, range(1, rows + 1))
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:  # no key: a duplicate shows
+        conn.execute(
+            f'CREATE TABLE "{pg_schema}".copy (id bigint, body text, amount numeric(12,2))'
+        )
+    ds = direct.datasource(runtime, "POSTGRESQL", direct.pg_content(pg_schema))
+    task_id = direct.task(runtime, ds, ds, _detail(4))
+    commit = PostgresConnector.commit
+    calls = {"n": 0}
+
+    def dies_at_the_tenth_commit(self: PostgresConnector) -> None:
+        calls["n"] += 1
+        if calls["n"] == 10:
+            raise TerminalConnectorError("the worker died here")
+        commit(self)
+
+    monkeypatch.setattr(PostgresConnector, "commit", dies_at_the_tenth_commit)
+    assert direct.runner(runtime, task_id, SMALL_BATCHES).run() is RunState.FAILED
+    monkeypatch.setattr(PostgresConnector, "commit", commit)
+    copied = _pg_count(pg_schema)
+    positions = _pg_positions(pg_schema)
+    plan = slices.decode_plan(json.dumps(positions[slices.plan_key(task_id)]))
+    assert plan is not None
+    covered = 0
+    for index, key_range in enumerate(plan.ranges):
+        at = positions[slices.slice_key(task_id, index)]["at"]
+        if at is not None:
+            covered += at - (0 if key_range.after is None else key_range.after)
+    assert 0 < copied < rows
+    assert copied == covered, "rows were committed apart from their slice's position"
+
+    again = direct.runner(runtime, task_id, SMALL_BATCHES)
+    assert again.run() is RunState.SUCCEEDED
+    assert [r[0] for r in _pg_rows(pg_schema)] == list(range(1, rows + 1))
 
 
 @pytest.mark.parametrize("value", [0, 17, -1, "4", 2.5, True, [2]])

@@ -361,6 +361,14 @@ class Runner:
             self._sliced = True
             self._copy_sliced(source, target, key, tuple(columns), write_plan)
             return
+        if detail.parallelism > 1:
+            log.info(
+                "run %s of task %s: copied as one slice (parallelism needs a TIMING copy without "
+                "incremental, from a SQL table with a single integer key, into a SQL table)",
+                self.claim.run_id,
+                spec.task_id,
+                extra={"run_id": self.claim.run_id, "task_id": spec.task_id},
+            )
         self._positions = None
         if detail.incremental_column is not None and isinstance(target, Positions):
             self._positions = target
@@ -569,11 +577,14 @@ class Runner:
                     return watermark
                 continue
             started = time.perf_counter()
-            result = target.write(batch, write_plan)
             before = watermark
             if read_plan.incremental_column is not None:
                 watermark = watermark_text(batch.position)
+            # The position first: it opens the target's transaction, so the write joins it. A
+            # driver's transaction block opened on an idle connection commits at its end
+            # (psycopg's `transaction()`): written after, the position would commit apart.
             lane.save(before, watermark)
+            result = target.write(batch, write_plan)
             target.commit()
             totals.write_ms += (time.perf_counter() - started) * 1000
             # The read's last batch ends a run that does not follow its source (a slice's
@@ -613,6 +624,10 @@ class Runner:
                 started = time.perf_counter()
                 rejected: list[RejectedRow] = []
                 timed = _TimedSlice(raw)
+                at = watermark
+                if read_plan.incremental_column is not None:
+                    at = watermark_text(raw.position)
+                lane.save(watermark, at)  # first, as in `_pass`: the slice joins its transaction
                 try:
                     written = target.write_raw(timed, write_plan, self._halted)
                     nbytes = raw.nbytes
@@ -624,11 +639,9 @@ class Runner:
                         outcome = self._write_rows(batches, target, write_plan)
                     written, nbytes, rejected = outcome if outcome else (None, 0, [])
                 if written is None:
+                    target.rollback()  # the position saved for the slice goes with it
                     return watermark  # stopped mid-slice: none of it was written (nor committed)
-                before = watermark
-                if read_plan.incremental_column is not None:
-                    watermark = watermark_text(raw.position)
-                lane.save(before, watermark)
+                watermark = at
                 target.commit()
                 # The target pulls the slice's bytes as it writes: the time the source took
                 # to hand them over is reading, the rest writing.
