@@ -678,6 +678,12 @@ class ParallelResult:
     native_s: float
     peak_mb: float
     exact: str
+    native_busy: float
+    """The machine's CPUs busy during the native pipe (0..1)."""
+    busy: float
+    """The machine's CPUs busy during openfdi's run (0..1)."""
+    server_cpu_s: float
+    """CPU seconds the openfdi server process used during its run (all its threads)."""
 
     @property
     def rate(self) -> float:
@@ -697,29 +703,49 @@ def bench_parallel(
     target, native_table = f"par_{parallelism}", f"par_{parallelism}_native"
     _exec_pg(PG_DDL.format(t=f"{ctx.schema}.{native_table}"))
     settle()
+    busy_before = machine_busy_seconds()
     native_s = run_pipe(native_command("PG→PG", ctx, source, native_table), timeout_s)
-    log(f"parallel {parallelism}: native {n / native_s:,.0f} rows/s ({native_s:.2f} s)")
+    native_busy = (machine_busy_seconds() - busy_before) / (native_s * (os.cpu_count() or 1))
+    log(
+        f"parallel {parallelism}: native {n / native_s:,.0f} rows/s ({native_s:.2f} s, "
+        f"CPUs {native_busy:.0%} busy)"
+    )
     detail = (
         f'{{"sourceSelectedDatasource": {{"table": "{source}"}}, '
         f'"targetSelectedDatasource": {{"table": "{target}", "writeMode": "insert"}}, '
         f'"parallelism": {parallelism}}}'
     )
-    task_id = api.task(f"copy-{target}", ctx.datasources["pg"], ctx.datasources["pg"], detail)
+    name = f"copy-{target}-{uuid.uuid4().hex[:6]}"  # a count may be measured twice (drift)
+    task_id = api.task(name, ctx.datasources["pg"], ctx.datasources["pg"], detail)
     settle()
     watch = RssWatch(pid)
+    busy_before, cpu_before, wall_before = machine_busy_seconds(), _process_cpu_s(pid), time.time()
     try:
         outcome = api.wait(task_id, api.run(task_id), timeout_s, poll_s=0.2)
     finally:
         peak_mb, _ = watch.stop()
+    # Up to the poll that saw the end: a little idle time after the run is included.
+    wall = time.time() - wall_before
+    busy = (machine_busy_seconds() - busy_before) / (wall * (os.cpu_count() or 1))
+    server_cpu_s = _process_cpu_s(pid) - cpu_before
     rate = outcome.rows / max(outcome.ms, 1) * 1000
     log(
         f"parallel {parallelism}: openfdi {outcome.status} {outcome.rows:,} rows in "
-        f"{outcome.ms} ms ({rate:,.0f} rows/s), peak RSS {peak_mb:.0f} MB"
+        f"{outcome.ms} ms ({rate:,.0f} rows/s), peak RSS {peak_mb:.0f} MB, CPUs {busy:.0%} "
+        f"busy, server {server_cpu_s:.1f} CPU-s"
     )
     exact = check("pg", ctx.schema, target, n)
     log(f"parallel {parallelism}: openfdi values {exact}")
     _exec_pg(f"DROP TABLE {ctx.schema}.{target}, {ctx.schema}.{native_table}")
-    return ParallelResult(parallelism, n, outcome, native_s, peak_mb, exact)
+    return ParallelResult(
+        parallelism, n, outcome, native_s, peak_mb, exact, native_busy, busy, server_cpu_s
+    )
+
+
+def _process_cpu_s(pid: int) -> float:
+    """User and system CPU seconds of one process, all its threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def render_parallel(results: list[ParallelResult], header: list[str]) -> str:
@@ -727,15 +753,16 @@ def render_parallel(results: list[ParallelResult], header: list[str]) -> str:
     lines = [
         *header,
         "",
-        "| parallelism | native rows/s | openfdi rows/s | ratio | vs parallelism 1 | peak RSS MB "
-        "| status | values |",
-        "|---:|---:|---:|---:|---:|---:|---|---|",
+        "| parallelism | native rows/s | native CPUs busy | openfdi rows/s | openfdi CPUs busy "
+        "| server CPU-s | ratio | vs parallelism 1 | peak RSS MB | status | values |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for r in results:
         speedup = f"{r.rate / base:.2f}x" if base else "-"
         lines.append(
-            f"| {r.parallelism} | {r.native_rate:,.0f} | {r.rate:,.0f} | "
-            f"{r.rate / r.native_rate:.2f} | {speedup} | {r.peak_mb:.0f} | "
+            f"| {r.parallelism} | {r.native_rate:,.0f} | {r.native_busy:.0%} | {r.rate:,.0f} | "
+            f"{r.busy:.0%} | {r.server_cpu_s:.1f} | {r.rate / r.native_rate:.2f} | {speedup} | "
+            f"{r.peak_mb:.0f} | "
             f"{r.outcome.status} | {r.exact} |"
         )
     lines += [
@@ -743,7 +770,8 @@ def render_parallel(results: list[ParallelResult], header: list[str]) -> str:
         "native: `psql -c 'COPY <schema>.bench TO STDOUT (FORMAT binary)' | "
         "psql -c 'COPY <schema>.<target> FROM STDIN (FORMAT binary)'`, measured right before "
         'each openfdi run. openfdi: a TIMING task with `"parallelism": N`, rows/s from the '
-        "run's start and end times.",
+        "run's start and end times. CPUs busy: the whole machine's (all processes), from "
+        "/proc/stat; server CPU-s: the openfdi process's own (its threads, /proc/<pid>/stat).",
         "",
     ]
     return "\n".join(lines)

@@ -12,10 +12,12 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import psycopg
+import pymysql
 import pytest
 
 from openfdi.connectors.errors import TerminalConnectorError
@@ -132,6 +134,38 @@ def test_a_parallel_pg_copy_with_gaps_negative_and_extreme_keys_is_exact(
     assert positions[slices.plan_key(task_id)] == {"done": True}
     states = [positions[slices.slice_key(task_id, i)] for i in range(parallelism)]
     assert all(state["done"] for state in states), states
+
+
+def test_a_parallel_mysql_to_pg_copy_goes_the_row_path_and_is_exact(
+    runtime: Runtime, pg_schema: str, mysql_database: str
+) -> None:
+    """MySQL to PostgreSQL moves rows through Python (no shared binary form): the slices' row
+    path, with the key quoted in MySQL's dialect in every slice's bound."""
+    keys = [k for k in HOSTILE_KEYS if abs(k) < 2**62][::3]
+    conn = pymysql.connect(
+        host="127.0.0.1", port=3306, user="root", password="", database=mysql_database
+    )
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(
+                "CREATE TABLE events (`id` BIGINT PRIMARY KEY, body TEXT, amount DECIMAL(12,2))"
+            )
+            cursor.executemany(
+                "INSERT INTO events VALUES (%s, %s, %s)",
+                [(k, f"row {k}, 'quoted'", Decimal(k % 100_000) / 100) for k in keys],
+            )
+        conn.commit()
+    finally:
+        conn.close()
+    source = direct.datasource(runtime, "MYSQL", direct.mysql_content(mysql_database))
+    target = direct.datasource(runtime, "POSTGRESQL", direct.pg_content(pg_schema))
+    task_id = direct.task(runtime, source, target, _detail(4, "truncate_insert"))
+    runner = direct.runner(runtime, task_id, SMALL_BATCHES)
+    assert runner.run() is RunState.SUCCEEDED
+    expected = [(k, f"row {k}, 'quoted'", Decimal(k % 100_000) / 100) for k in keys]
+    assert _pg_rows(pg_schema) == expected
+    positions = _pg_positions(pg_schema)
+    assert all(positions[slices.slice_key(task_id, i)]["done"] for i in range(4))
 
 
 def test_a_second_run_copies_everything_again(runtime: Runtime, pg_schema: str) -> None:
