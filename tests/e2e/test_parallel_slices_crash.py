@@ -1,6 +1,7 @@
 """kill -9 of the server while a copy runs as parallel key-range slices, then a restart and a
 rerun, all through the official SDK: every slice resumes from the position its target committed,
-so a plain insert into a table without a key ends with every row exactly once.
+so a plain insert into a table without a key ends with every row exactly once. And a stop through
+the SDK ends every slice within the deadline, the next run completing the copy.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from huaweicloudsdkroma.v2 import (
     ListMonitorLogRequest,
     RomaClient,
     RunTaskRequest,
+    StopTaskRequest,
     TaskBasicRequestBody,
 )
 
@@ -132,9 +134,7 @@ def _rows_up_to_positions(schema: str, task: str, states: list[dict[str, Any] | 
     return covered
 
 
-def test_kill_during_a_sliced_copy_then_rerun_copies_every_row_once(
-    tmp_path: Path, schema: str
-) -> None:
+def _fill(schema: str) -> int:
     _pg(f'CREATE TABLE "{schema}".events (id bigint PRIMARY KEY, body text, amount numeric(12,2))')
     # Negative keys and a gap: the ranges are cut by key value.
     _pg(
@@ -142,9 +142,71 @@ def test_kill_during_a_sliced_copy_then_rerun_copies_every_row_once(
         f"FROM generate_series(-{ROWS // 2}, {ROWS // 2 + 100_000}) g "
         f"WHERE g NOT BETWEEN 10000 AND 109999"
     )
-    total = _pg(f'SELECT count(*) FROM "{schema}".events')[0][0]
     # No key on the target: a row written twice shows as a duplicate.
     _pg(f'CREATE TABLE "{schema}".copy (id bigint, body text, amount numeric(12,2))')
+    return int(_pg(f'SELECT count(*) FROM "{schema}".events')[0][0])
+
+
+def _exact(schema: str, total: int) -> None:
+    duplicates = _pg(
+        f'SELECT id, count(*) FROM "{schema}".copy GROUP BY id HAVING count(*) > 1 LIMIT 5'
+    )
+    assert duplicates == []
+    missing = _pg(
+        f'SELECT count(*) FROM "{schema}".events e '
+        f'WHERE NOT EXISTS (SELECT 1 FROM "{schema}".copy c WHERE c.id = e.id '
+        "AND c.body = e.body AND c.amount = e.amount)"
+    )
+    assert missing == [(0,)]
+    assert _pg(f'SELECT count(*) FROM "{schema}".copy') == [(total,)]
+
+
+def test_a_stop_through_the_sdk_ends_every_slice_within_the_deadline(
+    tmp_path: Path, schema: str
+) -> None:
+    total = _fill(schema)
+    served = Served(tmp_path, demo=False, env=ENV)
+    served.start()
+    try:
+        sdk = _sdk(served)
+        task = _task(sdk, served, schema)
+        sdk.run_task(RunTaskRequest(instance_id=INSTANCE, task_id=task))
+        _wait(
+            lambda: all(s is not None and s["at"] is not None for s in _slice_states(schema, task)),
+            interval=0.02,
+        )
+        asked_ms = time.time() * 1000
+        sdk.stop_task(StopTaskRequest(instance_id=INSTANCE, task_id=task))
+        stopped = _wait(
+            lambda: _logs(sdk, task)[0].execute_status != "RUNNING" and _logs(sdk, task)
+        )
+        assert stopped[0].execute_status == "CANCELLED", stopped[0].remarks
+        latency_ms = stopped[0].end_time - asked_ms
+        assert latency_ms < 1000, f"the slices took {latency_ms:.0f} ms to stop"
+        copied = int(_pg(f'SELECT count(*) FROM "{schema}".copy')[0][0])
+        assert 0 < copied < total
+        assert stopped[0].data_count == copied  # counted means committed, and only that
+        sdk.run_task(RunTaskRequest(instance_id=INSTANCE, task_id=task))
+        logs = _wait(
+            lambda: (
+                len(found := _logs(sdk, task)) == 2
+                and found[0].execute_status != "RUNNING"
+                and found
+            ),
+            180,
+        )
+        assert logs[0].execute_status == "SUCCESS", logs[0].remarks
+        assert logs[0].data_count == total - copied
+    finally:
+        if served.proc is not None:
+            served.stop()
+    _exact(schema, total)
+
+
+def test_kill_during_a_sliced_copy_then_rerun_copies_every_row_once(
+    tmp_path: Path, schema: str
+) -> None:
+    total = _fill(schema)
 
     def copied() -> int:
         return int(_pg(f'SELECT count(*) FROM "{schema}".copy')[0][0])
@@ -194,14 +256,4 @@ def test_kill_during_a_sliced_copy_then_rerun_copies_every_row_once(
     finally:
         if served.proc is not None:
             served.stop()
-    duplicates = _pg(
-        f'SELECT id, count(*) FROM "{schema}".copy GROUP BY id HAVING count(*) > 1 LIMIT 5'
-    )
-    assert duplicates == []
-    missing = _pg(
-        f'SELECT count(*) FROM "{schema}".events e '
-        f'WHERE NOT EXISTS (SELECT 1 FROM "{schema}".copy c WHERE c.id = e.id '
-        "AND c.body = e.body AND c.amount = e.amount)"
-    )
-    assert missing == [(0,)]
-    assert copied() == total
+    _exact(schema, total)
