@@ -7,6 +7,7 @@ Runs are driven directly (tests/engine/direct.py) so a stop lands at a chosen po
 
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
 import threading
@@ -19,6 +20,8 @@ from typing import Any
 import psycopg
 import pymysql
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from openfdi.connectors.errors import TerminalConnectorError
 from openfdi.connectors.postgres.connector import PostgresConnector
@@ -116,6 +119,39 @@ HOSTILE_KEYS = sorted(
         *range(1_000_000, 1_000_050),
     }
 )
+
+
+@given(
+    low=st.integers(-(2**63), 2**63 - 1),
+    span=st.integers(0, 2**64),
+    parts=st.integers(1, 16),
+    probes=st.lists(st.integers(-20, 20), max_size=20),
+)
+@settings(max_examples=300, deadline=None)
+def test_the_ranges_hold_every_key_exactly_once(
+    low: int, span: int, parts: int, probes: list[int]
+) -> None:
+    high = min(low + span, 2**63 - 1)
+    ranges = slices.cut(low, high, parts)
+    assert 1 <= len(ranges) <= min(parts, high - low + 1)
+    assert ranges[0].after is None
+    assert ranges[-1].upto is None
+    # Each range ends where the next begins, and none is empty.
+    for before, after in itertools.pairwise(ranges):
+        assert before.upto is not None
+        assert before.upto == after.after
+        assert before.after is None or before.after < before.upto
+    # Keys at the bounds, at every edge and around them, and outside [low, high].
+    edges = [r.upto for r in ranges if r.upto is not None]
+    keys = {low, high, low - 1, high + 1, *edges, *(e + 1 for e in edges)}
+    keys |= {low + (high - low) * i // 20 + d for i in range(21) for d in probes[:3]}
+    for key in keys:
+        holding = [
+            r
+            for r in ranges
+            if (r.after is None or key > r.after) and (r.upto is None or key <= r.upto)
+        ]
+        assert len(holding) == 1, (key, ranges)
 
 
 @pytest.mark.parametrize("parallelism", [4, 16])
