@@ -3,6 +3,7 @@
     .venv/bin/python bench/copy.py            # PG->PG 1,000,000 rows, others 500,000; 20 stops
     .venv/bin/python bench/copy.py --quick    # 100,000 rows for every pair, 5 stops
     .venv/bin/python bench/copy.py --rows 1000000 --slow-rows 1000000 --pair "MySQL→PG"
+    .venv/bin/python bench/copy.py --rows 3000000 --parallel 1,2,4   # key-range slices, PG->PG
 
 It generates deterministic pseudo-random rows of 10 typed columns (bigint primary key, int,
 varchar(32), numeric(12,2), double, text, timestamp(6) without and with time zone, boolean,
@@ -30,6 +31,11 @@ each pair (PG->PG, MySQL->PG, PG->MySQL, MySQL->MySQL, SQLite->PG):
 Last, stop latency: 20 runs of a large PG->PG copy (PG->MySQL with --stop-target mysql), each
 terminated after 0.5-1 s of copying; latency is the run's end_time (server clock) minus the time
 the client sent the terminate.
+
+With `--parallel N,...` it benchmarks only PG->PG, once per N: the native binary COPY pipe, then
+openfdi with the task detail's `"parallelism": N` (N key-range slices at once, docs/task-detail.md),
+side by side, each target checked value by value; the table (bench/results/copy-parallel.md)
+gives each ratio and the speed-up over N = 1. No stop test in that mode.
 
 The markdown table is printed and written to bench/results/copy.md. Everything it creates (the
 schema, the two databases, the temp dir, the server) is removed at the end, also on failure.
@@ -78,6 +84,7 @@ from bench.served import status_kb as _status_kb
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "postgres"}
 MY = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
 RESULTS = Path(__file__).resolve().parent / "results" / "copy.md"
+PARALLEL_RESULTS = RESULTS.with_name("copy-parallel.md")
 SEED = 20261123
 
 GOAL_PG_PG = 0.8
@@ -664,6 +671,113 @@ def bench_pair(pair: str, ctx: Context, api: Api, pid: int, timeout_s: float) ->
 
 
 @dataclass
+class ParallelResult:
+    parallelism: int
+    rows: int
+    outcome: RunOutcome
+    native_s: float
+    peak_mb: float
+    exact: str
+    native_busy: float
+    """The machine's CPUs busy during the native pipe (0..1)."""
+    busy: float
+    """The machine's CPUs busy during openfdi's run (0..1)."""
+    server_cpu_s: float
+    """CPU seconds the openfdi server process used during its run (all its threads)."""
+
+    @property
+    def rate(self) -> float:
+        return self.outcome.rows / max(self.outcome.ms, 1) * 1000
+
+    @property
+    def native_rate(self) -> float:
+        return self.rows / self.native_s
+
+
+def bench_parallel(
+    ctx: Context, api: Api, pid: int, parallelism: int, timeout_s: float
+) -> ParallelResult:
+    """PG->PG with `parallelism` slices, right after the native pipe (same table, same load)."""
+    n = ctx.pair_rows["PG→PG"]
+    source = source_table(ctx, "pg", n)
+    target, native_table = f"par_{parallelism}", f"par_{parallelism}_native"
+    _exec_pg(PG_DDL.format(t=f"{ctx.schema}.{native_table}"))
+    settle()
+    busy_before = machine_busy_seconds()
+    native_s = run_pipe(native_command("PG→PG", ctx, source, native_table), timeout_s)
+    native_busy = (machine_busy_seconds() - busy_before) / (native_s * (os.cpu_count() or 1))
+    log(
+        f"parallel {parallelism}: native {n / native_s:,.0f} rows/s ({native_s:.2f} s, "
+        f"CPUs {native_busy:.0%} busy)"
+    )
+    detail = (
+        f'{{"sourceSelectedDatasource": {{"table": "{source}"}}, '
+        f'"targetSelectedDatasource": {{"table": "{target}", "writeMode": "insert"}}, '
+        f'"parallelism": {parallelism}}}'
+    )
+    name = f"copy-{target}-{uuid.uuid4().hex[:6]}"  # a count may be measured twice (drift)
+    task_id = api.task(name, ctx.datasources["pg"], ctx.datasources["pg"], detail)
+    settle()
+    watch = RssWatch(pid)
+    busy_before, cpu_before, wall_before = machine_busy_seconds(), _process_cpu_s(pid), time.time()
+    try:
+        outcome = api.wait(task_id, api.run(task_id), timeout_s, poll_s=0.2)
+    finally:
+        peak_mb, _ = watch.stop()
+    # Up to the poll that saw the end: a little idle time after the run is included.
+    wall = time.time() - wall_before
+    busy = (machine_busy_seconds() - busy_before) / (wall * (os.cpu_count() or 1))
+    server_cpu_s = _process_cpu_s(pid) - cpu_before
+    rate = outcome.rows / max(outcome.ms, 1) * 1000
+    log(
+        f"parallel {parallelism}: openfdi {outcome.status} {outcome.rows:,} rows in "
+        f"{outcome.ms} ms ({rate:,.0f} rows/s), peak RSS {peak_mb:.0f} MB, CPUs {busy:.0%} "
+        f"busy, server {server_cpu_s:.1f} CPU-s"
+    )
+    exact = check("pg", ctx.schema, target, n)
+    log(f"parallel {parallelism}: openfdi values {exact}")
+    _exec_pg(f"DROP TABLE {ctx.schema}.{target}, {ctx.schema}.{native_table}")
+    return ParallelResult(
+        parallelism, n, outcome, native_s, peak_mb, exact, native_busy, busy, server_cpu_s
+    )
+
+
+def _process_cpu_s(pid: int) -> float:
+    """User and system CPU seconds of one process, all its threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def render_parallel(results: list[ParallelResult], header: list[str]) -> str:
+    base = next((r.rate for r in results if r.parallelism == 1), None)
+    lines = [
+        *header,
+        "",
+        "| parallelism | native rows/s | native CPUs busy | openfdi rows/s | openfdi CPUs busy "
+        "| server CPU-s | ratio | vs parallelism 1 | peak RSS MB | status | values |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for r in results:
+        speedup = f"{r.rate / base:.2f}x" if base else "-"
+        lines.append(
+            f"| {r.parallelism} | {r.native_rate:,.0f} | {r.native_busy:.0%} | {r.rate:,.0f} | "
+            f"{r.busy:.0%} | {r.server_cpu_s:.1f} | {r.rate / r.native_rate:.2f} | {speedup} | "
+            f"{r.peak_mb:.0f} | "
+            f"{r.outcome.status} | {r.exact} |"
+        )
+    lines += [
+        "",
+        "native: `psql -c 'COPY <schema>.bench TO STDOUT (FORMAT binary)' | "
+        "psql -c 'COPY <schema>.<target> FROM STDIN (FORMAT binary)'`, measured right before "
+        'each openfdi run. openfdi: a TIMING task with `"parallelism": N`, rows/s from the '
+        "run's start and end times. CPUs busy: the whole machine's (all processes), from "
+        "/proc/stat; server CPU-s: the openfdi process's own (its threads, /proc/<pid>/stat).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+@dataclass
 class StopResult:
     pair: str
     latencies_ms: list[float]
@@ -876,6 +990,10 @@ def main() -> int:
     parser.add_argument("--stops", type=int, help="terminated runs (default 20; 5 with --quick)")
     parser.add_argument("--pair", action="append", choices=list(PAIRS), help="repeatable")
     parser.add_argument(
+        "--parallel",
+        help="comma-separated slice counts, e.g. 1,2,4: PG→PG only, once per count (no stops)",
+    )
+    parser.add_argument(
         "--stop-target",
         choices=["pg", "mysql"],
         default="pg",
@@ -886,6 +1004,9 @@ def main() -> int:
     slow_n = args.slow_rows or (n if args.quick or args.rows else min(n, 500_000))
     stops = args.stops if args.stops is not None else (5 if args.quick else 20)
     pairs = args.pair or list(PAIRS)
+    parallel = [int(p) for p in args.parallel.split(",")] if args.parallel else []
+    if parallel:
+        pairs, stops = ["PG→PG"], 0
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the cleanup below still runs
 
     missing = [t for t in ("psql", "mariadb", "mariadb-dump", "sqlite3") if not shutil.which(t)]
@@ -905,6 +1026,7 @@ def main() -> int:
     busy_before, wall_before = machine_busy_seconds(), time.monotonic()
     suffix = uuid.uuid4().hex[:12]
     results: list[PairResult] = []
+    parallel_results: list[ParallelResult] = []
     stop_result: StopResult | None = None
     idle_mb = float("nan")
     with tempfile.TemporaryDirectory(prefix="openfdi-copy-") as tmp_name:
@@ -975,7 +1097,9 @@ def main() -> int:
                     log(f"server up, RSS {idle_mb:.0f} MB")
                     warm_up(pairs, ctx, api)
                     log(f"warmed up, RSS {_status_kb(pid, 'VmRSS') / 1024:.0f} MB")
-                    for pair in pairs:
+                    for slices in parallel:
+                        parallel_results.append(bench_parallel(ctx, api, pid, slices, timeout_s))
+                    for pair in pairs if not parallel else []:
                         results.append(bench_pair(pair, ctx, api, pid, timeout_s))
                     if stops:
                         stop_rows = max(n, 2_000_000 if not args.quick else 1_000_000)
@@ -1001,11 +1125,15 @@ def main() -> int:
         f"({others / (wall * (os.cpu_count() or 1)) * 100:.0f}% of the machine, this benchmark "
         "included).",
     ]
-    table = render(results, stop_result, header, missing)
+    if parallel:
+        header[0] = "# Copy in parallel key-range slices: openfdi vs the native binary COPY pipe"
+        table, written_to = render_parallel(parallel_results, header), PARALLEL_RESULTS
+    else:
+        table, written_to = render(results, stop_result, header, missing), RESULTS
     print(table)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(table)
-    log(f"written to {RESULTS}")
+    written_to.parent.mkdir(parents=True, exist_ok=True)
+    written_to.write_text(table)
+    log(f"written to {written_to}")
     return 0
 
 

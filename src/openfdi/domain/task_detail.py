@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 WRITE_MODES = ("insert", "upsert", "truncate_insert")
+MAX_PARALLELISM = 16
+"""Key-range slices of one copy at most: each holds a source and a target connection, and two
+CPUs or a source's disks stop paying back long before this (docs/task-detail.md)."""
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}(\.[A-Za-z_][A-Za-z0-9_$]{0,62})?$")
 
 
@@ -44,6 +47,8 @@ class TaskDetail:
     connector vets and reads it; docs/task-detail.md, "Message ends")."""
     target_message: dict[str, Any] | None = None
     """`targetSelectedDatasource.message`: how rows become messages."""
+    parallelism: int = 1
+    """`parallelism`: key-range slices a TIMING copy runs at once (engine/slices.py)."""
 
     def target_name(self, source_column: str) -> str:
         for m in self.mappings:
@@ -166,7 +171,18 @@ def parse_task_detail(text: str) -> TaskDetail:
             raise TaskDetailError(f"{name}.message must be an object")
         messages.append(message)
 
+    parallelism = doc.get("parallelism")
+    parallelism = 1 if parallelism is None else parallelism
+    # bool is an int in Python: `true` must not pass as 1.
+    if (
+        isinstance(parallelism, bool)
+        or not isinstance(parallelism, int)
+        or not 1 <= parallelism <= MAX_PARALLELISM
+    ):
+        raise TaskDetailError(f"parallelism must be an integer from 1 to {MAX_PARALLELISM}")
+
     return TaskDetail(
+        parallelism=parallelism,
         source_message=messages[0],
         target_message=messages[1],
         source_table=_identifier(source["table"], "sourceSelectedDatasource.table"),

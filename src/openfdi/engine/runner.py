@@ -9,11 +9,16 @@ When both ends are `PassThrough` connectors agreeing on a form (binary COPY from
 PostgreSQL with identical column types; the shared text form between SQL dialects, see
 `connectors/_tsv`), batches are raw slices moved as bytes; a slice the target refuses is written
 again through the row path, so its bad rows are still reported one by one.
+
+A TIMING copy whose task asks for `parallelism` is cut into key-range slices copied at once, each
+on its own thread with its own connections, each committing and checkpointing on its own (see
+`engine/slices.py`); the run ends when every slice has, and fails when one does.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import decimal
 import json
@@ -26,6 +31,7 @@ from typing import Any
 
 import tenacity
 
+from openfdi.connectors._sqlbase import SqlConnector
 from openfdi.connectors._values import format_interval
 from openfdi.connectors.errors import ConnectorError, SliceRefusedError
 from openfdi.connectors.registry import Registry
@@ -41,6 +47,7 @@ from openfdi.connectors.spi import (
     WritePlan,
 )
 from openfdi.domain.states import RunState, TaskType
+from openfdi.engine import slices
 from openfdi.engine.backoff import restart_note
 from openfdi.engine.metrics import BACKLOGS, RUNS
 from openfdi.engine.outcomes import (
@@ -114,6 +121,34 @@ class _Totals:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class _Lane:
+    """Where one read's progress goes: the position its target keeps (when it keeps one), and
+    whether its watermark is the run's (the single read of a run) or a slice's own."""
+
+    positions: Positions | None
+    key: str
+    """The position's key in the target (the task id; a slice's own key for a slice)."""
+    slice_index: int | None = None
+
+    def save(self, before: str | None, at: str | None) -> None:
+        """Write the batch's read range into the target's open transaction (see `_resume_at`);
+        a slice writes the last key it committed."""
+        if self.positions is None:
+            return
+        if self.slice_index is None:
+            position = json.dumps({"after": before, "at": at})
+        else:
+            position = slices.encode_state(
+                slices.SliceState(None if at is None else int(at), done=False)
+            )
+        self.positions.save_position(self.key, position)
+
+    def checkpoint(self, watermark: str | None) -> str | None:
+        """The run's checkpoint watermark after this lane's batch: a slice's key is its own."""
+        return watermark if self.slice_index is None else None
+
+
 @dataclass
 class Runner:
     """Executes one claimed run. `stop()` asks for a stop at the next batch boundary;
@@ -140,10 +175,19 @@ class Runner:
     """Batches the target committed in this run (across retries)."""
     _positions: Positions | None = None
     """The target, when it keeps the task's read position with the rows (incremental reads)."""
+    _sliced: bool = False
+    """This copy runs as key-range slices: every slice resumes from its own position."""
+    _aborted: threading.Event = field(default_factory=threading.Event)
+    """A slice failed: the other slices stop at their next batch boundary."""
+    _recording: threading.Lock = field(default_factory=threading.Lock)
+    """Slices record their batches one at a time (totals, metadata checkpoint)."""
 
     def stop(self, *, interrupt: bool = False) -> None:
         self.interrupting = self.interrupting or interrupt
         self.stop_requested.set()
+
+    def _halted(self) -> bool:
+        return self.stop_requested.is_set() or self._aborted.is_set()
 
     def force(self) -> None:
         self.forced.set()
@@ -246,6 +290,7 @@ class Runner:
         return (
             self.spec.detail.incremental_column is not None
             or self._committed == 0
+            or self._sliced  # every slice resumes from the position its target committed
             or (caps is not None and caps.realtime)
         )
 
@@ -311,6 +356,19 @@ class Runner:
             create_table=detail.create_table,
             source_schema=schema.select(columns, renames=renames),
         )
+        key = slices.split_key(detail, spec.task_type, follows, source, target, schema)
+        if key is not None:
+            self._sliced = True
+            self._copy_sliced(source, target, key, tuple(columns), write_plan)
+            return
+        if detail.parallelism > 1:
+            log.info(
+                "run %s of task %s: copied as one slice (parallelism needs a TIMING copy without "
+                "incremental, from a SQL table with a single integer key, into a SQL table)",
+                self.claim.run_id,
+                spec.task_id,
+                extra={"run_id": self.claim.run_id, "task_id": spec.task_id},
+            )
         self._positions = None
         if detail.incremental_column is not None and isinstance(target, Positions):
             self._positions = target
@@ -318,6 +376,7 @@ class Runner:
         target.prepare_target(write_plan)
         passthrough = _passthrough(source, target, detail.source_table, columns, write_plan)
         watermark, totals = self._watermark, self._totals
+        lane = _Lane(self._positions, spec.task_id)
         while not self.stop_requested.is_set():
             read_plan = ReadPlan(
                 table=detail.source_table,
@@ -332,16 +391,166 @@ class Runner:
             )
             if passthrough is not None:
                 watermark = self._raw_pass(
-                    source, target, read_plan, passthrough, write_plan, totals, watermark
+                    source, target, read_plan, passthrough, write_plan, totals, watermark, lane
                 )
             else:
-                watermark = self._pass(source, target, read_plan, write_plan, totals, watermark)
+                watermark = self._pass(
+                    source, target, read_plan, write_plan, totals, watermark, lane
+                )
             if not spec.follows_source:
                 if totals.rows == 0 and totals.dirty == 0:
                     # Nothing moved, but the (possibly new) run still records its totals.
                     self._commit(totals, watermark, [], ends_run=True)
                 return
             self.stop_requested.wait(self.settings.poll_interval_s)
+
+    def _copy_sliced(
+        self,
+        source: Connector,
+        target: Connector,
+        key: str,
+        columns: tuple[str, ...],
+        write_plan: WritePlan,
+    ) -> None:
+        """Copy in key-range slices at once, each on its own thread and connections; returns
+        when all have ended. The first slice to fail stops the others and fails the run."""
+        if not isinstance(source, SqlConnector) or not isinstance(target, Positions):
+            raise TypeError("a sliced copy needs a SQL source and a target keeping positions")
+        self._aborted.clear()  # a retry's slices start afresh (from their positions)
+        plan, states = self._slice_plan(source, target, key, write_plan)
+        write_plan = _inserting(write_plan)  # the plan's transaction truncated the target
+        failures: list[BaseException] = []
+        threads = [
+            threading.Thread(
+                target=self._slice_thread,
+                args=(index, plan, state, columns, write_plan, failures),
+                name=f"run-{self.claim.run_id[:8]}-slice-{index}",
+                daemon=True,
+            )
+            for index, state in enumerate(states)
+            if state is None or not state.done
+        ]
+        log.info(
+            "run %s of task %s: %d of %d key-range slices of %s to copy",
+            self.claim.run_id,
+            self.spec.task_id,
+            len(threads),
+            len(plan.ranges),
+            key,
+            extra={"run_id": self.claim.run_id, "task_id": self.spec.task_id},
+        )
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if failures:
+            raise failures[0]
+        if self.stop_requested.is_set():
+            return  # the plan stays: the next run resumes every slice from its position
+        # Every slice reached its end: the next run cuts a new plan.
+        target.save_position(slices.plan_key(self.spec.task_id), json.dumps({"done": True}))
+        target.commit()
+        self._commit(self._totals, None, [], ends_run=True)
+
+    def _slice_plan(
+        self, source: SqlConnector, target: Positions, key: str, write_plan: WritePlan
+    ) -> tuple[slices.SlicePlan, list[slices.SliceState | None]]:
+        """The unfinished plan this task left in the target, or a new one, committed (with the
+        truncation of a `truncate_insert` copy) before any slice starts."""
+        if not isinstance(target, Connector):
+            raise TypeError("the target must be a connector")
+        task_id, detail = self.spec.task_id, self.spec.detail
+        wanted = slices.fingerprint(detail, key)
+        stored = slices.decode_plan(target.load_position(slices.plan_key(task_id)))
+        if stored is not None and stored.fingerprint == wanted and stored.key == key:
+            # Resumed even when every slice is done (the run ended before it could say so):
+            # copying again would write every row twice into an `insert` target.
+            states = [
+                slices.decode_state(target.load_position(slices.slice_key(task_id, i)))
+                for i in range(len(stored.ranges))
+            ]
+            log.info(
+                "run %s of task %s: resuming its unfinished key-range slices",
+                self.claim.run_id,
+                task_id,
+                extra={"run_id": self.claim.run_id, "task_id": task_id},
+            )
+            # Not `write_plan`: a `truncate_insert` would truncate what the slices copied.
+            target.prepare_target(_inserting(write_plan))
+            return stored, states
+        bounds = slices.key_bounds(source, detail.source_table, key, detail.where)
+        ranges = slices.cut(*bounds, detail.parallelism) if bounds else ()
+        plan = slices.SlicePlan(wanted, key, ranges)
+        target.prepare_target(write_plan)  # creates the table; truncates, uncommitted
+        target.save_position(slices.plan_key(task_id), slices.encode_plan(plan))
+        fresh = slices.SliceState(None, done=False)
+        for index in range(len(ranges)):
+            target.save_position(slices.slice_key(task_id, index), slices.encode_state(fresh))
+        target.commit()
+        return plan, [fresh] * len(ranges)
+
+    def _slice_thread(
+        self,
+        index: int,
+        plan: slices.SlicePlan,
+        state: slices.SliceState | None,
+        columns: tuple[str, ...],
+        write_plan: WritePlan,
+        failures: list[BaseException],
+    ) -> None:
+        try:
+            self._copy_slice(index, plan, state, columns, write_plan)
+        except BaseException as exc:  # handed to the run's thread, which raises it
+            with self._recording:
+                failures.append(exc)
+            self._aborted.set()
+
+    def _copy_slice(
+        self,
+        index: int,
+        plan: slices.SlicePlan,
+        state: slices.SliceState | None,
+        columns: tuple[str, ...],
+        write_plan: WritePlan,
+    ) -> None:
+        """One slice: its keys past its position, up to its range's end, read as an incremental
+        read on the key; then its position marked done."""
+        spec, detail = self.spec, self.spec.detail
+        source = self._open(spec.source.type, spec.source.content)
+        target = self._open(spec.target.type, spec.target.content)
+        if not isinstance(source, SqlConnector) or not isinstance(target, Positions):
+            raise TypeError("a slice needs a SQL source and a target keeping positions")
+        source.configure(detail.source_message)
+        target.configure(detail.target_message)
+        key_range = plan.ranges[index]
+        at = state.at if state is not None and state.at is not None else key_range.after
+        target.prepare_target(write_plan)
+        passthrough = _passthrough(source, target, detail.source_table, columns, write_plan)
+        read_plan = ReadPlan(
+            table=detail.source_table,
+            columns=columns,
+            where=slices.upper_bound_where(source, detail.where, plan.key, key_range.upto),
+            incremental_column=plan.key,
+            watermark=None if at is None else str(at),
+            batch_rows=self.settings.batch_rows,
+            batch_seconds=self.settings.batch_seconds,
+        )
+        lane = _Lane(target, slices.slice_key(spec.task_id, index), slice_index=index)
+        totals = _Totals()
+        watermark = read_plan.watermark
+        if passthrough is not None:
+            watermark = self._raw_pass(
+                source, target, read_plan, passthrough, write_plan, totals, watermark, lane
+            )
+        else:
+            watermark = self._pass(source, target, read_plan, write_plan, totals, watermark, lane)
+        with self._recording:
+            self._joined(totals)
+        if self._halted():
+            return  # its position is where the next run resumes it
+        done = slices.SliceState(None if watermark is None else int(watermark), done=True)
+        target.save_position(lane.key, slices.encode_state(done))
+        target.commit()
 
     def _pass(
         self,
@@ -351,6 +560,7 @@ class Runner:
         write_plan: WritePlan,
         totals: _Totals,
         watermark: str | None,
+        lane: _Lane,
     ) -> str | None:
         """One read of the source past `watermark`; returns the new watermark."""
         batches = source.read(read_plan)
@@ -363,27 +573,31 @@ class Runner:
             if batch is None:
                 return watermark
             if not batch.rows and not batch.refused and not batch.last:
-                if self.stop_requested.is_set():  # an idle following read: a chance to stop
+                if self._halted():  # an idle following read: a chance to stop
                     return watermark
                 continue
             started = time.perf_counter()
-            result = target.write(batch, write_plan)
             before = watermark
             if read_plan.incremental_column is not None:
                 watermark = watermark_text(batch.position)
-            self._save_position(before, watermark)
+            # The position first: it opens the target's transaction, so the write joins it. A
+            # driver's transaction block opened on an idle connection commits at its end
+            # (psycopg's `transaction()`): written after, the position would commit apart.
+            lane.save(before, watermark)
+            result = target.write(batch, write_plan)
             target.commit()
             totals.write_ms += (time.perf_counter() - started) * 1000
-            # The read's last batch ends a run that does not follow its source.
-            ends_run = batch.last and not self.spec.follows_source
+            # The read's last batch ends a run that does not follow its source (a slice's
+            # does not: the others may go on).
+            ends_run = batch.last and not self.spec.follows_source and lane.slice_index is None
             written, nbytes, rejected = result.rows_written, batch.nbytes, result.rejected
             rejected = [*batch.refused, *rejected] if batch.refused else rejected
             acknowledge = batch.acknowledge
             del batch, result  # not kept alive while the next batch is read
-            self._record(totals, written, nbytes, rejected, watermark, ends_run)
+            self._record(totals, written, nbytes, rejected, lane.checkpoint(watermark), ends_run)
             if acknowledge is not None:
                 acknowledge()  # only now may the source forget the batch (target, checkpoint)
-            if self.stop_requested.is_set():
+            if self._halted():
                 return watermark
 
     def _raw_pass(
@@ -395,6 +609,7 @@ class Runner:
         write_plan: WritePlan,
         totals: _Totals,
         watermark: str | None,
+        lane: _Lane,
     ) -> str | None:
         """`_pass` by pass-through: slices move as bytes; a refused one goes the row path."""
         if not isinstance(source, PassThrough) or not isinstance(target, PassThrough):
@@ -409,8 +624,12 @@ class Runner:
                 started = time.perf_counter()
                 rejected: list[RejectedRow] = []
                 timed = _TimedSlice(raw)
+                at = watermark
+                if read_plan.incremental_column is not None:
+                    at = watermark_text(raw.position)
+                lane.save(watermark, at)  # first, as in `_pass`: the slice joins its transaction
                 try:
-                    written = target.write_raw(timed, write_plan, self.stop_requested.is_set)
+                    written = target.write_raw(timed, write_plan, self._halted)
                     nbytes = raw.nbytes
                 except SliceRefusedError as exc:
                     log.info(
@@ -420,18 +639,16 @@ class Runner:
                         outcome = self._write_rows(batches, target, write_plan)
                     written, nbytes, rejected = outcome if outcome else (None, 0, [])
                 if written is None:
+                    target.rollback()  # the position saved for the slice goes with it
                     return watermark  # stopped mid-slice: none of it was written (nor committed)
-                before = watermark
-                if read_plan.incremental_column is not None:
-                    watermark = watermark_text(raw.position)
-                self._save_position(before, watermark)
+                watermark = at
                 target.commit()
                 # The target pulls the slice's bytes as it writes: the time the source took
                 # to hand them over is reading, the rest writing.
                 totals.read_ms += timed.read_ms
                 totals.write_ms += (time.perf_counter() - started) * 1000 - timed.read_ms
-                self._record(totals, written, nbytes, rejected, watermark)
-                if self.stop_requested.is_set():
+                self._record(totals, written, nbytes, rejected, lane.checkpoint(watermark))
+                if self._halted():
                     return watermark
 
     def _resume_at(self, target: Positions) -> str | None:
@@ -462,11 +679,6 @@ class Runner:
             return None if at is None else str(at)
         return checkpoint
 
-    def _save_position(self, after: str | None, at: str | None) -> None:
-        """Write the batch's read range into the target's open transaction (see `_resume_at`)."""
-        if self._positions is not None:
-            self._positions.save_position(self.spec.task_id, json.dumps({"after": after, "at": at}))
-
     def _write_rows(
         self, batches: Iterable[Batch], target: Connector, write_plan: WritePlan
     ) -> tuple[int, int, list[RejectedRow]] | None:
@@ -474,7 +686,7 @@ class Runner:
         written = nbytes = 0
         rejected: list[RejectedRow] = []
         for batch in batches:
-            if self.stop_requested.is_set():
+            if self._halted():
                 target.rollback()
                 return None
             result = target.write(batch, write_plan)
@@ -493,7 +705,21 @@ class Runner:
         watermark: str | None,
         ends_run: bool = False,
     ) -> None:
-        """Checkpoint a committed batch: totals, watermark and dirty rows; enforce the limit."""
+        """Checkpoint a committed batch: totals, watermark and dirty rows; enforce the limit.
+        Slices record one at a time, so each checkpoint holds the totals of all before it."""
+        with self._recording:
+            self._record_locked(totals, written, nbytes, rejected, watermark, ends_run)
+
+    def _record_locked(
+        self,
+        totals: _Totals,
+        written: int,
+        nbytes: int,
+        rejected: list[RejectedRow],
+        watermark: str | None,
+        ends_run: bool,
+    ) -> None:
+        totals = self._joined(totals)
         self._committed += 1
         self._watermark = watermark
         RUNS.batch(self.spec.task_type.value, written, nbytes, len(rejected))
@@ -511,6 +737,15 @@ class Runner:
                 f"of {limit}; first reason: {rejected[0].reason if rejected else ''}"
             )
 
+    def _joined(self, totals: _Totals) -> _Totals:
+        """The run's totals, with a slice's reading and writing time moved into them (each
+        slice times its own work; only rows recorded under the lock are the run's)."""
+        if totals is not self._totals:
+            self._totals.read_ms += totals.read_ms
+            self._totals.write_ms += totals.write_ms
+            totals.read_ms = totals.write_ms = 0.0
+        return self._totals
+
     def _commit(
         self,
         totals: _Totals,
@@ -527,6 +762,13 @@ class Runner:
             self._held = checkpoint
         else:
             runs.commit_progress(self.db, self.claim, checkpoint, self.clock_ms())
+
+
+def _inserting(plan: WritePlan) -> WritePlan:
+    """`plan`, inserting where it would truncate first."""
+    if plan.write_mode is not WriteMode.TRUNCATE_INSERT:
+        return plan
+    return dataclasses.replace(plan, write_mode=WriteMode.INSERT)
 
 
 class _TimedSlice(RawSlice):
