@@ -98,6 +98,10 @@ class CdcRunner:
     _binlog: my_source.BinlogStream | None = None
     _totals: _Totals = field(default_factory=_Totals)
     _position: int = 0
+    _converters: dict[tuple[TableName, tuple[str, ...]], tuple[Any, ...]] = field(
+        default_factory=dict
+    )
+    """A MySQL source's value converters per (table, columns of its row events)."""
 
     def stop(self, *, interrupt: bool = False) -> None:
         self.interrupting = self.interrupting or interrupt
@@ -677,18 +681,14 @@ class CdcRunner:
             relations[change.table, cols] = relation
         if change.kind == "TRUNCATE":
             return Change("TRUNCATE", 0, None), relation, target
-        binary, singles, normalise = shape.binary, shape.singles, my_source.normalise
+        converters = self._converters.get((change.table, cols))
+        if converters is None:
+            converters = self._converters[change.table, cols] = shape.converters_of(cols)
         new = old = None
         if change.new is not None:
-            new = tuple(
-                normalise(v, c in binary, c in singles)
-                for c, v in zip(cols, change.new, strict=True)
-            )
+            new = tuple(f(v) for f, v in zip(converters, change.new, strict=True))
         if change.old is not None:
-            old = tuple(
-                normalise(v, c in binary, c in singles)
-                for c, v in zip(cols, change.old, strict=True)
-            )
+            old = tuple(f(v) for f, v in zip(converters, change.old, strict=True))
         if change.kind == "UPDATE" and new is not None and old is not None:
             index = [cols.index(c) for c in shape.key]
             if all(new[i] == old[i] for i in index):
