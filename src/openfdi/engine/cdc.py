@@ -739,9 +739,13 @@ class CdcRunner:
 
 
 def _applier(spec: CdcRunSpec) -> PgApplier | MyApplier:
-    if spec.target.type == "MYSQL":
-        return MyApplier(spec.target.content, spec.task_id)
-    return PgApplier(spec.target.content, spec.task_id)
+    return _target_applier(spec.target, spec.task_id)
+
+
+def _target_applier(target: Endpoint, task_id: str) -> PgApplier | MyApplier:
+    if target.type == "MYSQL":
+        return MyApplier(target.content, task_id)
+    return PgApplier(target.content, task_id)
 
 
 def _current_lsn(conn: Any) -> int:
@@ -753,3 +757,29 @@ def _failed(exc: BaseException) -> tuple[RunState, str, str]:
     outcome = outcome_of(exc)
     state = outcome.state if outcome.state is not RunState.SUCCEEDED else RunState.FAILED
     return state, outcome.status, reason_of(exc)
+
+
+def reset_binlog_position(source: Endpoint, target: Endpoint, task_id: str, when_ms: int) -> str:
+    """Move a stopped composite task with a MySQL source back (or on) to the first transaction
+    committed at or after `when_ms`: the saved positions on the target (the stream's and each
+    table's) become that position, so the next run reads the binlog from there and applies
+    every change after it, the ones already applied again (upserts and deletes by key: the
+    target converges to the source). Returns the position's text; my_source.LogTooShort when the
+    server's binlog no longer reaches back that far."""
+    active = _target_applier(target, task_id)
+    try:
+        saved, tables = active.offsets()
+        if saved is None:
+            raise ConnectorError(
+                "the task has not copied its tables yet, so it has no position to move: start "
+                "the task (a reset applies to a task that has run)"
+            )
+        position, text = my_source.position_at(source.content, task_id, when_ms)
+        active.save_offset(STREAM_KEY, position)
+        for table in tables:
+            active.save_offset(table, position)
+        active.commit()
+        return text
+    finally:
+        active.rollback()
+        active.close()

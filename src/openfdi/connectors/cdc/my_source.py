@@ -25,6 +25,7 @@ import pymysql.cursors  # type: ignore[import-untyped]
 from pymysqlreplication import BinLogStreamReader  # type: ignore[import-untyped]
 from pymysqlreplication.constants import FIELD_TYPE  # type: ignore[import-untyped]
 from pymysqlreplication.event import (  # type: ignore[import-untyped]
+    FormatDescriptionEvent,
     HeartbeatLogEvent,
     QueryEvent,
     RotateEvent,
@@ -37,7 +38,11 @@ from pymysqlreplication.row_event import (  # type: ignore[import-untyped]
 )
 
 from openfdi.connectors.cdc import my_values
-from openfdi.connectors.errors import TerminalConnectorError, TransientConnectorError
+from openfdi.connectors.errors import (
+    ConnectorError,
+    TerminalConnectorError,
+    TransientConnectorError,
+)
 from openfdi.connectors.mysql.reader import AsyncReader
 from openfdi.domain.cdc import TableName
 
@@ -462,6 +467,81 @@ def _broken(exc: BaseException) -> Exception:
             "repulling_snapshot with update_multi_tasks to copy the tables again"
         )
     return TransientConnectorError(f"the binlog stream broke: {exc}")
+
+
+# --- a position by date -------------------------------------------------------------------------
+
+
+class LogTooShort(ConnectorError):
+    """The server's oldest binlog file begins after the date asked for."""
+
+    def __init__(self, oldest_file: str, begins_ms: int) -> None:
+        super().__init__(f"the source's oldest binary log {oldest_file} begins at {begins_ms}")
+        self.oldest_file = oldest_file
+        self.begins_ms = begins_ms
+
+
+def _scanner(content: Mapping[str, Any], server_id: int, log_file: str, events: list[Any]) -> Any:
+    with mapped_errors("cannot read the source's binary log"):
+        return BinLogStreamReader(
+            connection_settings={**connection_params(content), "charset": "utf8mb4"},
+            server_id=server_id,
+            resume_stream=True,
+            log_file=log_file,
+            log_pos=4,
+            blocking=False,
+            only_events=events,
+        )
+
+
+def _file_begins_ms(content: Mapping[str, Any], server_id: int, log_file: str) -> int:
+    """When the server began the file: the time of its format description event."""
+    reader = _scanner(content, server_id, log_file, [FormatDescriptionEvent])
+    try:
+        with mapped_errors(f"cannot read the source's binary log {log_file}"):
+            for event in reader:
+                if isinstance(event, FormatDescriptionEvent) and event.timestamp:
+                    return int(event.timestamp) * 1000
+    finally:
+        reader.close()
+    raise TerminalConnectorError(f"the source's binary log {log_file} has no start event")
+
+
+def position_at(content: Mapping[str, Any], task_id: str, when_ms: int) -> tuple[int, str]:
+    """The position (and its text, with its file's name) just before the first transaction
+    committed at or after `when_ms` (the binlog's times are whole seconds: a transaction of
+    that second counts), or the end of the log when none was; LogTooShort when the server's
+    oldest file begins after `when_ms`.
+
+    Each file's start time (its first event) picks the file to read from: the last one begun
+    before the date (a transaction cannot be committed after the server began the next file),
+    then its commits are read, and the next files' if need be, until one is late enough."""
+    server_id = server_id_of(f"{task_id}:reset")  # not the task's: never kicks its reader off
+    conn = connect(content)
+    try:
+        logs = binary_logs(conn)
+    finally:
+        conn.close()
+    if not logs:
+        raise TerminalConnectorError("the source server writes no binary log (docs/cdc.md)")
+    begins = {log: _file_begins_ms(content, server_id, log) for log in logs}
+    if begins[logs[0]] > when_ms:
+        raise LogTooShort(logs[0], begins[logs[0]])
+    start = [log for log in logs if begins[log] < when_ms] or logs[:1]
+    reader = _scanner(content, server_id, start[-1], [XidEvent, QueryEvent])
+    previous, previous_file = encode_position(start[-1], 4), start[-1]
+    try:
+        with mapped_errors("cannot read the source's binary log"):
+            for event in reader:
+                if not isinstance(event, XidEvent) and _query_text(event) != "COMMIT":
+                    continue
+                if int(event.timestamp) * 1000 >= when_ms - when_ms % 1000:
+                    break
+                previous_file = str(reader.log_file)
+                previous = encode_position(previous_file, int(event.packet.log_pos))
+    finally:
+        reader.close()
+    return previous, f"{previous_file}:{previous & 0xFFFF_FFFF}"
 
 
 def current_position(conn: Any) -> int:
