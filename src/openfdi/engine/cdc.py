@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -386,10 +386,13 @@ class CdcRunner:
         group: list[tuple[Change, Relation, TableName]],
         end_lsn: int,
         commit_us: int,
+        more_offsets: Sequence[tuple[str, int]] = (),
     ) -> None:
         started = time.monotonic()
         applier.apply(group)
         applier.save_offset(STREAM_KEY, end_lsn)
+        for name, value in more_offsets:  # a MySQL source's GTIDs, with the same commit
+            applier.save_offset(name, value)
         applier.commit()  # the rows and their position, atomically
         self._position = end_lsn
         if reader is not None:
@@ -515,9 +518,10 @@ class CdcRunner:
         finally:
             conn.close()
         keep = {str(t) for t in tables}
-        position, snapshots = applier.offsets()
-        applier.forget_offsets(keep=list(keep))
-        snapshots = {k: v for k, v in snapshots.items() if k in keep}
+        position, saved = applier.offsets()
+        gtids = my_source.gtids_of(saved)  # the older rows of each domain go
+        applier.forget_offsets(keep=[*keep, *gtids])
+        snapshots = {k: v for k, v in saved.items() if k in keep}
         if position is None:
             position = self._binlog_snapshot(list(tables), shapes, stream_position=False)
             snapshots = {str(t): position for t in tables}
@@ -530,7 +534,11 @@ class CdcRunner:
             log_file = my_source.log_file_of(position, my_source.binary_logs(conn))
         finally:
             conn.close()
-        if log_file is None:
+        if log_file is None and gtids:
+            log.info("cdc run %s: the file of position %s is gone; resuming after GTIDs %s",
+                     self.claim.run_id, my_source.position_text(position),
+                     ",".join(map(str, gtids.values())))  # fmt: skip
+        elif log_file is None:
             raise ConnectorError(
                 f"the source's binary log no longer holds the saved position "
                 f"{my_source.position_text(position)} (purged), so the changes since cannot be "
@@ -539,8 +547,9 @@ class CdcRunner:
         self._position = position
         schemas = sorted({t.schema for t in tables})
         stream = self._binlog = my_source.BinlogStream(
-            spec.source.content, spec.task_id, position, log_file, schemas
-        )
+            spec.source.content, spec.task_id, position, log_file, schemas,
+            list(gtids.values()),
+        )  # fmt: skip
         reader = BinlogReader(stream, READ_WAIT_S)
         reader.start()
         try:
@@ -600,6 +609,12 @@ class CdcRunner:
         group_started = time.monotonic()
         last_message = time.monotonic()
         relations: dict[tuple[TableName, tuple[str, ...]], Relation] = {}
+        gtids: dict[int, my_source.Gtid] = {}
+        """The group's last GTID of each domain, saved with its commit."""
+
+        def more() -> list[tuple[str, int]]:
+            return [my_source.gtid_row(g) for g in gtids.values()]
+
         while not self.stop_requested.is_set():
             read_started = time.monotonic()
             got = reader.next(READ_WAIT_S)
@@ -626,18 +641,23 @@ class CdcRunner:
                                 self._totals.skipped += 1
                     except ConnectorError:  # a change of shape: what came before it is applied
                         if group_end:
-                            self._apply_group(None, applier, group, group_end, group_commit_us)
+                            self._apply_group(
+                                None, applier, group, group_end, group_commit_us, more()
+                            )
                         raise
                     group.extend(converted)
                     group_end = item.position
                     group_commit_us = item.commit_time_us
+                    if item.gtid is not None:
+                        gtids[item.gtid.domain] = item.gtid
                 txn = []
             if got is not None:
                 last_message = time.monotonic()
             due = time.monotonic() - group_started >= GROUP_SECONDS
             if group_end and not txn and (got is None or due or len(group) >= GROUP_CHANGES):
-                self._apply_group(None, applier, group, group_end, group_commit_us)
+                self._apply_group(None, applier, group, group_end, group_commit_us, more())
                 group, group_end = [], 0
+                gtids.clear()
                 group_started = time.monotonic()
             elif got is None and not txn:
                 group_started = time.monotonic()
@@ -646,7 +666,7 @@ class CdcRunner:
                 ):
                     return
         if group_end:
-            self._apply_group(None, applier, group, group_end, group_commit_us)
+            self._apply_group(None, applier, group, group_end, group_commit_us, more())
 
     def _binlog_change(
         self,
@@ -768,13 +788,16 @@ def reset_binlog_position(source: Endpoint, target: Endpoint, task_id: str, when
     server's binlog no longer reaches back that far."""
     active = _target_applier(target, task_id)
     try:
-        saved, tables = active.offsets()
+        saved, offsets = active.offsets()
+        tables = [t for t in offsets if not t.startswith(my_source.GTID_ROW)]
         if saved is None:
             raise ConnectorError(
                 "the task has not copied its tables yet, so it has no position to move: start "
                 "the task (a reset applies to a task that has run)"
             )
         position, text = my_source.position_at(source.content, task_id, when_ms)
+        # GTIDs saved with the old position would lead a resume past the new one: gone.
+        active.forget_offsets(keep=tables)
         active.save_offset(STREAM_KEY, position)
         for table in tables:
             active.save_offset(table, position)

@@ -27,6 +27,7 @@ from pymysqlreplication.constants import FIELD_TYPE  # type: ignore[import-untyp
 from pymysqlreplication.event import (  # type: ignore[import-untyped]
     FormatDescriptionEvent,
     HeartbeatLogEvent,
+    MariadbGtidEvent,
     QueryEvent,
     RotateEvent,
     XidEvent,
@@ -316,6 +317,43 @@ class TxnCommit:
     position: int
     """After the commit event: where the next transaction starts."""
     commit_time_us: int
+    gtid: Gtid | None = None
+    """The transaction's MariaDB GTID, when the server logs them (MariaDB 10.0+ always)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Gtid:
+    """A MariaDB GTID, domain-server-sequence. A server's binlog holds each domain's
+    transactions in sequence order, so the last applied GTID of each domain (its
+    `gtid_slave_pos`) says where to resume in whatever file the server keeps them now."""
+
+    domain: int
+    server: int
+    seq: int
+
+    def __str__(self) -> str:
+        return f"{self.domain}-{self.server}-{self.seq}"
+
+
+GTID_ROW = "gtid "
+"""Offsets rows named `gtid <domain>-<server>` hold that domain's last applied sequence."""
+
+
+def gtid_row(gtid: Gtid) -> tuple[str, int]:
+    return f"{GTID_ROW}{gtid.domain}-{gtid.server}", gtid.seq
+
+
+def gtids_of(saved: Mapping[str, int]) -> dict[str, Gtid]:
+    """The saved rows' GTIDs, the last of each domain: row name -> GTID."""
+    latest: dict[int, tuple[str, Gtid]] = {}
+    for name, seq in saved.items():
+        if not name.startswith(GTID_ROW):
+            continue
+        domain, server = (int(part) for part in name[len(GTID_ROW) :].split("-"))
+        found = latest.get(domain)
+        if found is None or seq > found[1].seq:
+            latest[domain] = (name, Gtid(domain, server, seq))
+    return dict(latest.values())
 
 
 def server_id_of(task_id: str) -> int:
@@ -331,6 +369,7 @@ _EVENTS = [
     QueryEvent,
     RotateEvent,
     HeartbeatLogEvent,
+    MariadbGtidEvent,
 ]
 
 
@@ -342,22 +381,29 @@ class BinlogStream:
         content: Mapping[str, Any],
         task_id: str,
         position: int,
-        log_file: str,
+        log_file: str | None,
         schemas: Sequence[str],
+        gtids: Sequence[Gtid] = (),
     ) -> None:
+        """From `position` in `log_file`, or, without a file (the one of the position is
+        gone), from just after the MariaDB GTIDs `gtids` wherever the server holds them."""
         self.position = position
+        self._gtid: Gtid | None = None
+        where: dict[str, Any] = (
+            {"resume_stream": True, "log_file": log_file, "log_pos": position & 0xFFFF_FFFF}
+            if log_file is not None
+            else {"auto_position": ",".join(map(str, gtids)), "is_mariadb": True}
+        )
         with mapped_errors("cannot open the binlog stream"):
             self._reader = BinLogStreamReader(
                 connection_settings={**connection_params(content), "charset": "utf8mb4"},
                 server_id=server_id_of(task_id),
-                resume_stream=True,
-                log_file=log_file,
-                log_pos=position & 0xFFFF_FFFF,
                 blocking=True,
                 slave_heartbeat=HEARTBEAT_S,
                 only_events=_EVENTS,
                 only_schemas=list(schemas),
                 freeze_schema=True,
+                **where,
             )
 
     def read(self) -> list[RowChange | TxnCommit] | None:
@@ -372,13 +418,23 @@ class BinlogStream:
             raise
         if event is None:
             return None
+        if isinstance(event, RotateEvent) and self._reader.auto_position:
+            # Where the GTIDs led is now a file and an offset, which the reader keeps: should
+            # it reconnect on its own, it goes on from there, not from the GTIDs again.
+            self._reader.auto_position = None
+            self._reader.is_mariadb = False
+            self._reader._BinLogStreamReader__resume_stream = True
+        if isinstance(event, MariadbGtidEvent):
+            self._gtid = Gtid(int(event.domain_id), int(event.server_id), int(event.gtid_seq_no))
+            return []
         log_pos = int(event.packet.log_pos)
         if isinstance(event, XidEvent) or (
             isinstance(event, QueryEvent) and _query_text(event) == "COMMIT"
         ):
             position = encode_position(str(self._reader.log_file), log_pos)
             self.position = position
-            return [TxnCommit(position, int(event.timestamp) * 1_000_000)]
+            gtid, self._gtid = self._gtid, None
+            return [TxnCommit(position, int(event.timestamp) * 1_000_000, gtid)]
         if isinstance(event, (WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent)):
             table = TableName(str(event.schema), str(event.table))
             columns = tuple(str(c.name) for c in event.columns)
@@ -463,8 +519,9 @@ def _broken(exc: BaseException) -> Exception:
     text = str(exc)
     if "1236" in text or "purged" in text.lower() or "could not find" in text.lower():
         return TerminalConnectorError(
-            f"the binary log at the saved position is gone from the source ({text}): set "
-            "repulling_snapshot with update_multi_tasks to copy the tables again"
+            f"the source's binary log no longer holds the saved position (purged: {text}), "
+            "so the changes since cannot be read; set repulling_snapshot with "
+            "update_multi_tasks to copy the tables again"
         )
     return TransientConnectorError(f"the binlog stream broke: {exc}")
 
