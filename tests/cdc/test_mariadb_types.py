@@ -295,3 +295,59 @@ def test_zero_dates_arrive_as_null_by_snapshot_and_stream(  # type: ignore[no-un
         ]
     finally:
         start_stop(sdk, creds, task_id, "stop")
+
+
+def _wkb_point(x: float, y: float, srid: int = 0) -> bytes:
+    """A point's WKB, or its EWKB (PostGIS' form) with an SRID."""
+    if srid:
+        return struct.pack("<BIIdd", 1, 1 | 0x2000_0000, srid, x, y)
+    return struct.pack("<BIdd", 1, 1, x, y)
+
+
+def test_bits_and_wkb_from_postgresql_into_mariadb_bit_and_geometry_columns(  # type: ignore[no-untyped-def]
+    sdk, creds, ends: Ends, maria: BinlogMariaDB, target_db: str
+) -> None:
+    """The other way: PostgreSQL's bit text becomes the number a BIT column takes, and WKB or
+    EWKB bytes the stored form of a geometry column (the EWKB's SRID kept), by snapshot and by
+    stream."""
+    with ends.src_conn() as src:
+        src.execute("CREATE TABLE g (id int PRIMARY KEY, b bit(12), p bytea)")
+        src.execute(
+            "INSERT INTO g VALUES (1, B'101010101010', %s), (2, B'000000000001', %s),"
+            " (3, NULL, NULL)",
+            (_wkb_point(1.5, -2), _wkb_point(3, 4, 4326)),
+        )
+    _run(maria, target_db, "CREATE TABLE g (id int PRIMARY KEY, b bit(12), p geometry)")
+    task_id, _ = _task_between(
+        sdk,
+        creds,
+        _datasource(sdk, creds, "POSTGRESQL", ends.pg.content(ends.src)),
+        _datasource(sdk, creds, "MYSQL", maria.content(target_db)),
+    )
+    start_stop(sdk, creds, task_id, "start")
+    try:
+
+        def rows() -> list[tuple[Any, ...]]:
+            with maria.connect(target_db) as conn, conn.cursor() as cur:
+                cur.execute("SELECT id, BIN(b), ST_AsText(p), ST_SRID(p) FROM g ORDER BY id")
+                return [tuple(r) for r in cur.fetchall()]
+
+        snapshot = [
+            (1, "101010101010", "POINT(1.5 -2)", 0),
+            (2, "1", "POINT(3 4)", 4326),
+            (3, None, None, None),
+        ]
+        wait_for(lambda: rows() == snapshot)
+        with ends.src_conn() as src, src.transaction():  # one transaction: seen at once
+            src.execute("INSERT INTO g SELECT id + 100, b, p FROM g WHERE id < 100")
+            src.execute(
+                "UPDATE g SET b = B'111111111111', p = %s WHERE id = 3",
+                (_wkb_point(-1, 0.25, 3857),),
+            )
+        wait_for(lambda: len(rows()) == 6)
+        got = rows()
+        assert got[:2] == snapshot[:2]
+        assert got[2] == (3, "111111111111", "POINT(-1 0.25)", 3857)
+        assert [r[1:] for r in got[3:]] == [r[1:] for r in snapshot]  # stream = snapshot
+    finally:
+        start_stop(sdk, creds, task_id, "stop")
