@@ -15,7 +15,7 @@ from huaweicloudsdkroma.v2 import MultiTaskResetBody, ResetMultiTaskOffsetReques
 
 from tests.cdc.conftest import Ends, start_stop, wait_for
 from tests.cdc.mariaserver import BinlogMariaDB
-from tests.cdc.test_mariadb import _logs, _my, _snapshotted, _task
+from tests.cdc.test_mariadb import _datasource, _logs, _my, _snapshotted, _task, _task_between
 from tests.cdc.test_mariadb_types import _database
 
 
@@ -126,3 +126,51 @@ def test_a_reset_by_date_replays_exactly_the_transactions_from_that_second_on(  
     assert "2001-01-01" in message, message
     with pytest.raises(ClientRequestException):  # and an absent date is no date
         _reset(sdk, creds, task_id, None)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def mdst(maria: BinlogMariaDB) -> Iterator[str]:
+    yield from _database(maria, "dst")
+
+
+def test_a_reset_into_a_mariadb_target_moves_its_positions_and_drops_its_gtids(  # type: ignore[no-untyped-def]
+    sdk, creds, maria: BinlogMariaDB, mdb: str, mdst: str
+) -> None:
+    for db in (mdb, mdst):
+        _my(maria, db, "CREATE TABLE a (id int PRIMARY KEY, v varchar(20))")
+    _my(maria, mdb, "INSERT INTO a VALUES (1, 'one')")
+    task_id, _ = _task_between(
+        sdk,
+        creds,
+        _datasource(sdk, creds, "MYSQL", maria.content(mdb)),
+        _datasource(sdk, creds, "MYSQL", maria.content(mdst)),
+    )
+
+    def target() -> list[tuple[Any, ...]]:
+        with maria.connect(mdst) as conn, conn.cursor() as cur:
+            cur.execute("SELECT id, v FROM a ORDER BY id")
+            return [tuple(r) for r in cur.fetchall()]
+
+    def offsets() -> list[tuple[Any, ...]]:
+        with maria.connect(mdst) as conn, conn.cursor() as cur:
+            cur.execute("SELECT source_table, lsn FROM openfdi_cdc_offsets WHERE task_id = %s "
+                        "ORDER BY 1", (task_id,))  # fmt: skip
+            return [tuple(r) for r in cur.fetchall()]
+
+    start_stop(sdk, creds, task_id, "start")
+    _my(maria, mdb, "INSERT INTO a VALUES (2, 'before')")
+    wait_for(lambda: target() == [(1, "one"), (2, "before")])
+    mark = _next_second()
+    _my(maria, mdb, "INSERT INTO a VALUES (3, 'after')", "UPDATE a SET v = 'changed' WHERE id = 1")
+    wait_for(lambda: target() == [(1, "changed"), (2, "before"), (3, "after")])
+    _stopped(sdk, creds, task_id)
+    assert any(str(name).startswith("gtid ") for name, _ in offsets())
+
+    _my(maria, mdst, "DELETE FROM a")
+    _reset(sdk, creds, task_id, mark)
+    saved = offsets()
+    assert [name for name, _ in saved] == ["", f"{mdb}.a"], saved  # the GTIDs are gone
+    assert len({lsn for _, lsn in saved}) == 1, saved  # stream and table at one position
+    start_stop(sdk, creds, task_id, "start")
+    wait_for(lambda: target() == [(1, "changed"), (3, "after")])
+    _stopped(sdk, creds, task_id)

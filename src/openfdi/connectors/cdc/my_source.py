@@ -373,6 +373,9 @@ _EVENTS = [
 ]
 
 
+_RESUME_FLAG = "_BinLogStreamReader__resume_stream"
+
+
 class BinlogStream:
     """One replication connection reading the binlog from a position."""
 
@@ -421,9 +424,15 @@ class BinlogStream:
         if isinstance(event, RotateEvent) and self._reader.auto_position:
             # Where the GTIDs led is now a file and an offset, which the reader keeps: should
             # it reconnect on its own, it goes on from there, not from the GTIDs again.
+            # (The reader's resume flag is private: checked, so that a library that renamed it
+            # fails here rather than resume from the file's start.)
+            if not hasattr(self._reader, _RESUME_FLAG):
+                raise TerminalConnectorError(
+                    "python-mysql-replication changed: review BinlogStream's GTID resume"
+                )
             self._reader.auto_position = None
             self._reader.is_mariadb = False
-            self._reader._BinLogStreamReader__resume_stream = True
+            setattr(self._reader, _RESUME_FLAG, True)
         if isinstance(event, MariadbGtidEvent):
             self._gtid = Gtid(int(event.domain_id), int(event.server_id), int(event.gtid_seq_no))
             return []
