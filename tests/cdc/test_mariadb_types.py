@@ -26,13 +26,14 @@ COLUMNS = (
     " b64 bit(64), y year, tm time, tm6 time(6), tm3 time(3), dt6 datetime(6), dt3 datetime(3),"
     " ts6 timestamp(6) NULL, dec65 decimal(65,30), dec0 decimal(10,0), j json, bl blob,"
     " bn binary(4), vb varbinary(300), txt text, ch char(5), g geometry, f float, db double,"
-    " ub bigint unsigned"
+    " ub bigint unsigned, tm1 time(1), tm4 time(4)"
 )
 PG_COLUMNS = (
     "id int PRIMARY KEY, e text, s text, b1 bit(1), b12 bit(12), b64 bit(64), y smallint,"
     " tm interval, tm6 interval, tm3 interval, dt6 timestamp(6), dt3 timestamp(3),"
     " ts6 timestamp(6), dec65 numeric(65,30), dec0 numeric(10,0), j json, bl bytea, bn bytea,"
-    " vb bytea, txt text, ch text, g bytea, f real, db double precision, ub numeric(20,0)"
+    " vb bytea, txt text, ch text, g bytea, f real, db double precision, ub numeric(20,0),"
+    " tm1 interval, tm4 interval"
 )
 NAMES = [c.split()[0] for c in PG_COLUMNS.split(", ")]
 EVERY_BYTE = "x'" + bytes(range(256)).hex() + "'"
@@ -45,19 +46,20 @@ ROWS = (
     ' \'{"a": 1.50, "b": [true, null, "😀"], "c": 1e400}\', '
     + EVERY_BYTE
     + ", x'61000000', x'00ff00', 'emoji 😀 𝄞 and ü', 'ab', ST_GeomFromText('POLYGON((0 0,1 0,1"
-    " 1,0 0))'), 0.1, 0.1, 18446744073709551615)",
+    " 1,0 0))'), 0.1, 0.1, 18446744073709551615, '-00:00:00.1', '-838:59:58.9999')",
     # zeros and empties, apart from NULL
     "('a', '', b'0', b'0', 0, 0, '00:00:00', '-00:00:00.5', '100:00:00',"
     " '1000-01-01 00:00:00', '9999-12-31 23:59:59.999', '1970-01-01 00:00:01',"
     " 0.000000000000000000000000000001, -9999999999, '[]', '', x'00000000', '', '', '',"
-    " POINT(0, 0), -3.4e38, 1e308, 0)",
+    " POINT(0, 0), -3.4e38, 1e308, 0, '12:00:00.5', '00:00:00.0001')",
     # NULL in every column
     "(" + ", ".join(["NULL"] * (len(NAMES) - 1)) + ")",
     # odd ones: an SRID, the smallest steps, 4-byte UTF-8 throughout
     "('b', 'z,x,y', b'0', b'000000000001', 1, 1901, '-00:00:01', '23:59:59.999999',"
     " '-838:59:58.999', '2026-06-07 08:09:10', '2026-06-07 08:09:10.1',"
     " '2026-06-07 08:09:10.000001', 1.5, 12, '\"𝄞\"', x'c3', x'00', x'e282', '😀', 'é',"
-    " ST_GeomFromText('LINESTRING(1.5 -2, 3 4)', 4326), 1.17549e-38, -1.5e-300, 1)",
+    " ST_GeomFromText('LINESTRING(1.5 -2, 3 4)', 4326), 1.17549e-38, -1.5e-300, 1,"
+    " '-1:00:00.9', '-00:00:01.0001')",
 )
 SNAPSHOT_IDS = range(1, len(ROWS) + 1)
 STREAM_BASE = 100
@@ -208,6 +210,7 @@ def test_every_type_from_mariadb_into_postgresql_is_exact_by_snapshot_and_stream
         # Spot checks against the literals themselves, not only against MariaDB's reading.
         first = dict(zip(NAMES[1:], got[STREAM_BASE + 1], strict=True))
         assert str(first["tm6"]) == "-1 day, 11:25:03.999999"  # -12:34:56.000001
+        assert str(first["tm1"]) == "-1 day, 23:59:59.900000"  # -00:00:00.1
         assert first["dec65"] == Decimal(
             "-12345678901234567890123456789012345.123456789012345678901234567891"
         )
