@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,6 +98,10 @@ class CdcRunner:
     _binlog: my_source.BinlogStream | None = None
     _totals: _Totals = field(default_factory=_Totals)
     _position: int = 0
+    _converters: dict[tuple[TableName, tuple[str, ...]], tuple[Any, ...]] = field(
+        default_factory=dict
+    )
+    """A MySQL source's value converters per (table, columns of its row events)."""
 
     def stop(self, *, interrupt: bool = False) -> None:
         self.interrupting = self.interrupting or interrupt
@@ -382,10 +386,13 @@ class CdcRunner:
         group: list[tuple[Change, Relation, TableName]],
         end_lsn: int,
         commit_us: int,
+        more_offsets: Sequence[tuple[str, int]] = (),
     ) -> None:
         started = time.monotonic()
         applier.apply(group)
         applier.save_offset(STREAM_KEY, end_lsn)
+        for name, value in more_offsets:  # a MySQL source's GTIDs, with the same commit
+            applier.save_offset(name, value)
         applier.commit()  # the rows and their position, atomically
         self._position = end_lsn
         if reader is not None:
@@ -511,9 +518,10 @@ class CdcRunner:
         finally:
             conn.close()
         keep = {str(t) for t in tables}
-        position, snapshots = applier.offsets()
-        applier.forget_offsets(keep=list(keep))
-        snapshots = {k: v for k, v in snapshots.items() if k in keep}
+        position, saved = applier.offsets()
+        gtids = my_source.gtids_of(saved)  # the older rows of each domain go
+        applier.forget_offsets(keep=[*keep, *gtids])
+        snapshots = {k: v for k, v in saved.items() if k in keep}
         if position is None:
             position = self._binlog_snapshot(list(tables), shapes, stream_position=False)
             snapshots = {str(t): position for t in tables}
@@ -526,7 +534,11 @@ class CdcRunner:
             log_file = my_source.log_file_of(position, my_source.binary_logs(conn))
         finally:
             conn.close()
-        if log_file is None:
+        if log_file is None and gtids:
+            log.info("cdc run %s: the file of position %s is gone; resuming after GTIDs %s",
+                     self.claim.run_id, my_source.position_text(position),
+                     ",".join(map(str, gtids.values())))  # fmt: skip
+        elif log_file is None:
             raise ConnectorError(
                 f"the source's binary log no longer holds the saved position "
                 f"{my_source.position_text(position)} (purged), so the changes since cannot be "
@@ -535,8 +547,9 @@ class CdcRunner:
         self._position = position
         schemas = sorted({t.schema for t in tables})
         stream = self._binlog = my_source.BinlogStream(
-            spec.source.content, spec.task_id, position, log_file, schemas
-        )
+            spec.source.content, spec.task_id, position, log_file, schemas,
+            list(gtids.values()),
+        )  # fmt: skip
         reader = BinlogReader(stream, READ_WAIT_S)
         reader.start()
         try:
@@ -596,6 +609,12 @@ class CdcRunner:
         group_started = time.monotonic()
         last_message = time.monotonic()
         relations: dict[tuple[TableName, tuple[str, ...]], Relation] = {}
+        gtids: dict[int, my_source.Gtid] = {}
+        """The group's last GTID of each domain, saved with its commit."""
+
+        def more() -> list[tuple[str, int]]:
+            return [my_source.gtid_row(g) for g in gtids.values()]
+
         while not self.stop_requested.is_set():
             read_started = time.monotonic()
             got = reader.next(READ_WAIT_S)
@@ -622,18 +641,23 @@ class CdcRunner:
                                 self._totals.skipped += 1
                     except ConnectorError:  # a change of shape: what came before it is applied
                         if group_end:
-                            self._apply_group(None, applier, group, group_end, group_commit_us)
+                            self._apply_group(
+                                None, applier, group, group_end, group_commit_us, more()
+                            )
                         raise
                     group.extend(converted)
                     group_end = item.position
                     group_commit_us = item.commit_time_us
+                    if item.gtid is not None:
+                        gtids[item.gtid.domain] = item.gtid
                 txn = []
             if got is not None:
                 last_message = time.monotonic()
             due = time.monotonic() - group_started >= GROUP_SECONDS
             if group_end and not txn and (got is None or due or len(group) >= GROUP_CHANGES):
-                self._apply_group(None, applier, group, group_end, group_commit_us)
+                self._apply_group(None, applier, group, group_end, group_commit_us, more())
                 group, group_end = [], 0
+                gtids.clear()
                 group_started = time.monotonic()
             elif got is None and not txn:
                 group_started = time.monotonic()
@@ -642,7 +666,7 @@ class CdcRunner:
                 ):
                     return
         if group_end:
-            self._apply_group(None, applier, group, group_end, group_commit_us)
+            self._apply_group(None, applier, group, group_end, group_commit_us, more())
 
     def _binlog_change(
         self,
@@ -677,18 +701,14 @@ class CdcRunner:
             relations[change.table, cols] = relation
         if change.kind == "TRUNCATE":
             return Change("TRUNCATE", 0, None), relation, target
-        binary, singles, normalise = shape.binary, shape.singles, my_source.normalise
+        converters = self._converters.get((change.table, cols))
+        if converters is None:
+            converters = self._converters[change.table, cols] = shape.converters_of(cols)
         new = old = None
         if change.new is not None:
-            new = tuple(
-                normalise(v, c in binary, c in singles)
-                for c, v in zip(cols, change.new, strict=True)
-            )
+            new = tuple(f(v) for f, v in zip(converters, change.new, strict=True))
         if change.old is not None:
-            old = tuple(
-                normalise(v, c in binary, c in singles)
-                for c, v in zip(cols, change.old, strict=True)
-            )
+            old = tuple(f(v) for f, v in zip(converters, change.old, strict=True))
         if change.kind == "UPDATE" and new is not None and old is not None:
             index = [cols.index(c) for c in shape.key]
             if all(new[i] == old[i] for i in index):
@@ -739,9 +759,13 @@ class CdcRunner:
 
 
 def _applier(spec: CdcRunSpec) -> PgApplier | MyApplier:
-    if spec.target.type == "MYSQL":
-        return MyApplier(spec.target.content, spec.task_id)
-    return PgApplier(spec.target.content, spec.task_id)
+    return _target_applier(spec.target, spec.task_id)
+
+
+def _target_applier(target: Endpoint, task_id: str) -> PgApplier | MyApplier:
+    if target.type == "MYSQL":
+        return MyApplier(target.content, task_id)
+    return PgApplier(target.content, task_id)
 
 
 def _current_lsn(conn: Any) -> int:
@@ -753,3 +777,32 @@ def _failed(exc: BaseException) -> tuple[RunState, str, str]:
     outcome = outcome_of(exc)
     state = outcome.state if outcome.state is not RunState.SUCCEEDED else RunState.FAILED
     return state, outcome.status, reason_of(exc)
+
+
+def reset_binlog_position(source: Endpoint, target: Endpoint, task_id: str, when_ms: int) -> str:
+    """Move a stopped composite task with a MySQL source back (or on) to the first transaction
+    committed at or after `when_ms`: the saved positions on the target (the stream's and each
+    table's) become that position, so the next run reads the binlog from there and applies
+    every change after it, the ones already applied again (upserts and deletes by key: the
+    target converges to the source). Returns the position's text; my_source.LogTooShort when the
+    server's binlog no longer reaches back that far."""
+    active = _target_applier(target, task_id)
+    try:
+        saved, offsets = active.offsets()
+        tables = [t for t in offsets if not t.startswith(my_source.GTID_ROW)]
+        if saved is None:
+            raise ConnectorError(
+                "the task has not copied its tables yet, so it has no position to move: start "
+                "the task (a reset applies to a task that has run)"
+            )
+        position, text = my_source.position_at(source.content, task_id, when_ms)
+        # GTIDs saved with the old position would lead a resume past the new one: gone.
+        active.forget_offsets(keep=tables)
+        active.save_offset(STREAM_KEY, position)
+        for table in tables:
+            active.save_offset(table, position)
+        active.commit()
+        return text
+    finally:
+        active.rollback()
+        active.close()

@@ -8,6 +8,7 @@ row, `ext_type` "CDC") at create; from then on it lists, counts, starts and stop
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import re
 from typing import Any
@@ -17,12 +18,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from openfdi.connectors.cdc import my_apply, my_source, pg_apply, pg_source
-from openfdi.connectors.errors import ConnectorError
+from openfdi.connectors.errors import ConnectorError, TransientConnectorError
 from openfdi.domain import cdc
 from openfdi.domain.ids import new_hex_id
 from openfdi.domain.scope import Scope
 from openfdi.domain.states import DesiredState, RunTrigger, TaskType
-from openfdi.engine.cdc import CdcRunSpec
+from openfdi.engine.cdc import CdcRunSpec, reset_binlog_position
 from openfdi.engine.spec import Endpoint
 from openfdi.errors import (
     ConnectivityTestFailed,
@@ -493,25 +494,55 @@ def _restart_run(rt: Runtime, task_id: str) -> None:
 def reset_multi_task_offset(
     rt: Runtime, scope: Scope, task_id: str, req: MultiTaskResetRequest
 ) -> MessageResponse:
-    """A PostgreSQL slot only moves forward: its server has already recycled the WAL before its
-    confirmed position, so a reset to a date is refused with what to do instead."""
+    """A MySQL source: the stopped task's next run reads the binlog from the first transaction
+    committed at or after `date_from` (engine.cdc.reset_binlog_position). A PostgreSQL slot
+    only moves forward: its server has already recycled the WAL before its confirmed position,
+    so a reset to a date is refused with what to do instead."""
     if req.date_from is None:
         raise InvalidParameter(name="date_from", detail="Required: epoch milliseconds.")
+    if req.date_from < 0:
+        raise InvalidParameter(name="date_from", detail="Epoch milliseconds, 0 or more.")
     with rt.db.read() as session:
-        _, draft = _composite(session, scope, task_id)
-        source_type = session.get_one(DatasourceRow, draft.source_datasource_id).type
-    if source_type == "MYSQL":
+        task, draft = _composite(session, scope, task_id)
+        source_row = session.get_one(DatasourceRow, draft.source_datasource_id)
+        target_row = session.get_one(DatasourceRow, draft.target_datasource_id)
+        if source_row.type != "MYSQL":
+            raise InvalidParameter(
+                name="date_from",
+                detail="A PostgreSQL source's log cannot be read again from an earlier time: "
+                "its replication slot only moves forward and the server has recycled older "
+                "WAL. Set repulling_snapshot with update_multi_tasks to copy the tables again "
+                "instead.",
+            )
+        if task.status == DesiredState.RUNNING.value or _has_active_run(session, task.id):
+            raise TaskAlreadyRunning(
+                "One or more tasks are running. Stop the task before resetting its position."
+            )
+        source = Endpoint(source_row.type, _content(rt, source_row))
+        target = Endpoint(target_row.type, _content(rt, target_row))
+    when = _utc_text(req.date_from)
+    try:
+        position = reset_binlog_position(source, target, task_id, req.date_from)
+    except my_source.LogTooShort as exc:
         raise InvalidParameter(
             name="date_from",
-            detail="Resetting a MySQL source's binlog position to a date is not built yet. Set "
-            "repulling_snapshot with update_multi_tasks to copy the tables again instead.",
-        )
-    raise InvalidParameter(
-        name="date_from",
-        detail="A PostgreSQL source's log cannot be read again from an earlier time: its "
-        "replication slot only moves forward and the server has recycled older WAL. Set "
-        "repulling_snapshot with update_multi_tasks to copy the tables again instead.",
+            detail=f"the source's binary log no longer reaches back to {when}: its oldest "
+            f"file {exc.oldest_file} begins at {_utc_text(exc.begins_ms)} (older files were "
+            "purged). Set repulling_snapshot with update_multi_tasks to copy the tables again "
+            "instead.",
+        ) from exc
+    except TransientConnectorError as exc:
+        raise ConnectivityTestFailed(detail=exc.message) from exc
+    except ConnectorError as exc:
+        raise InvalidParameter(name="date_from", detail=exc.message) from exc
+    return MessageResponse(
+        message=f"The task resumes at {position}, the "
+        f"first transaction committed at or after {when}, when it starts."
     )
+
+
+def _utc_text(epoch_ms: int) -> str:
+    return dt.datetime.fromtimestamp(epoch_ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 # --- runs and deletion ---------------------------------------------------------------------

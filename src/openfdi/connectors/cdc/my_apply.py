@@ -13,10 +13,10 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from openfdi.connectors.cdc import my_source
+from openfdi.connectors.cdc import my_source, my_values
 from openfdi.connectors.cdc.pg_apply import STREAM_KEY, TargetTable
 from openfdi.connectors.cdc.pgoutput import UNCHANGED, Change, Relation
 from openfdi.connectors.errors import TerminalConnectorError
@@ -52,6 +52,22 @@ def from_pg_text(value: Any, oid: int) -> Any:
     return value
 
 
+def _bits_number(value: Any) -> Any:
+    # Bits travel as their binary digits (PostgreSQL's text form); a MySQL BIT column takes
+    # a number (the digits as a string would be taken as the string's bytes).
+    return int(value, 2) if isinstance(value, str) else value
+
+
+def target_converter(column_type: str) -> Callable[[Any], Any] | None:
+    """What a MySQL target column needs done to the values of either source."""
+    kind = column_type.lower().split("(", 1)[0].strip()
+    if kind == "bit":
+        return _bits_number
+    if kind in my_values.GEOMETRY_TYPES:
+        return my_values.geometry_stored
+    return None
+
+
 def from_pg_value(value: Any) -> Any:
     """A value psycopg read from PostgreSQL (the snapshot) as MySQL takes it."""
     if isinstance(value, dt.datetime) and value.tzinfo is not None:
@@ -72,6 +88,9 @@ class MyApplier:
         self.conn = my_source.connect(content)
         self.conn.autocommit(False)
         self._tables: dict[TableName, TargetTable] = {}
+        self._target_converters: dict[
+            tuple[TableName, tuple[str, ...]], list[tuple[int, Callable[[Any], Any]]]
+        ] = {}
         with self._errors("cannot prepare the target"):
             self._run(
                 f"CREATE TABLE IF NOT EXISTS {OFFSETS_TABLE} (task_id varchar(64) NOT NULL, "
@@ -180,7 +199,10 @@ class MyApplier:
         columns: Sequence[str],
         chunks: Iterable[Sequence[Sequence[Any]]],
     ) -> int:
-        self.check_columns(target, columns)
+        table = self.check_columns(target, columns)
+        converted = self._converters(table, columns)
+        if converted:
+            chunks = (self._convert_rows(chunk, converted) for chunk in chunks)
         statement = (
             f"INSERT INTO {_table(target)} ({', '.join(map(_q, columns))}) "
             f"VALUES ({', '.join(['%s'] * len(columns))})"
@@ -192,6 +214,30 @@ class MyApplier:
                 cur.executemany(statement, chunk)
                 count += len(chunk)
         return count
+
+    def _converters(
+        self, table: TargetTable, columns: Sequence[str]
+    ) -> list[tuple[int, Callable[[Any], Any]]]:
+        """(index, converter) of the columns whose values the target column needs converted."""
+        key = (table.name, tuple(columns))
+        found = self._target_converters.get(key)
+        if found is None:
+            found = self._target_converters[key] = [
+                (i, f)
+                for i, c in enumerate(columns)
+                if (f := target_converter(table.types.get(c, ""))) is not None
+            ]
+        return found
+
+    @staticmethod
+    def _convert_rows(
+        rows: Sequence[Sequence[Any]], converted: list[tuple[int, Callable[[Any], Any]]]
+    ) -> list[list[Any]]:
+        out = [list(r) for r in rows]
+        for row in out:
+            for i, convert in converted:
+                row[i] = convert(row[i])
+        return out
 
     # --- changes ---------------------------------------------------------------------------
 
@@ -218,10 +264,15 @@ class MyApplier:
             if pending and pending_sql is not None:
                 cur.executemany(pending_sql, pending)
 
-    def _values(self, relation: Relation, row: Sequence[Any]) -> list[Any]:
-        if not relation.type_oids:  # a MySQL source: normalised already
-            return list(row)
-        return [from_pg_text(v, oid) for v, oid in zip(row, relation.type_oids, strict=True)]
+    def _values(self, relation: Relation, row: Sequence[Any], table: TargetTable) -> list[Any]:
+        if not relation.type_oids:  # a MySQL source: converted already (my_values)
+            values = list(row)
+        else:
+            values = [from_pg_text(v, oid) for v, oid in zip(row, relation.type_oids, strict=True)]
+        for i, convert in self._converters(table, relation.columns):
+            if values[i] is not UNCHANGED:
+                values[i] = convert(values[i])
+        return values
 
     def _statement(
         self, change: Change, relation: Relation, target: TableName
@@ -233,15 +284,15 @@ class MyApplier:
         if change.kind == "TRUNCATE":
             return f"DELETE FROM {_table(target)}", []
         if change.kind == "DELETE":
-            old = self._values(relation, change.old or ())
+            old = self._values(relation, change.old or (), table)
             return f"DELETE FROM {_table(target)} WHERE {where}", [
                 old[cols.index(c)] for c in key_cols
             ]
-        new = self._values(relation, change.new or ())
+        new = self._values(relation, change.new or (), table)
         sent = [c for c, v in zip(cols, change.new or (), strict=True) if v is not UNCHANGED]
         values = [v for v, raw in zip(new, change.new or (), strict=True) if raw is not UNCHANGED]
         if change.kind == "UPDATE" and (change.old is not None or len(sent) < len(cols)):
-            old = self._values(relation, change.old or change.new or ())
+            old = self._values(relation, change.old or change.new or (), table)
             assignments = ", ".join(f"{_q(c)} = %s" for c in sent)
             return f"UPDATE {_table(target)} SET {assignments} WHERE {where}", [
                 *values,

@@ -5,29 +5,29 @@ A position is a binlog file and the offset after a transaction's commit event. I
 integer, `(file number << 32) | offset` (a binlog file holds at most 4 GiB), so that positions
 compare in log order and fit the offsets table's bigint like PostgreSQL's LSNs.
 
-Values are normalised to what the PostgreSQL apply step casts from text: decimals, dates and
-times as their exact text, binary columns as bytes, text columns as str, JSON as its text.
+Values are converted per column type to one form whichever path they took (my_values.py):
+decimals, times and JSON as their exact text, binary columns as bytes, bits as digits, geometry
+as WKB.
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
-import json
 import re
-import struct
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from decimal import Decimal
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncmy.errors
 import pymysql  # type: ignore[import-untyped]
 import pymysql.cursors  # type: ignore[import-untyped]
 from pymysqlreplication import BinLogStreamReader  # type: ignore[import-untyped]
+from pymysqlreplication.constants import FIELD_TYPE  # type: ignore[import-untyped]
 from pymysqlreplication.event import (  # type: ignore[import-untyped]
+    FormatDescriptionEvent,
     HeartbeatLogEvent,
+    MariadbGtidEvent,
     QueryEvent,
     RotateEvent,
     XidEvent,
@@ -38,25 +38,19 @@ from pymysqlreplication.row_event import (  # type: ignore[import-untyped]
     WriteRowsEvent,
 )
 
-from openfdi.connectors.errors import TerminalConnectorError, TransientConnectorError
+from openfdi.connectors.cdc import my_values
+from openfdi.connectors.errors import (
+    ConnectorError,
+    TerminalConnectorError,
+    TransientConnectorError,
+)
 from openfdi.connectors.mysql.reader import AsyncReader
 from openfdi.domain.cdc import TableName
 
 CONNECT_TIMEOUT_S = 10
-_F32 = struct.Struct("<f")
 MySQLError = pymysql.err.MySQLError
 HEARTBEAT_S = 0.2
 """The server sends a heartbeat when idle this long: the reader's chance to see a stop."""
-BINARY_TYPES = frozenset({"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob"})
-NATIVE_TYPES = BINARY_TYPES | frozenset(
-    {
-        "tinyint", "smallint", "mediumint", "int", "bigint", "decimal", "float", "double",
-        "date", "datetime", "timestamp", "char", "varchar", "tinytext", "text", "mediumtext",
-        "longtext",
-    }
-)  # fmt: skip
-"""Types whose values the drivers read as what both appliers write exactly as they are (int,
-Decimal, float, date, datetime, str, bytes): a snapshot passes them on unconverted."""
 NEEDED = {
     "log_bin": "ON",
     "binlog_format": "ROW",
@@ -148,19 +142,24 @@ class SourceTable:
     name: TableName
     columns: tuple[str, ...]
     key: tuple[str, ...]
-    binary: frozenset[str]
-    """Columns whose values are bytes (binary, varbinary, blobs); the rest are text."""
-    converted: tuple[int, ...] = ()
-    """Indexes of the columns whose snapshot values need `normalise` (not NATIVE_TYPES)."""
-    singles: frozenset[str] = frozenset()
-    """FLOAT (single precision) columns: the binlog holds their 4 bytes, the server prints
-    them shortest; `normalise` prints them as the server does."""
+    converters: Mapping[str, my_values.Converter] = field(default_factory=dict)
+    """Column -> its converter (my_values), for the columns whose values need one."""
+
+    @property
+    def converted(self) -> tuple[int, ...]:
+        """Indexes of the columns whose snapshot values need their converter."""
+        return tuple(i for i, c in enumerate(self.columns) if c in self.converters)
+
+    def converters_of(self, columns: Sequence[str]) -> tuple[my_values.Converter, ...]:
+        """One converter per column of a row event (a column the table no longer has, or
+        gained since it was read, by its value alone)."""
+        return tuple(self.converters.get(c, my_values.text_value) for c in columns)
 
 
 def table_columns(conn: Any, table: TableName) -> SourceTable:
     rows = _query(
         conn,
-        "SELECT c.COLUMN_NAME, s.COLUMN_NAME IS NOT NULL, c.DATA_TYPE "
+        "SELECT c.COLUMN_NAME, s.COLUMN_NAME IS NOT NULL, c.DATA_TYPE, c.COLUMN_TYPE "
         "FROM information_schema.COLUMNS c LEFT JOIN information_schema.STATISTICS s "
         "ON s.TABLE_SCHEMA = c.TABLE_SCHEMA AND s.TABLE_NAME = c.TABLE_NAME "
         "AND s.COLUMN_NAME = c.COLUMN_NAME AND s.INDEX_NAME = 'PRIMARY' "
@@ -169,13 +168,16 @@ def table_columns(conn: Any, table: TableName) -> SourceTable:
     )
     if not rows:
         raise TerminalConnectorError(f"table {table} does not exist")
+    converters = {
+        str(r[0]): found
+        for r in rows
+        if (found := my_values.converter(_text(r[2]), _text(r[3]))) is not None
+    }
     return SourceTable(
         table,
         tuple(str(r[0]) for r in rows),
         tuple(str(r[0]) for r in rows if r[1]),
-        frozenset(str(r[0]) for r in rows if str(r[2]).lower() in BINARY_TYPES),
-        tuple(i for i, r in enumerate(rows) if str(r[2]).lower() not in NATIVE_TYPES),
-        frozenset(str(r[0]) for r in rows if str(r[2]).lower() == "float"),
+        converters,
     )
 
 
@@ -217,53 +219,6 @@ def log_file_of(position: int, logs: Sequence[str]) -> str | None:
         if int(name.rsplit(".", 1)[1]) == number:
             return name
     return None
-
-
-# --- values ----------------------------------------------------------------------------------
-
-
-def _time_text(value: dt.timedelta) -> str:
-    total = int(value.total_seconds())
-    sign = "-" if value < dt.timedelta(0) else ""
-    total, micro = abs(total), abs(value).microseconds
-    text = f"{sign}{total // 3600:02d}:{total // 60 % 60:02d}:{total % 60:02d}"
-    return f"{text}.{micro:06d}" if micro else text
-
-
-def _single_text(value: float) -> str:
-    """A single-precision value as the server prints it: the shortest text that reads back
-    to the same 4 bytes (0.1, not 0.10000000149011612)."""
-    packed = _F32.pack(value)
-    for digits in range(6, 10):
-        text = f"{value:.{digits}g}"
-        if _F32.pack(float(text)) == packed:
-            return text
-    return repr(value)
-
-
-def normalise(value: Any, binary: bool, single: bool = False) -> Any:
-    """A source value as the apply step takes it: exact text, bytes for binary columns."""
-    if value is None or isinstance(value, (int, str)):
-        if binary and isinstance(value, str):
-            return value.encode("utf-8", "surrogateescape")
-        return value
-    if isinstance(value, bytes):
-        return value if binary else value.decode("utf-8")
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, dt.datetime):
-        return value.isoformat(sep=" ")
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    if isinstance(value, dt.timedelta):
-        return _time_text(value)
-    if isinstance(value, float):
-        return _single_text(value) if single else repr(value)
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    if isinstance(value, set):
-        return ",".join(sorted(value))
-    return str(value)
 
 
 # --- snapshot --------------------------------------------------------------------------------
@@ -323,9 +278,9 @@ def read_table(
     reader: AsyncReader, table: SourceTable, chunk: int = 5_000
 ) -> Iterator[Sequence[Sequence[Any]]]:
     """The table's rows in chunks, streamed from the server under the snapshot; values of
-    types outside NATIVE_TYPES normalised."""
+    the types that need it converted (my_values)."""
     cols = ", ".join(f"`{c}`" for c in table.columns)
-    converted = [(i, table.columns[i] in table.binary) for i in table.converted]
+    converted = [(i, table.converters[table.columns[i]]) for i in table.converted]
     with mapped_errors(f"cannot read {table.name}"):
         stream = reader.stream(f"SELECT {cols} FROM `{table.name.schema}`.`{table.name.name}`")
         done = False
@@ -334,8 +289,8 @@ def read_table(
                 if converted:
                     out = [list(r) for r in rows]
                     for row in out:
-                        for i, binary in converted:
-                            row[i] = normalise(row[i], binary)
+                        for i, convert in converted:
+                            row[i] = convert(row[i])
                     yield out
                 else:
                     yield rows
@@ -362,6 +317,43 @@ class TxnCommit:
     position: int
     """After the commit event: where the next transaction starts."""
     commit_time_us: int
+    gtid: Gtid | None = None
+    """The transaction's MariaDB GTID, when the server logs them (MariaDB 10.0+ always)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Gtid:
+    """A MariaDB GTID, domain-server-sequence. A server's binlog holds each domain's
+    transactions in sequence order, so the last applied GTID of each domain (its
+    `gtid_slave_pos`) says where to resume in whatever file the server keeps them now."""
+
+    domain: int
+    server: int
+    seq: int
+
+    def __str__(self) -> str:
+        return f"{self.domain}-{self.server}-{self.seq}"
+
+
+GTID_ROW = "gtid "
+"""Offsets rows named `gtid <domain>-<server>` hold that domain's last applied sequence."""
+
+
+def gtid_row(gtid: Gtid) -> tuple[str, int]:
+    return f"{GTID_ROW}{gtid.domain}-{gtid.server}", gtid.seq
+
+
+def gtids_of(saved: Mapping[str, int]) -> dict[str, Gtid]:
+    """The saved rows' GTIDs, the last of each domain: row name -> GTID."""
+    latest: dict[int, tuple[str, Gtid]] = {}
+    for name, seq in saved.items():
+        if not name.startswith(GTID_ROW):
+            continue
+        domain, server = (int(part) for part in name[len(GTID_ROW) :].split("-"))
+        found = latest.get(domain)
+        if found is None or seq > found[1].seq:
+            latest[domain] = (name, Gtid(domain, server, seq))
+    return dict(latest.values())
 
 
 def server_id_of(task_id: str) -> int:
@@ -377,7 +369,11 @@ _EVENTS = [
     QueryEvent,
     RotateEvent,
     HeartbeatLogEvent,
+    MariadbGtidEvent,
 ]
+
+
+_RESUME_FLAG = "_BinLogStreamReader__resume_stream"
 
 
 class BinlogStream:
@@ -388,22 +384,29 @@ class BinlogStream:
         content: Mapping[str, Any],
         task_id: str,
         position: int,
-        log_file: str,
+        log_file: str | None,
         schemas: Sequence[str],
+        gtids: Sequence[Gtid] = (),
     ) -> None:
+        """From `position` in `log_file`, or, without a file (the one of the position is
+        gone), from just after the MariaDB GTIDs `gtids` wherever the server holds them."""
         self.position = position
+        self._gtid: Gtid | None = None
+        where: dict[str, Any] = (
+            {"resume_stream": True, "log_file": log_file, "log_pos": position & 0xFFFF_FFFF}
+            if log_file is not None
+            else {"auto_position": ",".join(map(str, gtids)), "is_mariadb": True}
+        )
         with mapped_errors("cannot open the binlog stream"):
             self._reader = BinLogStreamReader(
                 connection_settings={**connection_params(content), "charset": "utf8mb4"},
                 server_id=server_id_of(task_id),
-                resume_stream=True,
-                log_file=log_file,
-                log_pos=position & 0xFFFF_FFFF,
                 blocking=True,
                 slave_heartbeat=HEARTBEAT_S,
                 only_events=_EVENTS,
                 only_schemas=list(schemas),
                 freeze_schema=True,
+                **where,
             )
 
     def read(self) -> list[RowChange | TxnCommit] | None:
@@ -418,24 +421,45 @@ class BinlogStream:
             raise
         if event is None:
             return None
+        if isinstance(event, RotateEvent) and self._reader.auto_position:
+            # Where the GTIDs led is now a file and an offset, which the reader keeps: should
+            # it reconnect on its own, it goes on from there, not from the GTIDs again.
+            # (The reader's resume flag is private: checked, so that a library that renamed it
+            # fails here rather than resume from the file's start.)
+            if not hasattr(self._reader, _RESUME_FLAG):
+                raise TerminalConnectorError(
+                    "python-mysql-replication changed: review BinlogStream's GTID resume"
+                )
+            self._reader.auto_position = None
+            self._reader.is_mariadb = False
+            setattr(self._reader, _RESUME_FLAG, True)
+        if isinstance(event, MariadbGtidEvent):
+            self._gtid = Gtid(int(event.domain_id), int(event.server_id), int(event.gtid_seq_no))
+            return []
         log_pos = int(event.packet.log_pos)
         if isinstance(event, XidEvent) or (
             isinstance(event, QueryEvent) and _query_text(event) == "COMMIT"
         ):
             position = encode_position(str(self._reader.log_file), log_pos)
             self.position = position
-            return [TxnCommit(position, int(event.timestamp) * 1_000_000)]
+            gtid, self._gtid = self._gtid, None
+            return [TxnCommit(position, int(event.timestamp) * 1_000_000, gtid)]
         if isinstance(event, (WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent)):
             table = TableName(str(event.schema), str(event.table))
             columns = tuple(str(c.name) for c in event.columns)
+            sets = [
+                (i, list(c.set_values or ()))
+                for i, c in enumerate(event.columns)
+                if c.type == FIELD_TYPE.SET
+            ]
             out: list[RowChange | TxnCommit] = []
             if isinstance(event, WriteRowsEvent):
                 for row in event.rows:
-                    values = tuple(row["values"].values())
+                    values = _values(row["values"], row["none_sources"], sets)
                     out.append(RowChange("INSERT", table, columns, values, None))
             elif isinstance(event, DeleteRowsEvent):
                 for row in event.rows:
-                    values = tuple(row["values"].values())
+                    values = _values(row["values"], row["none_sources"], sets)
                     out.append(RowChange("DELETE", table, columns, None, values))
             else:
                 for row in event.rows:
@@ -444,8 +468,8 @@ class BinlogStream:
                             "UPDATE",
                             table,
                             columns,
-                            tuple(row["after_values"].values()),
-                            tuple(row["before_values"].values()),
+                            _values(row["after_values"], row["after_none_sources"], sets),
+                            _values(row["before_values"], row["before_none_sources"], sets),
                         )
                     )
             return out
@@ -458,6 +482,26 @@ class BinlogStream:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self._reader.close()
+
+
+def _values(
+    row: dict[str, Any], none_sources: dict[str, str], sets: list[tuple[int, list[str]]]
+) -> tuple[Any, ...]:
+    """A row image's values; a SET's as the server prints it (members in definition order),
+    not the decoder's Python set, whose empty set is None like a NULL (told apart by the
+    decoder's `none_sources`)."""
+    values = tuple(row.values())
+    if not sets:
+        return values
+    out, names = list(values), list(row)
+    for i, members in sets:
+        value = out[i]
+        if value is None:
+            if none_sources.get(names[i]) == "empty set":
+                out[i] = ""
+        elif isinstance(value, set):
+            out[i] = ",".join(m for m in members if m in value)
+    return tuple(out)
 
 
 def _text(value: Any) -> str:
@@ -484,10 +528,86 @@ def _broken(exc: BaseException) -> Exception:
     text = str(exc)
     if "1236" in text or "purged" in text.lower() or "could not find" in text.lower():
         return TerminalConnectorError(
-            f"the binary log at the saved position is gone from the source ({text}): set "
-            "repulling_snapshot with update_multi_tasks to copy the tables again"
+            f"the source's binary log no longer holds the saved position (purged: {text}), "
+            "so the changes since cannot be read; set repulling_snapshot with "
+            "update_multi_tasks to copy the tables again"
         )
     return TransientConnectorError(f"the binlog stream broke: {exc}")
+
+
+# --- a position by date -------------------------------------------------------------------------
+
+
+class LogTooShort(ConnectorError):
+    """The server's oldest binlog file begins after the date asked for."""
+
+    def __init__(self, oldest_file: str, begins_ms: int) -> None:
+        super().__init__(f"the source's oldest binary log {oldest_file} begins at {begins_ms}")
+        self.oldest_file = oldest_file
+        self.begins_ms = begins_ms
+
+
+def _scanner(content: Mapping[str, Any], server_id: int, log_file: str, events: list[Any]) -> Any:
+    with mapped_errors("cannot read the source's binary log"):
+        return BinLogStreamReader(
+            connection_settings={**connection_params(content), "charset": "utf8mb4"},
+            server_id=server_id,
+            resume_stream=True,
+            log_file=log_file,
+            log_pos=4,
+            blocking=False,
+            only_events=events,
+        )
+
+
+def _file_begins_ms(content: Mapping[str, Any], server_id: int, log_file: str) -> int:
+    """When the server began the file: the time of its format description event."""
+    reader = _scanner(content, server_id, log_file, [FormatDescriptionEvent])
+    try:
+        with mapped_errors(f"cannot read the source's binary log {log_file}"):
+            for event in reader:
+                if isinstance(event, FormatDescriptionEvent) and event.timestamp:
+                    return int(event.timestamp) * 1000
+    finally:
+        reader.close()
+    raise TerminalConnectorError(f"the source's binary log {log_file} has no start event")
+
+
+def position_at(content: Mapping[str, Any], task_id: str, when_ms: int) -> tuple[int, str]:
+    """The position (and its text, with its file's name) just before the first transaction
+    committed at or after `when_ms` (the binlog's times are whole seconds: a transaction of
+    that second counts), or the end of the log when none was; LogTooShort when the server's
+    oldest file begins after `when_ms`.
+
+    Each file's start time (its first event) picks the file to read from: the last one begun
+    before the date (a transaction cannot be committed after the server began the next file),
+    then its commits are read, and the next files' if need be, until one is late enough."""
+    server_id = server_id_of(f"{task_id}:reset")  # not the task's: never kicks its reader off
+    conn = connect(content)
+    try:
+        logs = binary_logs(conn)
+    finally:
+        conn.close()
+    if not logs:
+        raise TerminalConnectorError("the source server writes no binary log (docs/cdc.md)")
+    begins = {log: _file_begins_ms(content, server_id, log) for log in logs}
+    if begins[logs[0]] > when_ms:
+        raise LogTooShort(logs[0], begins[logs[0]])
+    start = [log for log in logs if begins[log] < when_ms] or logs[:1]
+    reader = _scanner(content, server_id, start[-1], [XidEvent, QueryEvent])
+    previous, previous_file = encode_position(start[-1], 4), start[-1]
+    try:
+        with mapped_errors("cannot read the source's binary log"):
+            for event in reader:
+                if not isinstance(event, XidEvent) and _query_text(event) != "COMMIT":
+                    continue
+                if int(event.timestamp) * 1000 >= when_ms - when_ms % 1000:
+                    break
+                previous_file = str(reader.log_file)
+                previous = encode_position(previous_file, int(event.packet.log_pos))
+    finally:
+        reader.close()
+    return previous, f"{previous_file}:{previous & 0xFFFF_FFFF}"
 
 
 def current_position(conn: Any) -> int:

@@ -1,0 +1,251 @@
+"""One value form per MySQL column type, whichever path a value took: the snapshot (asyncmy reads
+the server's text protocol) and the binlog stream (python-mysql-replication decodes the row
+image) give different Python values for the same stored value, and the stream's decoder gets
+some wrong. Each column gets one converter that takes either and gives what both appliers write
+exactly (docs/cdc.md, "Values"):
+
+- decimal: its digits, never an exponent (both give Decimal);
+- time: `[-]HHH:MM:SS[.ffffff]` text (both give timedelta; the stream's decoder got a negative
+  time with a fraction wrong: `_read_time2` decodes it instead);
+- year: int, 0 for `0000` (the stream's decoder gives 1900 for it);
+- bit(n): n binary digits, PostgreSQL's bit text (the snapshot gives bytes);
+- set: the members in definition order, comma-separated, '' for the empty set (the stream's
+  decoder gives a Python set, and None for the empty set: `BinlogStream.read` fixes both);
+- binary(n): n bytes (the binlog strips trailing zero bytes);
+- geometry types: WKB, or EWKB (PostGIS' form, the SRID inside) when the SRID is not 0 (both
+  give MySQL's stored form: 4 bytes SRID, then WKB);
+- float: the shortest text that reads back to the same 4 bytes (the stream gives the 4 bytes'
+  double, 0.10000000149011612 for 0.1);
+- json: its text (MariaDB's json is text; MySQL's binary json arrives parsed);
+- date, datetime, timestamp: the value (both give datetime); a zero or partial date as NULL
+  (the snapshot gives its text, the stream None, or the epoch for a zero timestamp);
+- the rest: ints, doubles and text as the drivers give them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import struct
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from pymysqlreplication.constants import FIELD_TYPE  # type: ignore[import-untyped]
+from pymysqlreplication.row_event import RowsEvent  # type: ignore[import-untyped]
+
+Converter = Callable[[Any], Any]
+_F32 = struct.Struct("<f")
+BINARY_TYPES = frozenset({"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob"})
+GEOMETRY_TYPES = frozenset(
+    {
+        "geometry", "point", "linestring", "polygon", "multipoint", "multilinestring",
+        "multipolygon", "geometrycollection",
+    }
+)  # fmt: skip
+_EWKB_SRID = 0x2000_0000
+"""PostGIS' flag in a WKB geometry type: an SRID follows the type."""
+
+
+def time_text(value: dt.timedelta) -> str:
+    sign = "-" if value < dt.timedelta(0) else ""
+    value = abs(value)
+    total, micro = value.days * 86_400 + value.seconds, value.microseconds
+    text = f"{sign}{total // 3600:02d}:{total // 60 % 60:02d}:{total % 60:02d}"
+    return f"{text}.{micro:06d}" if micro else text
+
+
+def single_text(value: float) -> str:
+    """A single-precision value as the server prints it: the shortest text that reads back
+    to the same 4 bytes (0.1, not 0.10000000149011612)."""
+    packed = _F32.pack(value)
+    for digits in range(6, 10):
+        text = f"{value:.{digits}g}"
+        if _F32.pack(float(text)) == packed:
+            return text
+    return repr(value)
+
+
+def text_value(value: Any) -> Any:
+    """A value of a type without a converter of its own, as the appliers take it."""
+    if value is None or isinstance(value, (int, str)):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, dt.datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return time_text(value)
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return str(value)
+
+
+def _binary(value: Any) -> Any:
+    if isinstance(value, str):  # the stream's decoder gives '' for an empty value
+        return value.encode("utf-8", "surrogateescape")
+    return value
+
+
+def _fixed_binary(width: int) -> Converter:
+    def convert(value: Any) -> Any:
+        value = _binary(value)
+        # The binlog strips a binary(n) value's trailing zero bytes; the column holds n bytes.
+        return value.ljust(width, b"\0") if isinstance(value, bytes) else value
+
+    return convert
+
+
+def _bits(width: int) -> Converter:
+    def convert(value: Any) -> Any:
+        if isinstance(value, bytes):
+            return format(int.from_bytes(value, "big"), f"0{width}b")
+        return value
+
+    return convert
+
+
+def _year(value: Any) -> Any:
+    # YEAR holds 1901-2155 or 0 (`0000`); the stream's decoder adds 1900 to the stored 0.
+    return 0 if value == 1900 else value
+
+
+def _single(value: Any) -> Any:
+    return single_text(value) if isinstance(value, float) else value
+
+
+def _decimal(value: Any) -> Any:
+    return format(value, "f") if isinstance(value, Decimal) else value
+
+
+def _time(value: Any) -> Any:
+    return time_text(value) if isinstance(value, dt.timedelta) else text_value(value)
+
+
+_EPOCH = dt.datetime(1970, 1, 1)
+
+
+def _date(value: Any) -> Any:
+    # A zero or partial date ('0000-00-00', '2020-00-00', storable under a lax sql_mode) has
+    # no value in PostgreSQL or Python: the snapshot's driver gives its text, the stream's
+    # decoder None. Both go as NULL.
+    return None if isinstance(value, str) else value
+
+
+def _timestamp(value: Any) -> Any:
+    # A zero timestamp is stored as 0 seconds, which the stream's decoder reads as the epoch;
+    # the epoch itself is below a TIMESTAMP's range (it starts at 00:00:01).
+    return None if isinstance(value, str) or value == _EPOCH else value
+
+
+def geometry_wkb(value: Any) -> Any:
+    """MySQL's stored geometry (4 bytes SRID, little-endian, then WKB) as WKB, or as EWKB with
+    the SRID when it is not 0."""
+    if not isinstance(value, bytes) or len(value) < 9:
+        return value
+    srid, wkb = int.from_bytes(value[:4], "little"), value[4:]
+    if srid == 0:
+        return wkb
+    order = "<" if wkb[0] == 1 else ">"
+    (kind,) = struct.unpack(order + "I", wkb[1:5])
+    return wkb[:1] + struct.pack(order + "II", kind | _EWKB_SRID, srid) + wkb[5:]
+
+
+def geometry_stored(value: Any) -> Any:
+    """WKB or EWKB as a MySQL geometry column takes it (its stored form)."""
+    if not isinstance(value, bytes) or len(value) < 5:
+        return value
+    order = "<" if value[0] == 1 else ">"
+    (kind,) = struct.unpack(order + "I", value[1:5])
+    if kind & _EWKB_SRID:
+        (srid,) = struct.unpack(order + "I", value[5:9])
+        wkb = value[:1] + struct.pack(order + "I", kind & ~_EWKB_SRID) + value[9:]
+        return srid.to_bytes(4, "little") + wkb
+    return b"\0\0\0\0" + value
+
+
+_WIDTH = re.compile(r"\((\d+)")
+
+
+def converter(data_type: str, column_type: str) -> Converter | None:
+    """The converter of a column (information_schema DATA_TYPE and COLUMN_TYPE), None for the
+    types whose values both drivers give as what the appliers write unchanged."""
+    kind = data_type.lower()
+    width = _WIDTH.search(column_type)
+    if kind == "binary":
+        return _fixed_binary(int(width.group(1)) if width else 1)
+    if kind in BINARY_TYPES:
+        return _binary
+    if kind == "bit":
+        return _bits(int(width.group(1)) if width else 1)
+    if kind == "year":
+        return _year
+    if kind == "float":
+        return _single
+    if kind == "decimal":
+        return _decimal
+    if kind == "time":
+        return _time
+    if kind in GEOMETRY_TYPES:
+        return geometry_wkb
+    if kind in ("date", "datetime"):
+        return _date
+    if kind == "timestamp":
+        return _timestamp
+    if kind in NATIVE_TYPES:
+        return None
+    return text_value
+
+
+NATIVE_TYPES = frozenset(
+    {
+        "tinyint", "smallint", "mediumint", "int", "bigint", "double", "char", "varchar",
+        "tinytext", "text", "mediumtext", "longtext",
+    }
+)  # fmt: skip
+"""Types whose values the drivers read as what both appliers write exactly as they are (int,
+float, date, datetime, str): a snapshot passes them on unconverted."""
+
+
+# --- the stream decoder's TIME2 ---------------------------------------------------------------
+
+
+def _read_time2(self: Any, column: Any) -> dt.timedelta:
+    """TIME(fsp) as the binlog stores it: one big-endian integer of 3 + ceil(fsp/2) bytes,
+    offset by its top bit, whose magnitude is hour(10 bits) minute(6) second(6) then the
+    fraction. python-mysql-replication negates the integer and the fraction apart, which is
+    off by up to a second for a negative time with a fraction (-12:34:56.000001 came out as
+    -12:34:56.999999)."""
+    frac_bytes = (column.fsp + 1) // 2
+    size = 3 + frac_bytes
+    raw = int.from_bytes(self.packet.read(size), "big") - (1 << (size * 8 - 1))
+    sign, raw = (-1 if raw < 0 else 1), abs(raw)
+    whole, frac = raw >> (frac_bytes * 8), raw & ((1 << (frac_bytes * 8)) - 1)
+    micro = frac * (1, 10_000, 100, 1)[frac_bytes]
+    value = dt.timedelta(
+        hours=(whole >> 12) & 0x3FF,
+        minutes=(whole >> 6) & 0x3F,
+        seconds=whole & 0x3F,
+        microseconds=micro,
+    )
+    return -value if sign < 0 else value
+
+
+def patch_decoder() -> None:
+    """Replace the stream decoder's TIME2 reading (a private method, hence the check that the
+    library still has it: an upgrade that renames it fails loudly here, not with wrong
+    values)."""
+    name = "_RowsEvent__read_time2"
+    if not hasattr(RowsEvent, name) or FIELD_TYPE.TIME2 != 19:
+        raise RuntimeError("python-mysql-replication changed: review my_values.patch_decoder")
+    setattr(RowsEvent, name, _read_time2)
+
+
+patch_decoder()
