@@ -115,12 +115,14 @@ def pg_datasource(sdk: Any, instance_id: str, content: dict[str, str]) -> str:
     return str(reply.datasource_id)
 
 
-def composite_task(  # type: ignore[no-untyped-def]
-    sdk, creds, ends: Ends, operations: tuple[str, ...] = ("INSERT", "UPDATE", "DELETE")
+ALL_OPERATIONS = ("INSERT", "UPDATE", "DELETE")
+
+
+def composite_between(  # type: ignore[no-untyped-def]
+    sdk, creds, source: str, target: str, operations: tuple[str, ...] = ALL_OPERATIONS
 ) -> tuple[str, Any]:
-    """init (auto-mapping) and create through the SDK: (task id, the init element)."""
-    source = pg_datasource(sdk, creds.instance_id, ends.pg.content(ends.src))
-    target = pg_datasource(sdk, creds.instance_id, ends.pg.content(ends.dst))
+    """init (auto-mapping) and create, between two data sources, through the SDK: (task id,
+    the init element)."""
     init = sdk.install_multi_tasks(
         InstallMultiTasksRequest(
             instance_id=creds.instance_id,
@@ -142,6 +144,15 @@ def composite_task(  # type: ignore[no-untyped-def]
         )
     )
     return element.task_id, element
+
+
+def composite_task(  # type: ignore[no-untyped-def]
+    sdk, creds, ends: Ends, operations: tuple[str, ...] = ALL_OPERATIONS
+) -> tuple[str, Any]:
+    """A composite task from the source database of `ends` to its target database."""
+    source = pg_datasource(sdk, creds.instance_id, ends.pg.content(ends.src))
+    target = pg_datasource(sdk, creds.instance_id, ends.pg.content(ends.dst))
+    return composite_between(sdk, creds, source, target, operations)
 
 
 def start_stop(sdk, creds, task_id: str, action: str) -> None:  # type: ignore[no-untyped-def]

@@ -32,7 +32,7 @@ from huaweicloudsdkroma.v2 import (
 )
 
 from openfdi.client import signed_client
-from tests.cdc.conftest import Ends, start_stop, wait_for
+from tests.cdc.conftest import Ends, composite_between, start_stop, wait_for
 from tests.cdc.mariaserver import BinlogMariaDB
 from tests.cdc.test_crash import AK, BASE, ENV, PROJECT, SK
 from tests.e2e.process import Served
@@ -69,27 +69,7 @@ def _datasource(sdk, creds, kind: str, content: dict[str, str]) -> str:  # type:
 def _task(sdk, creds, maria: BinlogMariaDB, mdb: str, ends: Ends) -> tuple[str, Any]:  # type: ignore[no-untyped-def]
     source = _datasource(sdk, creds, "MYSQL", maria.content(mdb))
     target = _datasource(sdk, creds, "POSTGRESQL", ends.pg.content(ends.dst))
-    init = sdk.install_multi_tasks(
-        InstallMultiTasksRequest(
-            instance_id=creds.instance_id,
-            body=MultiTaskInitBody(
-                source_datasource_id=source, target_datasource_id=target, auto_mapping=True
-            ),
-        )
-    )
-    element = init.body[0]
-    sdk.create_multi_tasks(
-        CreateMultiTasksRequest(
-            instance_id=creds.instance_id,
-            body=MultiTaskRequestBody(
-                task_name=unique("mycdc"),
-                task_id=element.task_id,
-                task_type="REALTIME",
-                operation_types=["INSERT", "UPDATE", "DELETE"],
-            ),
-        )
-    )
-    return element.task_id, element
+    return composite_between(sdk, creds, source, target)
 
 
 def _my(maria: BinlogMariaDB, mdb: str, *statements: str, params: Any = None) -> None:
@@ -474,28 +454,7 @@ def mdst(maria: BinlogMariaDB) -> Iterator[str]:
         cur.execute(f"DROP DATABASE IF EXISTS {name}")
 
 
-def _task_between(sdk, creds, source: str, target: str) -> tuple[str, Any]:  # type: ignore[no-untyped-def]
-    init = sdk.install_multi_tasks(
-        InstallMultiTasksRequest(
-            instance_id=creds.instance_id,
-            body=MultiTaskInitBody(
-                source_datasource_id=source, target_datasource_id=target, auto_mapping=True
-            ),
-        )
-    )
-    element = init.body[0]
-    sdk.create_multi_tasks(
-        CreateMultiTasksRequest(
-            instance_id=creds.instance_id,
-            body=MultiTaskRequestBody(
-                task_name=unique("mycdc"),
-                task_id=element.task_id,
-                task_type="REALTIME",
-                operation_types=["INSERT", "UPDATE", "DELETE"],
-            ),
-        )
-    )
-    return element.task_id, element
+_task_between = composite_between
 
 
 def test_mariadb_into_a_mariadb_target_is_exact_and_resumes(  # type: ignore[no-untyped-def]
