@@ -1,5 +1,6 @@
 """Composite (CDC) tasks: init with auto-mapping, create, update, table mappings, reset, the
-run's spec, and the clean-up of a deleted task's slot (docs/cdc.md).
+run's spec, the read of a composite task's settings and mappings (the console's pages), and the
+clean-up of a deleted task's slot (docs/cdc.md).
 
 A composite task starts as a draft (`cdc_tasks` row, from init) and becomes a task (its `tasks`
 row, `ext_type` "CDC") at create; from then on it lists, counts, starts and stops like any task.
@@ -11,6 +12,7 @@ import contextlib
 import datetime as dt
 import json
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -236,6 +238,72 @@ def _operations(values: list[str] | None) -> tuple[str, ...]:
 
 def _detail(operations: tuple[str, ...]) -> str:
     return json.dumps({"composite": True, "operation_types": list(operations)})
+
+
+# --- reading a composite task -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MappingLine:
+    mapping_id: str
+    source_table: str
+    target_table: str
+    added: str  # AUTO (init's auto-mapping) | MANUAL (added one by one)
+    updated_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class CompositeView:
+    task_id: str
+    created: bool  # False: a draft (init done, create not yet)
+    source_datasource_id: str
+    target_datasource_id: str
+    source_name: str
+    target_name: str
+    source_type: str
+    target_type: str
+    operation_types: tuple[str, ...]
+    repull_pending: bool
+    mappings: tuple[MappingLine, ...]
+
+
+def show_multi_task(rt: Runtime, scope: Scope, task_id: str) -> CompositeView | None:
+    """The composite settings and table mappings of a task or draft (init done, create not yet)
+    of this project and instance; None where there is none or the task is not a composite one."""
+    with rt.db.read() as session:
+        draft = session.get(CdcTaskRow, task_id)
+        if (
+            draft is None
+            or draft.project_id != scope.project_id
+            or draft.instance_id != scope.instance_id
+        ):
+            return None
+        task = session.get(TaskRow, task_id)
+        if task is not None and task.ext_type != "CDC":
+            return None
+        source = session.get_one(DatasourceRow, draft.source_datasource_id)
+        target = session.get_one(DatasourceRow, draft.target_datasource_id)
+        rows = session.scalars(
+            select(CdcMappingRow)
+            .where(CdcMappingRow.task_id == task_id)
+            .order_by(CdcMappingRow.created_at, CdcMappingRow.source_table)
+        ).all()
+        return CompositeView(
+            task_id=task_id,
+            created=task is not None,
+            source_datasource_id=source.id,
+            target_datasource_id=target.id,
+            source_name=source.name,
+            target_name=target.name,
+            source_type=source.type,
+            target_type=target.type,
+            operation_types=tuple(o for o in draft.operation_types.split(",") if o),
+            repull_pending=draft.repull_snapshot,
+            mappings=tuple(
+                MappingLine(m.id, m.source_table, m.target_table, m.status, m.updated_at)
+                for m in rows
+            ),
+        )
 
 
 def create_multi_tasks(rt: Runtime, scope: Scope, req: MultiTaskRequest) -> MultiTaskIdResponse:

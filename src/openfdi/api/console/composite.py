@@ -8,14 +8,12 @@ end of routes.py, whose router and page helpers these handlers share.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import ValidationError
-from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
@@ -44,7 +42,6 @@ from openfdi.errors import (
 from openfdi.services import cdc, probe, tasks
 from openfdi.services.lookup import get_task_row
 from openfdi.services.runtime import Runtime
-from openfdi.store.tables import CdcMappingRow, CdcTaskRow, DatasourceRow, TaskRow
 from openfdi.wire.cdc import (
     MultiTaskInitRequest,
     MultiTaskMappingCreateRequest,
@@ -54,70 +51,6 @@ from openfdi.wire.cdc import (
 )
 
 # --- what the pages show ------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class MappingLine:
-    mapping_id: str
-    source_table: str
-    target_table: str
-    added: str  # AUTO (init's auto-mapping) | MANUAL (added one by one)
-    updated_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class CompositeView:
-    task_id: str
-    created: bool  # False: a draft (init done, create not yet)
-    source_datasource_id: str
-    target_datasource_id: str
-    source_name: str
-    target_name: str
-    source_type: str
-    target_type: str
-    operation_types: tuple[str, ...]
-    repull_pending: bool
-    mappings: tuple[MappingLine, ...]
-
-
-def load_view(rt: Runtime, scope: Scope, task_id: str) -> CompositeView | None:
-    """The composite settings of a task or draft of this project and instance; None where the
-    task is not a composite one. services/cdc.py has no read of these yet (see docs/console.md),
-    so this reads the rows it writes, scoped exactly as its `_draft` does."""
-    with rt.db.read() as session:
-        draft = session.get(CdcTaskRow, task_id)
-        if (
-            draft is None
-            or draft.project_id != scope.project_id
-            or draft.instance_id != scope.instance_id
-        ):
-            return None
-        task = session.get(TaskRow, task_id)
-        if task is not None and task.ext_type != "CDC":
-            return None
-        source = session.get_one(DatasourceRow, draft.source_datasource_id)
-        target = session.get_one(DatasourceRow, draft.target_datasource_id)
-        rows = session.scalars(
-            select(CdcMappingRow)
-            .where(CdcMappingRow.task_id == task_id)
-            .order_by(CdcMappingRow.created_at, CdcMappingRow.source_table)
-        ).all()
-        return CompositeView(
-            task_id=task_id,
-            created=task is not None,
-            source_datasource_id=source.id,
-            target_datasource_id=target.id,
-            source_name=source.name,
-            target_name=target.name,
-            source_type=source.type,
-            target_type=target.type,
-            operation_types=tuple(o for o in draft.operation_types.split(",") if o),
-            repull_pending=draft.repull_snapshot,
-            mappings=tuple(
-                MappingLine(m.id, m.source_table, m.target_table, m.status, m.updated_at)
-                for m in rows
-            ),
-        )
 
 
 def lag_seconds(task_id: str) -> float | None:
@@ -130,11 +63,11 @@ def lag_seconds(task_id: str) -> float | None:
     return None
 
 
-def _owned_view(rt: Runtime, scope: Scope, task_id: str) -> CompositeView:
+def _owned_view(rt: Runtime, scope: Scope, task_id: str) -> cdc.CompositeView:
     """A created composite task of this project (a 404 page otherwise)."""
     with rt.db.read() as session:
         get_task_row(session, scope, task_id)
-    view = load_view(rt, scope, task_id)
+    view = cdc.show_multi_task(rt, scope, task_id)
     if view is None or not view.created:
         raise TaskNotFound()
     return view
@@ -200,7 +133,7 @@ async def _create_form(
     values: dict[str, Any],
     errors: dict[str, str],
     status: int = 200,
-    draft: CompositeView | None = None,
+    draft: cdc.CompositeView | None = None,
 ) -> Response:
     return _page(
         request,
@@ -241,12 +174,12 @@ async def composite_pick(request: Request, instance_id: str) -> Response:
     return _page(request, "composite_pick.html", names=names, chosen=chosen, error=error)
 
 
-def _reusable_draft(rt: Runtime, scope: Scope, values: dict[str, Any]) -> CompositeView | None:
+def _reusable_draft(rt: Runtime, scope: Scope, values: dict[str, Any]) -> cdc.CompositeView | None:
     """The draft an earlier, refused submit of this form made (init is not repeated for it)
     when it still joins the same two data sources."""
     if not values["draft_id"]:
         return None
-    view = load_view(rt, scope, values["draft_id"])
+    view = cdc.show_multi_task(rt, scope, values["draft_id"])
     if (
         view is None
         or view.created
@@ -257,7 +190,7 @@ def _reusable_draft(rt: Runtime, scope: Scope, values: dict[str, Any]) -> Compos
     return view
 
 
-def _mapped_already(draft: CompositeView, table: str) -> bool:
+def _mapped_already(draft: cdc.CompositeView, table: str) -> bool:
     """A picked table the draft maps already (from an earlier submit, or auto-mapping). A bare
     name is a table of `public` on PostgreSQL, of the source's database on MySQL."""
     for m in draft.mappings:
@@ -291,7 +224,7 @@ def _create(rt: Runtime, scope: Scope, values: dict[str, Any]) -> tuple[str, dic
             return "", _connectivity(exc)
         except FdiError as exc:  # a data source of another project or instance: 404
             return "", {"form": _fdi_text(exc)}
-        draft = load_view(rt, scope, task_id)
+        draft = cdc.show_multi_task(rt, scope, task_id)
         assert draft is not None  # init just wrote it
     for table in values["tables"]:
         if _mapped_already(draft, table):
@@ -340,7 +273,9 @@ async def composite_create(request: Request, instance_id: str) -> Response:
     if not errors:
         return RedirectResponse(f"{c.base}/tasks/{task_id}?done=saved", status_code=303)
     values["draft_id"] = task_id
-    draft = await run_in_threadpool(load_view, c.rt, c.scope, task_id) if task_id else None
+    draft = None
+    if task_id:
+        draft = await run_in_threadpool(cdc.show_multi_task, c.rt, c.scope, task_id)
     return await _create_form(request, c, values, errors, 400, draft)
 
 
@@ -349,13 +284,13 @@ async def composite_create(request: Request, instance_id: str) -> Response:
 
 def page_context(rt: Runtime, scope: Scope, task_id: str) -> dict[str, Any]:
     """What task.html shows of a composite task (empty for any other task)."""
-    view = load_view(rt, scope, task_id)
+    view = cdc.show_multi_task(rt, scope, task_id)
     if view is None:
         return {}
     return {"composite": view, "lag": lag_seconds(task_id), "operations": OPERATION_TYPES}
 
 
-def edit_values(view: CompositeView, task: Any) -> dict[str, Any]:
+def edit_values(view: cdc.CompositeView, task: Any) -> dict[str, Any]:
     return {
         "description": task.description or "",
         "task_tag": task.task_tag or "",
@@ -368,7 +303,7 @@ async def edit_form(
     request: Request,
     c: Ctx,
     task: Any,
-    view: CompositeView,
+    view: cdc.CompositeView,
     values: dict[str, Any],
     errors: dict[str, str],
     status: int = 200,

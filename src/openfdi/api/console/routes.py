@@ -36,6 +36,7 @@ from openfdi.errors import (
 )
 from openfdi.services import (
     batch,
+    cdc,
     datasources,
     dispatches,
     identity,
@@ -867,7 +868,7 @@ async def _save_task(request: Request, c: Ctx, task_id: str | None, form: FormDa
 async def task_edit(request: Request, instance_id: str, task_id: str) -> Response:
     c = await _ctx(request, instance_id)
     task = await run_in_threadpool(tasks.show_task, c.rt, c.scope, task_id)
-    view = await run_in_threadpool(composite.load_view, c.rt, c.scope, task_id)
+    view = await run_in_threadpool(cdc.show_multi_task, c.rt, c.scope, task_id)
     if view is not None:  # a composite task has a form of its own
         values = composite.edit_values(view, task.task)
         return await composite.edit_form(request, c, task.task, view, values, {})
@@ -881,7 +882,7 @@ async def task_edit(request: Request, instance_id: str, task_id: str) -> Respons
 async def task_update(request: Request, instance_id: str, task_id: str) -> Response:
     c = await _ctx(request, instance_id)
     form = await _form(request, c)
-    if await run_in_threadpool(composite.load_view, c.rt, c.scope, task_id) is not None:
+    if await run_in_threadpool(cdc.show_multi_task, c.rt, c.scope, task_id) is not None:
         return await composite.save_edit(request, c, task_id, form)
     return await _save_task(request, c, task_id, form)
 
