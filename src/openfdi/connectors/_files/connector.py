@@ -27,7 +27,7 @@ from openfdi.connectors._files.store import Store
 from openfdi.connectors._files.tsv_in import parse_tsv
 from openfdi.connectors._files.watermark import DONE, Mark, Watermark, selected
 from openfdi.connectors._files.writer import FileWriter
-from openfdi.connectors._tsv import CSV, TSV, csv_form, tsv_form
+from openfdi.connectors._tsv import CSV, FILE_CSV, TSV, csv_form, file_csv_form, tsv_form
 from openfdi.connectors._values import estimate_rows_bytes
 from openfdi.connectors.errors import (
     ConnectorError,
@@ -291,11 +291,19 @@ class FilesConnector(Connector, PassThrough):
             or not self.store().is_local
         ):
             return ()
-        form = tsv_form(writer.columns)
-        return (form,) if form is not None else ()
+        forms = [tsv_form(writer.columns)]
+        o = self.options
+        if o.format == "csv" and o.delimiter == "," and o.max_rows is None and o.max_bytes is None:
+            # The file's own lines, as the source wrote them (nothing parsed): only without
+            # rotation, which would have to find row ends inside the bytes.
+            forms.insert(0, file_csv_form(writer.columns))
+        return tuple(f for f in forms if f is not None)
 
     def write_raw(self, raw: RawSlice, plan: WritePlan, stop: Callable[[], bool]) -> int | None:
         writer = self._writer
+        if writer is not None and raw.form[0] == FILE_CSV:
+            self._live()
+            return self._write_csv_lines(raw, writer, stop)
         types = writer.arrow_types() if writer is not None else None
         if writer is None or types is None or raw.form[0] != TSV:
             raise TerminalConnectorError("a file target takes this slice's form only as TSV")
@@ -323,6 +331,24 @@ class FilesConnector(Connector, PassThrough):
         writer.add_spool(spool)
         rows = spool.rows
         return rows
+
+    @staticmethod
+    def _write_csv_lines(raw: RawSlice, writer: FileWriter, stop: Callable[[], bool]) -> int | None:
+        """A `file-csv` slice: its lines, unframed, wait in a spool on disk for the commit."""
+        spool = writer.line_spool()
+        try:
+            with contextlib.closing(raw.chunks()) as chunks:
+                for chunk in chunks:
+                    if stop():
+                        spool.close()
+                        return None
+                    count, _, lines = chunk.partition(b"\n")
+                    spool.add(lines, int(count))
+        except BaseException:
+            spool.close()
+            raise
+        writer.add_spool(spool)
+        return spool.rows
 
     # --- target ---------------------------------------------------------------------------
 

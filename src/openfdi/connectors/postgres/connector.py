@@ -7,7 +7,7 @@ Pass-through (`PassThrough`): the source streams `COPY (SELECT ...) TO STDOUT` o
 incremental range at a time, and the target feeds those bytes, undecoded, to `COPY ... FROM
 STDIN`. Between PostgreSQL databases with identical column types the format is binary; to and
 from other dialects it is the shared text form of `_tsv` (booleans selected as 0/1, timestamptz
-as UTC wall time).
+as UTC wall time); into a CSV file, PostgreSQL writes the file's own lines (`csv_out`).
 Savepoints (psycopg's nested `transaction()`) make each bulk attempt atomic, so refused rows can
 be isolated. `cancel()` is libpq's cancel request, sent from the calling thread.
 
@@ -41,7 +41,7 @@ from openfdi.connectors._sqlbase import (
     port_of,
     require,
 )
-from openfdi.connectors._tsv import CSV, TSV, csv_form, tsv_form
+from openfdi.connectors._tsv import CSV, FILE_CSV, TSV, csv_form, file_csv_form, tsv_form
 from openfdi.connectors._values import (
     as_naive_utc,
     date_of,
@@ -58,6 +58,12 @@ from openfdi.connectors.errors import (
 from openfdi.connectors.postgres import SPEC, errors, loaders, types
 from openfdi.connectors.postgres.binary import BinaryColumns, binary_columns
 from openfdi.connectors.postgres.copyin import write_rows
+from openfdi.connectors.postgres.csv_out import (
+    REFUSED,
+    csv_copy_options,
+    csv_expression,
+    spellable,
+)
 from openfdi.connectors.spi import (
     Batch,
     Column,
@@ -167,19 +173,33 @@ class _Slice(RawSlice):
         conn = owner._connection()
         # The savepoint keeps the read transaction (and its snapshot) usable if the slice is
         # abandoned: psycopg then cancels the COPY, which would otherwise abort the transaction.
-        with owner._errors(), conn.transaction(), conn.cursor() as cursor:
-            with cursor.copy(self._copy_sql) as copy:
-                buffer = bytearray()
-                for data in copy:  # one row per message
-                    buffer += data
-                    if len(buffer) >= CHUNK_BYTES:
-                        self.nbytes += len(buffer)
-                        yield bytes(buffer)
-                        buffer.clear()
-                if buffer:
-                    self.nbytes += len(buffer)
-                    yield bytes(buffer)
+        framed = self.form[0] == FILE_CSV
+        with owner._errors():
+            try:
+                with conn.transaction(), conn.cursor() as cursor:
+                    with cursor.copy(self._copy_sql) as copy:
+                        buffer = bytearray()
+                        rows = 0
+                        for data in copy:  # one row per message
+                            buffer += data
+                            rows += 1
+                            if len(buffer) >= CHUNK_BYTES:
+                                yield self._chunk(buffer, rows, framed)
+                                buffer.clear()
+                                rows = 0
+                        if buffer:
+                            yield self._chunk(buffer, rows, framed)
+            except psycopg.errors.InvalidTextRepresentation as exc:
+                if REFUSED not in str(exc):
+                    raise
+                # A value `csv_out` cannot spell as the row path writes it (NaN, infinity...).
+                raise SliceRefusedError("a value has no CSV spelling here") from None
             owner._ensure_live()
+
+    def _chunk(self, buffer: bytearray, rows: int, framed: bool) -> bytes:
+        chunk = b"%d\n%b" % (rows, buffer) if framed else bytes(buffer)
+        self.nbytes += len(chunk)
+        return chunk
 
     def batches(self) -> Generator[Batch, None, None]:
         yield from self._owner._read_batches(self._plan, self._conditions, end_read=False)
@@ -429,7 +449,18 @@ class PostgresConnector(SqlConnector, PassThrough):
         csv = csv_form(picked) if as_target else None  # a CSV file's bytes, COPY ... CSV
         if csv is not None:
             forms.append(csv)
+        if not as_target and all(spellable(c) for c in picked) and self._utf8():
+            # A CSV file's lines, written by the server: ahead of TSV, which the file target
+            # would parse and spell again (it accepts this form only for a plain CSV file).
+            file_csv = file_csv_form(picked)
+            if file_csv is not None:
+                forms.insert(1 if forms and forms[0][0] == PASSTHROUGH_FORMAT else 0, file_csv)
         return tuple(forms)
+
+    def _utf8(self) -> bool:
+        with self._errors():
+            encoding = self._connection().info.parameter_status("server_encoding")
+        return encoding == "UTF8"
 
     def _tsv_expression(self, column: Column) -> str:
         """A column as `_tsv` writes it (COPY's text of everything else already is)."""
@@ -446,9 +477,13 @@ class PostgresConnector(SqlConnector, PassThrough):
         if plan.incremental_column:
             incremental = pick_columns(schema, (plan.incremental_column,))[0]
         text = form[0] == TSV
+        file_csv = form[0] == FILE_CSV
         if text:
             select = ", ".join(self._tsv_expression(c) for c in columns)
             options = ""
+        elif file_csv:
+            select = ", ".join(csv_expression(c, self.q(c.name)) for c in columns)
+            options = csv_copy_options(columns, self.q)
         else:
             select = ", ".join(self.q(c.name) for c in columns)
             options = " (FORMAT binary)"
@@ -471,8 +506,10 @@ class PostgresConnector(SqlConnector, PassThrough):
                 # One snapshot for every slice, as one `read()` would see.
                 conn = self._connection()
                 conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                if text:  # dates in the one spelling every dialect reads (the default too)
+                if text or file_csv:  # dates in the one spelling every dialect reads
                     conn.execute("SET LOCAL datestyle = 'ISO, YMD'")
+                if file_csv:  # doubles in their shortest text (csv_out re-spells it)
+                    conn.execute("SET LOCAL extra_float_digits = 1")
             yield from self._range_slices(plan, schema, self._first_row, make_slice)
         finally:
             with contextlib.suppress(Exception):
