@@ -176,19 +176,22 @@ class _Slice(RawSlice):
         framed = self.form[0] == FILE_CSV
         with owner._errors():
             try:
-                with conn.transaction(), conn.cursor() as cursor:
-                    with cursor.copy(self._copy_sql) as copy:
-                        buffer = bytearray()
-                        rows = 0
-                        for data in copy:  # one row per message
-                            buffer += data
-                            rows += 1
-                            if len(buffer) >= CHUNK_BYTES:
-                                yield self._chunk(buffer, rows, framed)
-                                buffer.clear()
-                                rows = 0
-                        if buffer:
+                with (
+                    conn.transaction(),
+                    conn.cursor() as cursor,
+                    cursor.copy(self._copy_sql) as copy,
+                ):
+                    buffer = bytearray()
+                    rows = 0
+                    for data in copy:  # one row per message
+                        buffer += data
+                        rows += 1
+                        if len(buffer) >= CHUNK_BYTES:
                             yield self._chunk(buffer, rows, framed)
+                            buffer.clear()
+                            rows = 0
+                    if buffer:
+                        yield self._chunk(buffer, rows, framed)
             except psycopg.errors.InvalidTextRepresentation as exc:
                 if REFUSED not in str(exc):
                     raise
@@ -197,7 +200,7 @@ class _Slice(RawSlice):
             owner._ensure_live()
 
     def _chunk(self, buffer: bytearray, rows: int, framed: bool) -> bytes:
-        chunk = b"%d\n%b" % (rows, buffer) if framed else bytes(buffer)
+        chunk = b"%d\n" % rows + buffer if framed else bytes(buffer)
         self.nbytes += len(chunk)
         return chunk
 
