@@ -23,6 +23,7 @@ import hashlib
 import itertools
 import json
 import re
+import select
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import timedelta
@@ -32,6 +33,7 @@ from typing import Any, Self
 
 import psycopg
 import psycopg.sql
+from psycopg.abc import Buffer
 
 from openfdi.connectors._sqlbase import (
     ColumnCheck,
@@ -147,6 +149,43 @@ class _Stream:
         self._cursor.close()
 
 
+def _copy_messages(copy: psycopg.Copy, conn: psycopg.Connection[Any]) -> Iterator[Buffer]:
+    """A `COPY ... TO STDOUT`'s messages (one row each). Those libpq already holds are taken
+    from it directly, one C call each: psycopg's per-message generators cost about a
+    microsecond a row, which held back a CSV export as much as the server's own work
+    (bench/files.py). psycopg still waits for the socket (in `read`), and ends an abandoned
+    COPY when its block exits."""
+    pgconn = conn.pgconn
+    while True:
+        nbytes, data = pgconn.get_copy_data(1)  # 1: never blocks
+        if nbytes > 0:
+            yield data
+        elif nbytes == 0:  # nothing received yet: psycopg waits for it
+            waited = copy.read()
+            if not waited:
+                return
+            yield waited
+        else:  # the COPY's end: its result says whether it failed
+            _copy_result(conn)
+            return
+
+
+def _copy_result(conn: psycopg.Connection[Any]) -> None:
+    pgconn = conn.pgconn
+    failed = None
+    while True:  # every result, until none is left (else the next query finds them)
+        while pgconn.is_busy():  # waiting without holding the GIL (a cancel may come)
+            select.select([pgconn.socket], [], [])
+            pgconn.consume_input()
+        result = pgconn.get_result()
+        if result is None:
+            break
+        if failed is None and result.status != psycopg.pq.ExecStatus.COMMAND_OK:
+            failed = result
+    if failed is not None:
+        raise psycopg.errors.error_from_result(failed, encoding=conn.info.encoding)
+
+
 class _Slice(RawSlice):
     """One range of a pass-through read: `COPY (SELECT ...) TO STDOUT`, binary or text."""
 
@@ -183,7 +222,7 @@ class _Slice(RawSlice):
                 ):
                     buffer = bytearray()
                     rows = 0
-                    for data in copy:  # one row per message
+                    for data in _copy_messages(copy, conn):  # one row per message
                         buffer += data
                         rows += 1
                         if len(buffer) >= CHUNK_BYTES:
