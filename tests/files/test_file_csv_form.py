@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+from decimal import Decimal
 from pathlib import Path
 
 import psycopg
@@ -70,6 +71,20 @@ def test_timestamps_are_spelled_as_pyarrow_spells_them() -> None:
     plain = pa.array(stamps, pa.timestamp("us")).cast(pa.string()).to_pylist()
     assert [r[0] for r in rows] == plain
     assert [r[1] for r in rows] == [p + "Z" for p in plain]  # the row path's UTC spelling
+
+
+def test_decimals_are_spelled_as_pyarrow_spells_them() -> None:
+    rng = random.Random(4)
+    for precision, scale in ((12, 2), (38, 6), (10, 0), (6, 6)):
+        values = [Decimal(0), Decimal(10) ** -scale, -(Decimal(10) ** -scale)]
+        values += [
+            Decimal(rng.randrange(-(10**precision) + 1, 10**precision)).scaleb(-scale)
+            for _ in range(2000)
+        ]
+        kind = f"numeric({precision},{scale})"
+        got = [r[0] for r in _sql(f"SELECT x::text FROM unnest(%s::{kind}[]) x", values)]
+        expected = pa.array(values, pa.decimal128(precision, scale)).cast(pa.string())
+        assert got == expected.to_pylist()
 
 
 COLUMNS = (
@@ -191,6 +206,18 @@ def test_a_stop_mid_slice_keeps_nothing_of_it(pg_schema: str, tmp_path: Path) ->
     by_raw, how = _copy(pg_schema, tmp_path / "raw", raw=True, stop_at=0)
     assert how == ["stopped"]
     assert by_raw == b""  # no row of the stopped slice, so no file
+
+
+def test_a_column_pyarrow_spells_otherwise_keeps_the_tsv_form(pg_schema: str) -> None:
+    _sql(f'CREATE TABLE "{pg_schema}".t (id int, small numeric(20,9), r real, n numeric, j json)')
+    source = _source(pg_schema)
+    try:
+        for column in ("small", "r", "n", "j"):
+            offered = source.passthrough_forms("t", ["id", column], as_target=False)
+            assert all(form[0] != FILE_CSV for form in offered), column
+        assert any(f[0] == FILE_CSV for f in source.passthrough_forms("t", ["id"], as_target=False))
+    finally:
+        source.close()
 
 
 @pytest.mark.parametrize(

@@ -491,7 +491,7 @@ class PostgresConnector(SqlConnector, PassThrough):
         csv = csv_form(picked) if as_target else None  # a CSV file's bytes, COPY ... CSV
         if csv is not None:
             forms.append(csv)
-        if not as_target and all(spellable(c) for c in picked) and self._utf8():
+        if not as_target and all(spellable(c) for c in picked) and self._writes_file_csv():
             # A CSV file's lines, written by the server: ahead of TSV, which the file target
             # would parse and spell again (it accepts this form only for a plain CSV file).
             file_csv = file_csv_form(picked)
@@ -499,10 +499,12 @@ class PostgresConnector(SqlConnector, PassThrough):
                 forms.insert(1 if forms and forms[0][0] == PASSTHROUGH_FORMAT else 0, file_csv)
         return tuple(forms)
 
-    def _utf8(self) -> bool:
+    def _writes_file_csv(self) -> bool:
+        """A UTF-8 database (text arrives as it is stored), PostgreSQL 12 or later (whose
+        float8 text with extra_float_digits 1 is the shortest that reads back)."""
         with self._errors():
-            encoding = self._connection().info.parameter_status("server_encoding")
-        return encoding == "UTF8"
+            info = self._connection().info
+        return info.parameter_status("server_encoding") == "UTF8" and info.server_version >= 120000
 
     def _tsv_expression(self, column: Column) -> str:
         """A column as `_tsv` writes it (COPY's text of everything else already is)."""
@@ -552,6 +554,7 @@ class PostgresConnector(SqlConnector, PassThrough):
                     conn.execute("SET LOCAL datestyle = 'ISO, YMD'")
                 if file_csv:  # doubles in their shortest text (csv_out re-spells it)
                     conn.execute("SET LOCAL extra_float_digits = 1")
+                    conn.execute("SET LOCAL client_encoding = 'UTF8'")  # the file's
                     conn.execute("SET LOCAL TimeZone = 'UTC'")  # timestamptz text ends +00
                     # The spelling's long expressions made PostgreSQL JIT-compile every slice's
                     # query: 0.3 s each, four times the cost of the rows (bench/files.py).

@@ -5,7 +5,8 @@ form of `connectors._tsv`, for a PostgreSQL source and a CSV file target.
 target's row path would (pyarrow's CSV spelling, `connectors/_files/writer.py`), because every
 column is selected as the text pyarrow gives its value:
 
-- integers, `numeric(p,s)` (p <= 38) and dates: PostgreSQL's own text (the same digits);
+- integers, `numeric(p,s)` (p <= 38, 0 <= s <= 6) and dates: PostgreSQL's own text (the
+  same digits; pyarrow writes smaller decimals of larger scales as `1E-7`);
 - text: quoted, `"` doubled (FORCE_QUOTE), NULL an unquoted empty field, as pyarrow writes;
 - booleans `true`/`false`; timestamps `YYYY-MM-DD HH:MM:SS.ffffff` (always six digits), with
   time zone as their UTC wall time and a `Z`;
@@ -138,7 +139,10 @@ def spellable(column: Column) -> bool:
     if column.type in (LogicalType.TEXT, LogicalType.VARCHAR):
         return column.native_type.split("(")[0] in _TEXT_NATIVES
     if column.type is LogicalType.DECIMAL:
-        return column.precision is not None and column.precision <= 38
+        # pyarrow writes a decimal whose leading digit is below 1e-6 as `1E-7` (`0E-10` for a
+        # zero of scale 10): only a scale of at most 6 always gives PostgreSQL's plain digits.
+        scale = column.scale or 0
+        return column.precision is not None and column.precision <= 38 and 0 <= scale <= 6
     return True
 
 
