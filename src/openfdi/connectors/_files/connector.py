@@ -278,7 +278,8 @@ class FilesConnector(Connector, PassThrough):
     # --- pass-through into files (TSV text -> Arrow tables) --------------------------------
 
     def _target_forms(self, columns: Sequence[str]) -> tuple[tuple[str, ...], ...]:
-        """The TSV form of the target's columns, for CSV and Parquet files in a local folder.
+        """The TSV form of the target's columns, for CSV and Parquet files in a local folder,
+        and for a plain CSV file first the `file-csv` form (lines a source writes as is).
 
         The file is then published when the connector closes (a pass-through read has no last
         batch to say the run's end): on this host that is a rename that cannot fail for want
@@ -306,7 +307,7 @@ class FilesConnector(Connector, PassThrough):
             return self._write_csv_lines(raw, writer, stop)
         types = writer.arrow_types() if writer is not None else None
         if writer is None or types is None or raw.form[0] != TSV:
-            raise TerminalConnectorError("a file target takes this slice's form only as TSV")
+            raise TerminalConnectorError("a file target takes slices only as TSV or file-csv")
         self._live()
         spool = writer.spool()  # the slice waits on disk: undoable, and no memory held
         block = bytearray()
