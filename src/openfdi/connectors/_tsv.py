@@ -26,7 +26,7 @@ from collections.abc import Sequence
 
 from openfdi.connectors.spi import Column, LogicalType
 
-__all__ = ["CSV", "TEXT_FORM_TYPES", "TSV", "csv_form", "tsv_form"]
+__all__ = ["CSV", "FILE_CSV", "TEXT_FORM_TYPES", "TSV", "csv_form", "file_csv_form", "tsv_form"]
 
 TSV = "text-tsv"
 CSV = "text-csv"
@@ -35,6 +35,14 @@ quotes (doubled inside), an unquoted empty field for NULL, UTF-8, no header line
 pieces of the file (a target must take them as one stream: PostgreSQL's `COPY ... (FORMAT
 csv)`). The source vouches that every value has its column's type in a spelling the target
 parses as the row path would write it (connectors/_files/passthrough.py checks each file)."""
+
+FILE_CSV = "file-csv"
+"""The same columns as the lines a CSV file target's row path writes (pyarrow's CSV spelling:
+`,` between fields, every text value quoted, NULL empty, floats and timestamps as pyarrow casts
+them to text; `connectors/_files/writer.py`), no header line. Each chunk is framed: the number
+of rows it holds in ASCII digits and a newline, then those rows (a value may hold a newline, so
+the target could not count them otherwise). A PostgreSQL source writes it with COPY
+(`connectors/postgres/csv_out.py`): the file target then only appends bytes."""
 
 TEXT_FORM_TYPES = frozenset(
     {
@@ -69,6 +77,12 @@ def csv_form(columns: Sequence[Column]) -> tuple[str, ...] | None:
     """The CSV pass-through form of these columns, or None when one of them cannot take it."""
     form = tsv_form(columns)
     return None if form is None else (CSV, *form[1:])
+
+
+def file_csv_form(columns: Sequence[Column]) -> tuple[str, ...] | None:
+    """The CSV file form of these columns, or None when one of them cannot take it."""
+    form = tsv_form(columns)
+    return None if form is None else (FILE_CSV, *form[1:])
 
 
 def tsv_form(columns: Sequence[Column]) -> tuple[str, ...] | None:

@@ -27,7 +27,7 @@ from openfdi.connectors._files.store import Store
 from openfdi.connectors._files.tsv_in import parse_tsv
 from openfdi.connectors._files.watermark import DONE, Mark, Watermark, selected
 from openfdi.connectors._files.writer import FileWriter
-from openfdi.connectors._tsv import CSV, TSV, csv_form, tsv_form
+from openfdi.connectors._tsv import CSV, FILE_CSV, TSV, csv_form, file_csv_form, tsv_form
 from openfdi.connectors._values import estimate_rows_bytes
 from openfdi.connectors.errors import (
     ConnectorError,
@@ -278,7 +278,8 @@ class FilesConnector(Connector, PassThrough):
     # --- pass-through into files (TSV text -> Arrow tables) --------------------------------
 
     def _target_forms(self, columns: Sequence[str]) -> tuple[tuple[str, ...], ...]:
-        """The TSV form of the target's columns, for CSV and Parquet files in a local folder.
+        """The TSV form of the target's columns, for CSV and Parquet files in a local folder,
+        and for a plain CSV file first the `file-csv` form (lines a source writes as is).
 
         The file is then published when the connector closes (a pass-through read has no last
         batch to say the run's end): on this host that is a rename that cannot fail for want
@@ -291,14 +292,22 @@ class FilesConnector(Connector, PassThrough):
             or not self.store().is_local
         ):
             return ()
-        form = tsv_form(writer.columns)
-        return (form,) if form is not None else ()
+        forms = [tsv_form(writer.columns)]
+        o = self.options
+        if o.format == "csv" and o.delimiter == "," and o.max_rows is None and o.max_bytes is None:
+            # The file's own lines, as the source wrote them (nothing parsed): only without
+            # rotation, which would have to find row ends inside the bytes.
+            forms.insert(0, file_csv_form(writer.columns))
+        return tuple(f for f in forms if f is not None)
 
     def write_raw(self, raw: RawSlice, plan: WritePlan, stop: Callable[[], bool]) -> int | None:
         writer = self._writer
+        if writer is not None and raw.form[0] == FILE_CSV:
+            self._live()
+            return self._write_csv_lines(raw, writer, stop)
         types = writer.arrow_types() if writer is not None else None
         if writer is None or types is None or raw.form[0] != TSV:
-            raise TerminalConnectorError("a file target takes this slice's form only as TSV")
+            raise TerminalConnectorError("a file target takes slices only as TSV or file-csv")
         self._live()
         spool = writer.spool()  # the slice waits on disk: undoable, and no memory held
         block = bytearray()
@@ -323,6 +332,24 @@ class FilesConnector(Connector, PassThrough):
         writer.add_spool(spool)
         rows = spool.rows
         return rows
+
+    @staticmethod
+    def _write_csv_lines(raw: RawSlice, writer: FileWriter, stop: Callable[[], bool]) -> int | None:
+        """A `file-csv` slice: its lines, unframed, wait in a spool on disk for the commit."""
+        spool = writer.line_spool()
+        try:
+            with contextlib.closing(raw.chunks()) as chunks:
+                for chunk in chunks:
+                    if stop():
+                        spool.close()
+                        return None
+                    count, _, lines = chunk.partition(b"\n")
+                    spool.add(lines, int(count))
+        except BaseException:
+            spool.close()
+            raise
+        writer.add_spool(spool)
+        return spool.rows
 
     # --- target ---------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import abc
 import datetime as dt
 import json
+import shutil
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -33,7 +34,7 @@ from openfdi.connectors._rejects import write_isolating_rejects
 from openfdi.connectors._values import format_interval
 from openfdi.connectors.spi import Column, LogicalType, RejectedRow, Row
 
-__all__ = ["FileWriter", "Spool", "csv_lines"]
+__all__ = ["FileWriter", "LineSpool", "Spool", "csv_lines"]
 
 
 def _csv_type(column: Column) -> pa.DataType:
@@ -310,6 +311,30 @@ class Spool:
         self._handle.close()
 
 
+class LineSpool:
+    """A `file-csv` pass-through slice: CSV lines as the row path writes them, on disk (an
+    anonymous scratch file) until the slice is committed, then appended to the file."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self._handle = handle
+        self.rows = 0
+
+    def add(self, lines: bytes, rows: int) -> None:
+        self._handle.write(lines)
+        self.rows += rows
+
+    def copy_into(self, target: IO[bytes]) -> None:
+        """Append the lines to `target` (once; the spool is closed after)."""
+        try:
+            self._handle.seek(0)
+            shutil.copyfileobj(self._handle, target, 1 << 20)
+        finally:
+            self._handle.close()
+
+    def close(self) -> None:
+        self._handle.close()
+
+
 class _Part:
     """One file being written under its temp name."""
 
@@ -376,7 +401,7 @@ class FileWriter:
     @staticmethod
     def _drop(items: list[Any]) -> None:
         for item in items:
-            if isinstance(item, Spool):
+            if isinstance(item, Spool | LineSpool):
                 item.close()
 
     def spool(self) -> Spool:
@@ -387,7 +412,14 @@ class FileWriter:
         schema = pa.schema([pa.field(n, t) for n, t in zip(self.names, types, strict=True)])
         return Spool(self._store.scratch(), schema)
 
-    def add_spool(self, spool: Spool) -> None:
+    def line_spool(self) -> LineSpool:
+        """A spool for CSV lines (the `file-csv` form), added with `add_spool` once complete."""
+        o = self._options
+        if not isinstance(self._codec, _CsvCodec) or o.max_rows is not None or o.max_bytes:
+            raise TypeError("CSV lines go only into CSV files without a row limit")
+        return LineSpool(self._store.scratch())
+
+    def add_spool(self, spool: Spool | LineSpool) -> None:
         """Write the spool's tables at the next `commit` (dropped, like `encode`'s, by
         `rollback`)."""
         self._pending.append(spool)
@@ -425,6 +457,11 @@ class FileWriter:
         complete (the run's end, or a size limit)."""
         pending, self._pending = self._pending, []
         for encoded in self._encoded(pending):
+            if isinstance(encoded, LineSpool):  # no row limit: no rows to count inside it
+                part = self._open()
+                encoded.copy_into(part.handle)
+                part.rows += encoded.rows
+                continue
             rows, start = self._codec.rows_of(encoded), 0
             while start < rows:
                 part = self._open()

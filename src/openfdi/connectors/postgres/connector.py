@@ -7,7 +7,7 @@ Pass-through (`PassThrough`): the source streams `COPY (SELECT ...) TO STDOUT` o
 incremental range at a time, and the target feeds those bytes, undecoded, to `COPY ... FROM
 STDIN`. Between PostgreSQL databases with identical column types the format is binary; to and
 from other dialects it is the shared text form of `_tsv` (booleans selected as 0/1, timestamptz
-as UTC wall time).
+as UTC wall time); into a CSV file, PostgreSQL writes the file's own lines (`csv_out`).
 Savepoints (psycopg's nested `transaction()`) make each bulk attempt atomic, so refused rows can
 be isolated. `cancel()` is libpq's cancel request, sent from the calling thread.
 
@@ -23,6 +23,7 @@ import hashlib
 import itertools
 import json
 import re
+import select
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import timedelta
@@ -32,6 +33,7 @@ from typing import Any, Self
 
 import psycopg
 import psycopg.sql
+from psycopg.abc import Buffer
 
 from openfdi.connectors._sqlbase import (
     ColumnCheck,
@@ -41,7 +43,7 @@ from openfdi.connectors._sqlbase import (
     port_of,
     require,
 )
-from openfdi.connectors._tsv import CSV, TSV, csv_form, tsv_form
+from openfdi.connectors._tsv import CSV, FILE_CSV, TSV, csv_form, file_csv_form, tsv_form
 from openfdi.connectors._values import (
     as_naive_utc,
     date_of,
@@ -58,6 +60,12 @@ from openfdi.connectors.errors import (
 from openfdi.connectors.postgres import SPEC, errors, loaders, types
 from openfdi.connectors.postgres.binary import BinaryColumns, binary_columns
 from openfdi.connectors.postgres.copyin import write_rows
+from openfdi.connectors.postgres.csv_out import (
+    REFUSED,
+    csv_copy_options,
+    csv_expression,
+    spellable,
+)
 from openfdi.connectors.spi import (
     Batch,
     Column,
@@ -141,6 +149,43 @@ class _Stream:
         self._cursor.close()
 
 
+def _copy_messages(copy: psycopg.Copy, conn: psycopg.Connection[Any]) -> Iterator[Buffer]:
+    """A `COPY ... TO STDOUT`'s messages (one row each). Those libpq already holds are taken
+    from it directly, one C call each: psycopg's per-message generators cost about a
+    microsecond a row, which held back a CSV export as much as the server's own work
+    (bench/files.py). psycopg still waits for the socket (in `read`), and ends an abandoned
+    COPY when its block exits."""
+    pgconn = conn.pgconn
+    while True:
+        nbytes, data = pgconn.get_copy_data(1)  # 1: never blocks
+        if nbytes > 0:
+            yield data
+        elif nbytes == 0:  # nothing received yet: psycopg waits for it
+            waited = copy.read()
+            if not waited:
+                return
+            yield waited
+        else:  # the COPY's end: its result says whether it failed
+            _copy_result(conn)
+            return
+
+
+def _copy_result(conn: psycopg.Connection[Any]) -> None:
+    pgconn = conn.pgconn
+    failed = None
+    while True:  # every result, until none is left (else the next query finds them)
+        while pgconn.is_busy():  # waiting without holding the GIL (a cancel may come)
+            select.select([pgconn.socket], [], [])
+            pgconn.consume_input()
+        result = pgconn.get_result()
+        if result is None:
+            break
+        if failed is None and result.status != psycopg.pq.ExecStatus.COMMAND_OK:
+            failed = result
+    if failed is not None:
+        raise psycopg.errors.error_from_result(failed, encoding=conn.info.encoding)
+
+
 class _Slice(RawSlice):
     """One range of a pass-through read: `COPY (SELECT ...) TO STDOUT`, binary or text."""
 
@@ -167,19 +212,36 @@ class _Slice(RawSlice):
         conn = owner._connection()
         # The savepoint keeps the read transaction (and its snapshot) usable if the slice is
         # abandoned: psycopg then cancels the COPY, which would otherwise abort the transaction.
-        with owner._errors(), conn.transaction(), conn.cursor() as cursor:
-            with cursor.copy(self._copy_sql) as copy:
-                buffer = bytearray()
-                for data in copy:  # one row per message
-                    buffer += data
-                    if len(buffer) >= CHUNK_BYTES:
-                        self.nbytes += len(buffer)
-                        yield bytes(buffer)
-                        buffer.clear()
-                if buffer:
-                    self.nbytes += len(buffer)
-                    yield bytes(buffer)
+        framed = self.form[0] == FILE_CSV
+        with owner._errors():
+            try:
+                with (
+                    conn.transaction(),
+                    conn.cursor() as cursor,
+                    cursor.copy(self._copy_sql) as copy,
+                ):
+                    buffer = bytearray()
+                    rows = 0
+                    for data in _copy_messages(copy, conn):  # one row per message
+                        buffer += data
+                        rows += 1
+                        if len(buffer) >= CHUNK_BYTES:
+                            yield self._chunk(buffer, rows, framed)
+                            buffer.clear()
+                            rows = 0
+                    if buffer:
+                        yield self._chunk(buffer, rows, framed)
+            except psycopg.errors.InvalidTextRepresentation as exc:
+                if REFUSED not in str(exc):
+                    raise
+                # A value `csv_out` cannot spell as the row path writes it (NaN, infinity...).
+                raise SliceRefusedError("a value has no CSV spelling here") from None
             owner._ensure_live()
+
+    def _chunk(self, buffer: bytearray, rows: int, framed: bool) -> bytes:
+        chunk = b"%d\n" % rows + buffer if framed else bytes(buffer)
+        self.nbytes += len(chunk)
+        return chunk
 
     def batches(self) -> Generator[Batch, None, None]:
         yield from self._owner._read_batches(self._plan, self._conditions, end_read=False)
@@ -429,7 +491,20 @@ class PostgresConnector(SqlConnector, PassThrough):
         csv = csv_form(picked) if as_target else None  # a CSV file's bytes, COPY ... CSV
         if csv is not None:
             forms.append(csv)
+        if not as_target and all(spellable(c) for c in picked) and self._writes_file_csv():
+            # A CSV file's lines, written by the server: ahead of TSV, which the file target
+            # would parse and spell again (it accepts this form only for a plain CSV file).
+            file_csv = file_csv_form(picked)
+            if file_csv is not None:
+                forms.insert(1 if forms and forms[0][0] == PASSTHROUGH_FORMAT else 0, file_csv)
         return tuple(forms)
+
+    def _writes_file_csv(self) -> bool:
+        """A UTF-8 database (text arrives as it is stored), PostgreSQL 12 or later (whose
+        float8 text with extra_float_digits 1 is the shortest that reads back)."""
+        with self._errors():
+            info = self._connection().info
+        return info.parameter_status("server_encoding") == "UTF8" and info.server_version >= 120000
 
     def _tsv_expression(self, column: Column) -> str:
         """A column as `_tsv` writes it (COPY's text of everything else already is)."""
@@ -446,9 +521,13 @@ class PostgresConnector(SqlConnector, PassThrough):
         if plan.incremental_column:
             incremental = pick_columns(schema, (plan.incremental_column,))[0]
         text = form[0] == TSV
+        file_csv = form[0] == FILE_CSV
         if text:
             select = ", ".join(self._tsv_expression(c) for c in columns)
             options = ""
+        elif file_csv:
+            select = ", ".join(csv_expression(c, self.q(c.name)) for c in columns)
+            options = csv_copy_options(columns, self.q)
         else:
             select = ", ".join(self.q(c.name) for c in columns)
             options = " (FORMAT binary)"
@@ -471,8 +550,15 @@ class PostgresConnector(SqlConnector, PassThrough):
                 # One snapshot for every slice, as one `read()` would see.
                 conn = self._connection()
                 conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                if text:  # dates in the one spelling every dialect reads (the default too)
+                if text or file_csv:  # dates in the one spelling every dialect reads
                     conn.execute("SET LOCAL datestyle = 'ISO, YMD'")
+                if file_csv:  # doubles in their shortest text (csv_out re-spells it)
+                    conn.execute("SET LOCAL extra_float_digits = 1")
+                    conn.execute("SET LOCAL client_encoding = 'UTF8'")  # the file's
+                    conn.execute("SET LOCAL TimeZone = 'UTC'")  # timestamptz text ends +00
+                    # The spelling's long expressions made PostgreSQL JIT-compile every slice's
+                    # query: 0.3 s each, four times the cost of the rows (bench/files.py).
+                    conn.execute("SET LOCAL jit = off")
             yield from self._range_slices(plan, schema, self._first_row, make_slice)
         finally:
             with contextlib.suppress(Exception):
