@@ -149,6 +149,18 @@ class _Stream:
         self._cursor.close()
 
 
+def _savepoint(conn: psycopg.Connection[Any]) -> AbstractContextManager[Any]:
+    """A savepoint of the connection's open transaction, which it opens when there is none.
+
+    psycopg's `transaction()` on a connection with no transaction open begins one and commits
+    it at the end of the block: a write made then was committed by itself, before (and apart
+    from) the position the engine saves with it, and a rollback after it (a stop) undid
+    nothing. A write is the target's uncommitted work until the engine's `commit()`."""
+    if conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+        conn.execute("SELECT 1")  # psycopg opens the transaction (BEGIN) before a statement
+    return conn.transaction()
+
+
 def _copy_messages(copy: psycopg.Copy, conn: psycopg.Connection[Any]) -> Iterator[Buffer]:
     """A `COPY ... TO STDOUT`'s messages (one row each). Those libpq already holds are taken
     from it directly, one C call each: psycopg's per-message generators cost about a
@@ -580,7 +592,7 @@ class PostgresConnector(SqlConnector, PassThrough):
         stopped = False
         with self._errors():
             try:
-                with conn.transaction():  # a savepoint: a refused or stopped slice leaves nothing
+                with _savepoint(conn):  # a refused or stopped slice leaves nothing
                     into = self.qualified(plan.table)
                     if plan.write_mode is WriteMode.UPSERT:
                         into = self._stage(conn, plan.table, names)
@@ -656,7 +668,7 @@ class PostgresConnector(SqlConnector, PassThrough):
 
     @contextmanager
     def _savepoint(self) -> Iterator[None]:
-        with self._connection().transaction():  # a SAVEPOINT inside the open transaction
+        with _savepoint(self._connection()):
             yield
 
     def _bulk_write(
