@@ -97,6 +97,16 @@ def test_snapshot_then_stream_of_several_tables_is_exact(sdk, creds, ends: Ends,
         f'openfdi_cdc_changes_applied_total{{kind="DELETE",table="public.a",task_id="{task_id}"}}'
         " 6.0" in metrics
     )
+    # monitor-logs tell the running run's counts and lag too, not only when it ends
+    running = wait_for(
+        lambda: next(
+            (log for log in _logs(sdk, creds, task_id)
+             if log.execute_status == "RUNNING" and "public.a: delete 6" in (log.remarks or "")),
+            None,
+        )
+    )  # fmt: skip
+    assert running.remarks.startswith("running; changes read "), running.remarks
+    assert " ms; by table: " in running.remarks, running.remarks
 
     # Stopped: changes wait in the slot; started again, they arrive exactly once.
     start_stop(sdk, creds, task_id, "stop")

@@ -732,6 +732,7 @@ class CdcRunner:
             data_size_bytes=t.nbytes,
             read_ms=int(t.read_ms),
             write_ms=int(t.write_ms),
+            remarks=f"running; {self._summary()}",  # the lag and counts in monitor-logs, live
         )
 
     def _checkpoint(self) -> runs.Checkpoint | None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    Text,
     Update,
     and_,
     bindparam,
@@ -68,6 +69,9 @@ class Progress:
     data_size_bytes: int = 0
     read_ms: int = 0
     write_ms: int = 0
+    remarks: str | None = None
+    """What the run says of itself so far (a composite task's counts and lag); None keeps the
+    run's remarks as they are. `finish` writes the final ones."""
 
 
 def create_run(
@@ -143,6 +147,7 @@ _PROGRESS = (
         read_ms=bindparam("p_read_ms"),
         write_ms=bindparam("p_write_ms"),
         position=bindparam("p_position"),
+        remarks=func.coalesce(bindparam("p_progress_remarks", type_=Text), RunRow.remarks),
     )
 )
 _FINISH = (
@@ -259,6 +264,7 @@ def record_progress(
         "p_read_ms": progress.read_ms,
         "p_write_ms": progress.write_ms,
         "p_position": position,
+        "p_progress_remarks": progress.remarks,
     }
     result = session.execute(_PROGRESS, params)
     if result.rowcount != 1:  # type: ignore[attr-defined]
