@@ -168,7 +168,8 @@ from openfdi.connectors.file.connector import FileConnector
 from openfdi.connectors.spi import Batch, Column, HostPaths, LogicalType, TableSchema, WritePlan
 folder = sys.argv[1]
 schema = TableSchema("orders", (Column("id", LogicalType.BIGINT),))
-plan = WritePlan("orders", columns=("id",), source_schema=schema)
+plan = WritePlan("orders", columns=("id",), source_schema=schema,
+                 keeps_committed=sys.argv[3] == "resumes")
 target = FileConnector({"address": folder}, HostPaths(file_roots=(folder,)))
 target.configure({"format": sys.argv[2]})
 target.prepare_target(plan)
@@ -185,7 +186,9 @@ def test_after_a_kill_the_next_run_publishes_the_committed_rows(fmt: str, tmp_pa
     import subprocess
     import sys
 
-    died = subprocess.run([sys.executable, "-c", CRASHING_WRITER, str(tmp_path), fmt], check=False)
+    died = subprocess.run(
+        [sys.executable, "-c", CRASHING_WRITER, str(tmp_path), fmt, "repeats"], check=False
+    )
     assert died.returncode == -9
     assert _visible(tmp_path) == []  # nothing half written is visible
     target = _connector(tmp_path, format=fmt)
@@ -197,6 +200,35 @@ def test_after_a_kill_the_next_run_publishes_the_committed_rows(fmt: str, tmp_pa
     assert text == (
         ['"id"', *map(str, range(6))] if fmt == "csv" else [f'{{"id":{i}}}' for i in range(6)]
     )
+
+
+def test_a_parquet_file_of_a_run_that_resumes_past_its_commits_is_published_at_each(
+    tmp_path: Path,
+) -> None:
+    # A Parquet file cannot be recovered after a kill (its footer comes last). A run that
+    # resumes past its commits (incremental, a message source) would lose those rows: its
+    # checkpoint moved on. So each commit publishes the file it wrote.
+    import subprocess
+    import sys
+
+    died = subprocess.run(
+        [sys.executable, "-c", CRASHING_WRITER, str(tmp_path), "parquet", "resumes"], check=False
+    )
+    assert died.returncode == -9
+    names = _visible(tmp_path)
+    assert len(names) == 2  # one per commit; the uncommitted row in none
+    ids = sorted(i for n in names for i in pq.read_table(tmp_path / n).column("id").to_pylist())
+    assert ids == list(range(6))
+    assert sorted(p.name for p in tmp_path.iterdir()) == names  # no unfinished file left
+
+    # A full copy, which the next run repeats, still writes one file at its end.
+    other = tmp_path / "full"
+    other.mkdir()
+    died = subprocess.run(
+        [sys.executable, "-c", CRASHING_WRITER, str(other), "parquet", "repeats"], check=False
+    )
+    assert died.returncode == -9
+    assert _visible(other) == []
 
 
 def test_a_csv_is_read_only_a_few_blocks_ahead_of_its_consumer(

@@ -72,6 +72,27 @@ def test_rows_go_round_trip_through_each_protocol(
         assert listing.list_tables() == files
 
 
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_a_run_that_resumes_past_its_commits_publishes_a_file_at_each(
+    fmt: str, ftp: Server
+) -> None:
+    # A file on a server cannot be recovered after a crash (it is renamed only when finished):
+    # for a run whose checkpoint moves past its commits, each commit publishes its file.
+    with _registry().open("FTP", ftp.content) as target:
+        target.configure({"format": fmt})
+        plan = WritePlan("orders", columns=SCHEMA.names, source_schema=SCHEMA,
+                         keeps_committed=True)  # fmt: skip
+        target.prepare_target(plan)
+        target.write(Batch.of(SCHEMA.names, ROWS[:2]), plan)
+        target.commit()
+        assert len([p for p in ftp.root.iterdir() if not p.name.startswith(".")]) == 1
+        target.write(Batch.of(SCHEMA.names, ROWS[2:]), plan)
+        target.commit()
+        published = sorted(p.name for p in ftp.root.iterdir() if not p.name.startswith("."))
+        assert len(published) == 2  # before the run's end: a crash now loses nothing
+    assert sorted(_read(ftp.content, fmt)) == sorted(ROWS)
+
+
 def test_wrong_password_fails_without_showing_it(ftp: Server) -> None:
     content = {**ftp.content, "password": "not-the-password"}
     with _registry().open("FTP", content) as source, pytest.raises(ConnectorError) as caught:

@@ -218,6 +218,10 @@ class WritePlan:
     key_columns: tuple[str, ...] = ()
     create_table: bool = True
     source_schema: TableSchema | None = None
+    keeps_committed: bool = False
+    """The run resumes past what it committed (an incremental or following read, a message
+    source that acknowledged it): committed rows must survive a crash on their own, so a target
+    that cannot recover an unfinished file after one publishes a file at each commit."""
 
     def __post_init__(self) -> None:
         # Accept the plain strings and lists a task detail carries.

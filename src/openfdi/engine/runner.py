@@ -286,12 +286,15 @@ class Runner:
         # Repeating must not write a row twice: an incremental read resumes past the last
         # committed batch; a full read starts over, which is safe only if nothing was committed.
         # A message source redelivers what it has not acknowledged.
+        return self._committed == 0 or self._sliced or self._resumes_past_commits()
+
+    def _resumes_past_commits(self) -> bool:
+        """Whether a later run (or retry) starts after what this one committed instead of from
+        the start: an incremental read, or a message source, which redelivers only what it did
+        not acknowledge. (A sliced copy resumes each slice from its own position.)"""
         caps = self.registry.capabilities(self.spec.source.type)
-        return (
-            self.spec.detail.incremental_column is not None
-            or self._committed == 0
-            or self._sliced  # every slice resumes from the position its target committed
-            or (caps is not None and caps.realtime)
+        return self.spec.detail.incremental_column is not None or (
+            caps is not None and caps.realtime
         )
 
     def _log_retry(self, state: tenacity.RetryCallState) -> None:
@@ -355,6 +358,7 @@ class Runner:
             key_columns=detail.key_columns,
             create_table=detail.create_table,
             source_schema=schema.select(columns, renames=renames),
+            keeps_committed=self._resumes_past_commits(),
         )
         key = slices.split_key(detail, spec.task_type, follows, source, target, schema)
         if key is not None:

@@ -374,7 +374,13 @@ class FilesConnector(Connector, PassThrough):
                 store = self.store()
                 for name in store.recover():
                     log.warning("published %s: the committed rows of a run that died", name)
-            self._writer = FileWriter(store, self.options, plan.table, schema.columns)
+            self._writer = FileWriter(
+                store,
+                self.options,
+                plan.table,
+                schema.columns,
+                publish_each_commit=plan.keeps_committed,
+            )
         return schema
 
     def write(self, batch: Batch, plan: WritePlan) -> WriteResult:

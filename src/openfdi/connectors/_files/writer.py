@@ -353,9 +353,18 @@ class FileWriter:
     """The files one run writes for one target table."""
 
     def __init__(
-        self, store: Store, options: FileOptions, table: str, columns: Sequence[Column]
+        self,
+        store: Store,
+        options: FileOptions,
+        table: str,
+        columns: Sequence[Column],
+        *,
+        publish_each_commit: bool = False,
     ) -> None:
         self._store = store
+        self._publish_each_commit = publish_each_commit
+        """The run resumes past its commits (`WritePlan.keeps_committed`): a file that could
+        not be recovered after a crash is published at each commit, not at the run's end."""
         self._options = options
         self._table = table
         self._columns = tuple(columns)
@@ -474,13 +483,20 @@ class FileWriter:
                 if self._full(part):
                     self._publish()
         current = self._part
+        recoverable = False
         if current is not None:
             self._store.sync(current.handle)
             if current.rows and self._options.format != "parquet":
                 # CSV and JSON lines can be cut at a commit: after a crash, `recover` publishes
-                # the committed rows (a Parquet file needs its footer: it cannot).
-                current.temp = self._store.mark_committed(current.temp, current.size())
-        if self._ends:
+                # the committed rows (a Parquet file needs its footer: it cannot; nor can a
+                # store that keeps the name, a server's folder).
+                marked = self._store.mark_committed(current.temp, current.size())
+                recoverable, current.temp = marked != current.temp, marked
+        if self._ends or (
+            self._publish_each_commit and current is not None and current.rows and not recoverable
+        ):
+            # A run that resumes past this commit would otherwise lose its rows in a crash:
+            # its checkpoint moves on while the file stays unfinished.
             self._publish()
         # What the batch's tables held goes back now, at most once a second (with malloc,
         # see `_files/__init__.py`, this is a heap trim, which walks the heap).
