@@ -86,7 +86,9 @@ def test_metrics_count_worker_runs_and_a_failed_run_logs_a_json_warning(tmp_path
             for pid in workers:  # the workers that counted the runs go away; counts stay
                 os.kill(pid, signal.SIGKILL)
             _wait(lambda: not any(map(_alive, workers)))
-            _wait(lambda: len(_children(served.proc.pid)) == 2)  # type: ignore[union-attr]
+            server = served.proc.pid  # type: ignore[union-attr]
+            replaced = _wait(lambda: len(found := _children(server)) == 2 and found)
+            assert not set(replaced) & set(workers)  # two new workers
 
             reply = httpx.get(f"{served.url}/metrics", headers={"X-Request-Id": "probe-1"})
             assert reply.status_code == 200

@@ -40,8 +40,14 @@ def _served(tmp_path: Path) -> Iterator[Served]:
 
 
 def _children(pid: int) -> list[int]:
-    with open(f"/proc/{pid}/task/{pid}/children") as f:
-        return [int(p) for p in f.read().split()]
+    """The live child processes of `pid`, whichever of its threads started them: a worker
+    replaced by the server's watcher thread is a child of that thread, listed under its task
+    only (and the main thread's list keeps a killed worker until it is reaped, as a zombie)."""
+    found: list[int] = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(FileNotFoundError), open(f"/proc/{pid}/task/{tid}/children") as f:
+            found += [int(p) for p in f.read().split()]
+    return sorted(p for p in found if _alive(p))
 
 
 def _alive(pid: int) -> bool:
