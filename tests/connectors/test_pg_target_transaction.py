@@ -4,8 +4,10 @@ would begin one there and commit it by itself): a rollback (a stop) leaves nothi
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
+from threading import Barrier
 
 import psycopg
 import pytest
@@ -70,3 +72,40 @@ def test_a_pass_through_write_on_an_idle_connection_is_undone_by_rollback(schema
         assert _count(schema) == 0
         target.rollback()
         assert _count(schema) == 0
+
+
+def _look(
+    target: PostgresConnector, key: str, start: Barrier, failures: list[BaseException]
+) -> None:
+    try:
+        start.wait()
+        assert target.load_position(key) is None
+    except BaseException as exc:
+        failures.append(exc)
+
+
+def test_runs_starting_at_once_into_one_schema_all_find_their_positions(schema: str) -> None:
+    # Each run's first look at its position creates `openfdi_positions` if missing. PostgreSQL's
+    # CREATE TABLE IF NOT EXISTS races on its catalog: of runs starting together into one
+    # schema (30 tasks over 3 hosts in tests/celery), one failed with a duplicate key on
+    # pg_type. The loser must find the table the winner made instead.
+    for attempt in range(5):
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP TABLE IF EXISTS "{schema}".openfdi_positions')
+        targets = [PostgresConnector(_content(schema)) for _ in range(8)]
+        for target in targets:
+            target.check()  # connected: the race is on the CREATE, not on connecting
+        start = threading.Barrier(len(targets))
+        failures: list[BaseException] = []
+
+        threads = [
+            threading.Thread(target=_look, args=(t, f"task-{attempt}-{i}", start, failures))
+            for i, t in enumerate(targets)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for target in targets:
+            target.close()
+        assert failures == [], failures

@@ -285,6 +285,11 @@ class SqlConnector(Connector, Positions):
     def _commit_ddl(self) -> None:
         """Commit after CREATE TABLE."""
 
+    def _created_concurrently(self, exc: Exception) -> bool:
+        """Whether `exc`, raised by `CREATE TABLE IF NOT EXISTS`, says another session created
+        the same table at the same moment (the table exists once that error is seen)."""
+        return False
+
     @abc.abstractmethod
     def _interrupt(self) -> None:
         """Interrupt the running statement (called from another thread)."""
@@ -559,11 +564,16 @@ class SqlConnector(Connector, Positions):
         with self._errors():
             # Its own committed step, before any write: MySQL commits on DDL, and ending the
             # read below rolls back on PostgreSQL.
-            self._execute(
-                f"CREATE TABLE IF NOT EXISTS {table} "
-                f"({task} VARCHAR(64) NOT NULL PRIMARY KEY, {at} TEXT)"
-            )
-            self._commit_ddl()
+            try:
+                self._execute(
+                    f"CREATE TABLE IF NOT EXISTS {table} "
+                    f"({task} VARCHAR(64) NOT NULL PRIMARY KEY, {at} TEXT)"
+                )
+                self._commit_ddl()
+            except Exception as exc:
+                if not self._created_concurrently(exc):
+                    raise
+                self.rollback()  # another run created it at the same moment: it is there now
             stream = self._open_stream(
                 f"SELECT {at} FROM {table} WHERE {task} = {self._literal(key)}"
             )

@@ -21,6 +21,7 @@ from psycopg import sql
 from openfdi.connectors.cdc.pg_source import connect
 from openfdi.connectors.cdc.pgoutput import UNCHANGED, Change, Relation
 from openfdi.connectors.errors import TerminalConnectorError, TransientConnectorError
+from openfdi.connectors.postgres.errors import CREATED_CONCURRENTLY
 from openfdi.domain.cdc import TableName
 
 OFFSETS_TABLE = "openfdi_cdc_offsets"
@@ -45,12 +46,15 @@ class PgApplier:
         self._tables: dict[TableName, TargetTable] = {}
         self._statements: dict[tuple[Any, ...], sql.Composed] = {}
         with self._errors("cannot prepare the target"):
-            self.conn.execute(
-                f"CREATE TABLE IF NOT EXISTS {OFFSETS_TABLE} (task_id text NOT NULL, "
-                "source_table text NOT NULL, lsn bigint NOT NULL, "
-                "PRIMARY KEY (task_id, source_table))"
-            )
-            self.conn.commit()
+            try:
+                self.conn.execute(
+                    f"CREATE TABLE IF NOT EXISTS {OFFSETS_TABLE} (task_id text NOT NULL, "
+                    "source_table text NOT NULL, lsn bigint NOT NULL, "
+                    "PRIMARY KEY (task_id, source_table))"
+                )
+                self.conn.commit()
+            except CREATED_CONCURRENTLY:
+                self.conn.rollback()  # another task's run made it at the same moment
 
     @contextlib.contextmanager
     def _errors(self, action: str) -> Any:

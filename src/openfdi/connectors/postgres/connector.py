@@ -746,6 +746,9 @@ class PostgresConnector(SqlConnector, PassThrough):
     def _commit_ddl(self) -> None:
         self.commit()
 
+    def _created_concurrently(self, exc: Exception) -> bool:
+        return isinstance(exc, errors.CREATED_CONCURRENTLY)
+
     def commit(self) -> None:
         self._ensure_live()
         if self._conn is not None:

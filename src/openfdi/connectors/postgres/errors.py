@@ -39,6 +39,17 @@ _TERMINAL_CONNECT_TEXT = (
 ROW_ERROR_CLASSES = frozenset({"22", "23"})
 
 
+CREATED_CONCURRENTLY = (
+    psycopg.errors.UniqueViolation,
+    psycopg.errors.DuplicateTable,
+    psycopg.errors.DuplicateObject,
+)
+"""What `CREATE TABLE IF NOT EXISTS` raises when another session created the same table at the
+same moment: both checked and found none, and the second fails on pg_type's unique index, as a
+duplicate table or as a duplicate type (the table's row type) once the first commits. The table
+exists once this is seen."""
+
+
 def translate(exc: BaseException, *, cancelled: bool) -> ConnectorError | None:
     """The connector error for a psycopg exception; None for anything else."""
     if not isinstance(exc, psycopg.Error):
