@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 from sqlalchemy import func, select
 
@@ -19,51 +17,11 @@ from openfdi.services import datasources, identity
 from openfdi.services.runtime import Runtime
 from openfdi.store.tables import CdcMappingRow, CdcTaskRow, TaskRow
 from openfdi.wire.datasources import DatasourceInfoRequest
-from tests.cdc.conftest import Ends, rows, same_rows, wait_for
+from tests.cdc.conftest import Ends, ends, pg, rows, same_rows, wait_for
 from tests.cdc.pgserver import LogicalPostgres
 from tests.console.conftest import BASE, SCOPE, make_tasks
 
-
-@pytest.fixture(scope="module")
-def pg() -> Iterator[LogicalPostgres]:
-    server = LogicalPostgres()
-    try:
-        server.init()
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def ends(pg: LogicalPostgres) -> Iterator[Ends]:
-    tag = uuid.uuid4().hex[:10]
-    made = Ends(pg, f"src_{tag}", f"dst_{tag}")
-    with psycopg.connect(pg.url("postgres"), autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {made.src}")
-        conn.execute(f"CREATE DATABASE {made.dst}")
-    yield made
-    with psycopg.connect(pg.url("postgres"), autocommit=True) as conn:
-        # A task the test left started: its walsender goes, then its slot, then the databases.
-        conn.execute(
-            "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots "
-            "WHERE database = %s AND active_pid IS NOT NULL",
-            (made.src,),
-        )
-        wait_for(
-            lambda: (
-                not conn.execute(
-                    "SELECT 1 FROM pg_replication_slots WHERE database = %s AND active",
-                    (made.src,),
-                ).fetchone()
-            )
-        )
-        conn.execute(
-            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-            "WHERE database = %s",
-            (made.src,),
-        )
-        for name in (made.src, made.dst):
-            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+__all__ = ["ends", "pg"]  # fixtures: a PostgreSQL with wal_level=logical, two databases on it
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from openfdi.api.console.routes import (
     _fdi_text,
     _form,
     _page,
+    _tables_of,
     _task_page,
     _text,
     _texts,
@@ -39,7 +40,7 @@ from openfdi.errors import (
     MappingInvalid,
     TaskNotFound,
 )
-from openfdi.services import cdc, probe, tasks
+from openfdi.services import cdc, tasks
 from openfdi.services.lookup import get_task_row
 from openfdi.services.runtime import Runtime
 from openfdi.wire.cdc import (
@@ -159,18 +160,8 @@ async def composite_new(request: Request, instance_id: str) -> Response:
 async def composite_pick(request: Request, instance_id: str) -> Response:
     """The source's tables as checkboxes (htmx fragment of the create form)."""
     c = await _ctx(request, instance_id)
-    ds_id = request.query_params.get("source_datasource_id", "")
     chosen = set(request.query_params.getlist("tables"))
-    names: list[str] = []
-    error = ""
-    if ds_id:
-        try:
-            listed = await run_in_threadpool(
-                probe.list_datasource_tables, c.rt, c.scope, ds_id, None
-            )
-            names = listed.tables
-        except FdiError as exc:
-            error = _fdi_text(exc)
+    names, error = await _tables_of(c, request.query_params.get("source_datasource_id", ""))
     return _page(request, "composite_pick.html", names=names, chosen=chosen, error=error)
 
 

@@ -894,18 +894,19 @@ async def task_update(request: Request, instance_id: str, task_id: str) -> Respo
 async def pick_tables(request: Request, instance_id: str) -> Response:
     c = await _ctx(request, instance_id)
     role = "target" if request.query_params.get("role") == "target" else "source"
-    ds_id = request.query_params.get(f"{role}_datasource_id", "")
-    tables: list[str] = []
-    error = ""
-    if ds_id:
-        try:
-            listed = await run_in_threadpool(
-                probe.list_datasource_tables, c.rt, c.scope, ds_id, None
-            )
-            tables = listed.tables
-        except FdiError as exc:
-            error = _fdi_text(exc)
+    tables, error = await _tables_of(c, request.query_params.get(f"{role}_datasource_id", ""))
     return _page(request, "pick_tables.html", role=role, tables=tables, error=error)
+
+
+async def _tables_of(c: Ctx, ds_id: str) -> tuple[list[str], str]:
+    """A data source's tables for a picker, or the FDI error's text in place of them."""
+    if not ds_id:
+        return [], ""
+    try:
+        listed = await run_in_threadpool(probe.list_datasource_tables, c.rt, c.scope, ds_id, None)
+    except FdiError as exc:
+        return [], _fdi_text(exc)
+    return listed.tables, ""
 
 
 @router.get("/{instance_id}/pick/columns", response_class=HTMLResponse)
