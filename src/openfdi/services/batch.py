@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Sequence
 
 from sqlalchemy import Connection, Row, bindparam, delete, exists, insert, select, update
@@ -30,7 +31,8 @@ from openfdi.errors import (
     TaskListEmpty,
     TaskNotFound,
 )
-from openfdi.services.runs import stop_deadline_ms, stop_local
+from openfdi.services.control_loops import start_realtime_runs
+from openfdi.services.runs import engine_here, stop_deadline_ms, stop_local
 from openfdi.services.runtime import Runtime
 from openfdi.store import runs
 from openfdi.store.tables import DispatchRow, IdempotencyRow, TaskRow
@@ -39,6 +41,8 @@ from openfdi.wire.batch import (
     OperateTasksRequest,
     TaskBeanFacade,
 )
+
+log = logging.getLogger(__name__)
 
 # The listed tasks of the caller's instance, each with whether it has a plan, locked (on
 # PostgreSQL) in id order. The plan is an EXISTS in the select list, not a join, so that only
@@ -95,8 +99,9 @@ def _failure(task_id: str, code: str, message: str) -> TaskBeanFacade:
 
 def _apply_batch(
     rt: Runtime, conn: Connection, scope: Scope, req: OperateTasksRequest
-) -> tuple[BatchStartOrStopTasksResponse, list[str]]:
-    """The answer, and the runs a stop marked stopping (for this process's executor)."""
+) -> tuple[BatchStartOrStopTasksResponse, list[str], list[str]]:
+    """The answer, the runs a stop marked stopping (for this process's executor), and the
+    tasks a start changed to running."""
     ids = _distinct_ids(req)
     if not ids:
         raise TaskListEmpty()
@@ -137,7 +142,7 @@ def _apply_batch(
     response = BatchStartOrStopTasksResponse(
         success_count=len(success), failure_count=len(failure), success=success, failure=failure
     )
-    return response, stopping
+    return response, stopping, changed.get(DesiredState.RUNNING, [])
 
 
 def _digest(req: OperateTasksRequest) -> str:
@@ -160,8 +165,8 @@ def batch_start_or_stop_tasks(
     """
     if idempotency_key is None:
         with rt.db.write_conn() as conn:
-            response, stopping = _apply_batch(rt, conn, scope, req)
-        stop_local(rt, stopping)
+            response, stopping, started = _apply_batch(rt, conn, scope, req)
+        _after_batch(rt, stopping, started)
         return response
     if not 1 <= len(idempotency_key) <= 128:
         raise InvalidParameters(detail="Idempotency-Key must be 1 to 128 characters")
@@ -171,7 +176,7 @@ def batch_start_or_stop_tasks(
             replay = _replay(conn, scope, idempotency_key, digest)
             if replay is not None:
                 return replay
-            response, stopping = _apply_batch(rt, conn, scope, req)
+            response, stopping, started = _apply_batch(rt, conn, scope, req)
             now = rt.clock_ms()
             conn.execute(_EXPIRE_KEYS, {"cutoff": now - IDEMPOTENCY_TTL_MS})
             conn.execute(
@@ -185,7 +190,7 @@ def batch_start_or_stop_tasks(
                     "created_at": now,
                 },
             )
-        stop_local(rt, stopping)
+        _after_batch(rt, stopping, started)
         return response
     except IntegrityError:
         # A concurrent call with the same key committed first: ours rolled back; answer theirs.
@@ -194,6 +199,20 @@ def batch_start_or_stop_tasks(
         if replay is None:
             raise
         return replay
+
+
+def _after_batch(rt: Runtime, stopping: list[str], started: list[str]) -> None:
+    """Once the batch is committed: stop this process's runs it marked stopping, and start the
+    following runs of the REALTIME (and composite) tasks it started, where this server runs the
+    engine. The supervisor would start them too, but only at its next pass (up to its
+    interval later, a quarter of a second by default); a start that fails here is its to
+    retry, so the answer never depends on it."""
+    stop_local(rt, stopping)
+    if started and engine_here(rt):
+        try:
+            start_realtime_runs(rt, rt.clock_ms(), started)
+        except Exception:  # a database hiccup: the supervisor's next pass starts them
+            log.exception("starting the runs of %d started tasks failed", len(started))
 
 
 def _replay(

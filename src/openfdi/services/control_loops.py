@@ -17,7 +17,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -143,57 +143,60 @@ class Supervisor:
             log.warning("run %s closed as interrupted: its lease expired", run_id)
         if self.rt.executor is not None:
             runs_service.stop_unwanted_runs(self.rt, self.rt.executor)
-        self._start_realtime_runs(now)
+        start_realtime_runs(self.rt, now)
 
-    def _restart_due(self, task_id: str, ended: int, now: int) -> bool:
-        """A REALTIME task whose runs keep failing is started again later each time."""
-        return now >= ended + restart_delay_ms(runs.failed_in_a_row(self.rt.db, task_id))
 
-    def _start_realtime_runs(self, now: int) -> None:
-        """Start a run for each started REALTIME task that has none and needs one, judged by
-        the supervisor's own runs only: a manual run (one catch-up pass) neither stands for
-        the following run nor stops it from being started once it ends."""
-        latest = aliased(RunRow)
-        mine = RunRow.trigger == RunTrigger.SUPERVISOR.value
-        newest = (
-            select(func.max(RunRow.created_at))
-            .where(RunRow.task_id == TaskRow.id, mine)
-            .correlate(TaskRow)
-            .scalar_subquery()
+def start_realtime_runs(rt: Runtime, now: int, task_ids: Sequence[str] | None = None) -> None:
+    """Start a run for each started REALTIME task (of `task_ids`, or all) that has none and
+    needs one, judged by the supervisor's own runs only: a manual run (one catch-up pass)
+    neither stands for the following run nor stops it from being started once it ends. A task
+    whose runs keep failing is started again later each time (engine/backoff.py)."""
+    latest = aliased(RunRow)
+    mine = RunRow.trigger == RunTrigger.SUPERVISOR.value
+    newest = (
+        select(func.max(RunRow.created_at))
+        .where(RunRow.task_id == TaskRow.id, mine)
+        .correlate(TaskRow)
+        .scalar_subquery()
+    )
+    active = select(RunRow.id).where(RunRow.task_id == TaskRow.id, RunRow.state.in_(_ACTIVE))
+    query = (
+        select(TaskRow.id, TaskRow.updated_at, latest.state, latest.created_at, latest.ended_at)
+        .outerjoin(
+            latest,
+            and_(
+                latest.task_id == TaskRow.id,
+                latest.trigger == RunTrigger.SUPERVISOR.value,
+                latest.created_at == newest,
+            ),
         )
-        active = select(RunRow.id).where(RunRow.task_id == TaskRow.id, RunRow.state.in_(_ACTIVE))
-        query = (
-            select(TaskRow.id, TaskRow.updated_at, latest.state, latest.created_at, latest.ended_at)
-            .outerjoin(
-                latest,
-                and_(
-                    latest.task_id == TaskRow.id,
-                    latest.trigger == RunTrigger.SUPERVISOR.value,
-                    latest.created_at == newest,
-                ),
-            )
-            .where(
-                TaskRow.task_type == TaskType.REALTIME.value,
-                TaskRow.status == DesiredState.RUNNING.value,
-                ~active.exists(),
+        .where(
+            TaskRow.task_type == TaskType.REALTIME.value,
+            TaskRow.status == DesiredState.RUNNING.value,
+            ~active.exists(),
+        )
+    )
+    if task_ids is not None:
+        query = query.where(TaskRow.id.in_(task_ids))
+    with rt.db.read() as session:
+        candidates = session.execute(query).all()
+    for task_id, changed, state, created, ended in candidates:
+        due = (
+            state is None
+            or created < changed
+            or state == RunState.INTERRUPTED
+            or (
+                state == RunState.FAILED
+                and now >= (ended or 0) + restart_delay_ms(runs.failed_in_a_row(rt.db, task_id))
             )
         )
-        with self.rt.db.read() as session:
-            candidates = session.execute(query).all()
-        for task_id, changed, state, created, ended in candidates:
-            due = (
-                state is None
-                or created < changed
-                or state == RunState.INTERRUPTED
-                or (state == RunState.FAILED and self._restart_due(task_id, ended or 0, now))
-            )
-            if not due:
-                continue
-            try:
-                run_id = runs_service.start_run(self.rt, task_id, RunTrigger.SUPERVISOR)
-                log.info("started realtime run %s of task %s", run_id, task_id)
-            except runs.RunConflictError:
-                pass  # someone else started it in the meantime
+        if not due:
+            continue
+        try:
+            run_id = runs_service.start_run(rt, task_id, RunTrigger.SUPERVISOR)
+            log.info("started realtime run %s of task %s", run_id, task_id)
+        except runs.RunConflictError:
+            pass  # someone else started it in the meantime
 
 
 def _none_after(step: Callable[[], None]) -> Callable[[], float | None]:

@@ -50,9 +50,14 @@ def stop_deadline_ms(rt: Runtime) -> int:
     return int(rt.settings.stop_deadline_seconds * 1000) + STOP_MARGIN_MS
 
 
+def engine_here(rt: Runtime) -> bool:
+    """Runs started here are executed: by this process or by its worker processes."""
+    return rt.executor is not None or rt.runs_in_worker_processes
+
+
 def _require_engine(rt: Runtime) -> None:
     """Runs start only where something executes them: this process or its worker processes."""
-    if rt.executor is None and not rt.runs_in_worker_processes:
+    if not engine_here(rt):
         raise TaskStartFailed(detail="the engine is not running in this server")
 
 

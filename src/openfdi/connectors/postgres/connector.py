@@ -161,7 +161,7 @@ def _savepoint(conn: psycopg.Connection[Any]) -> AbstractContextManager[Any]:
     return conn.transaction()
 
 
-def _copy_messages(copy: psycopg.Copy, conn: psycopg.Connection[Any]) -> Iterator[Buffer]:
+def copy_messages(copy: psycopg.Copy, conn: psycopg.Connection[Any]) -> Iterator[Buffer]:
     """A `COPY ... TO STDOUT`'s messages (one row each). Those libpq already holds are taken
     from it directly, one C call each: psycopg's per-message generators cost about a
     microsecond a row, which held back a CSV export as much as the server's own work
@@ -234,7 +234,7 @@ class _Slice(RawSlice):
                 ):
                     buffer = bytearray()
                     rows = 0
-                    for data in _copy_messages(copy, conn):  # one row per message
+                    for data in copy_messages(copy, conn):  # one row per message
                         buffer += data
                         rows += 1
                         if len(buffer) >= CHUNK_BYTES:
