@@ -9,6 +9,7 @@ from huaweicloudsdkroma.v2 import (
     CountTasksRequest,
     CreateMultiTaskMappingsRequest,
     CreateMultiTasksRequest,
+    DeleteDatasourceInfoByIdRequest,
     DeleteMultiTaskMappingRequest,
     DeleteTaskRequest,
     InstallMultiTasksRequest,
@@ -207,3 +208,43 @@ def _deleted(sdk, creds, task_id: str) -> bool:  # type: ignore[no-untyped-def]
             raise
         return False
     return True
+
+
+def test_an_abandoned_draft_is_discarded_by_delete_and_holds_no_data_source(
+    sdk, creds, ends: Ends
+) -> None:
+    """init without create leaves a draft (docs/cdc.md): `delete_task` on its id discards it,
+    and until then deleting one of its data sources is refused naming it (never a 500)."""
+    ends.both("CREATE TABLE t (id int PRIMARY KEY)")
+    source = pg_datasource(sdk, creds.instance_id, ends.pg.content(ends.src))
+    target = pg_datasource(sdk, creds.instance_id, ends.pg.content(ends.dst))
+    init = sdk.install_multi_tasks(
+        InstallMultiTasksRequest(
+            instance_id=creds.instance_id,
+            body=MultiTaskInitBody(
+                source_datasource_id=source, target_datasource_id=target, auto_mapping=True
+            ),
+        )
+    )
+    draft = init.body[0].task_id
+    _refused(
+        lambda: sdk.delete_datasource_info_by_id(
+            DeleteDatasourceInfoByIdRequest(instance_id=creds.instance_id, datasource_id=source)
+        ),
+        400,
+        "FDI.3002",
+        draft,
+    )
+    sdk.delete_task(DeleteTaskRequest(instance_id=creds.instance_id, task_id=draft))
+    _refused(  # gone: its mappings too
+        lambda: _mapping(sdk, creds, draft, "t"), 404, "FDI.3081"
+    )
+    _refused(
+        lambda: sdk.delete_task(DeleteTaskRequest(instance_id=creds.instance_id, task_id=draft)),
+        404,
+        "FDI.3081",
+    )
+    for datasource in (source, target):
+        sdk.delete_datasource_info_by_id(
+            DeleteDatasourceInfoByIdRequest(instance_id=creds.instance_id, datasource_id=datasource)
+        )

@@ -360,3 +360,21 @@ def test_add_and_remove_a_table_while_the_task_runs(
     stopped = client.post(f"{BASE}/tasks/batch", data={"csrf": csrf, "action": "stop",
                                                        "task_id": task_id})  # fmt: skip
     assert 'id="success-count">1<' in stopped.text
+
+
+def test_a_refused_create_offers_to_discard_its_draft(
+    client: httpx.Client, csrf: str, demo_runtime: Runtime, pair: tuple[str, str]
+) -> None:
+    reply = _create(client, csrf, pair, auto_mapping=None, tables=["t1", "nokey"])
+    assert reply.status_code == 400
+    draft = re.search(r'name="draft_id" value="([0-9a-z_]+)"', reply.text)
+    assert draft
+    assert f'action="{BASE}/tasks/{draft.group(1)}/delete"' in reply.text
+    assert _drafts(demo_runtime) == 1
+    refused = client.post(f"{BASE}/tasks/{draft.group(1)}/delete", data={"csrf": "forged"})
+    assert refused.status_code == 403
+    assert _drafts(demo_runtime) == 1
+    discarded = client.post(f"{BASE}/tasks/{draft.group(1)}/delete", data={"csrf": csrf})
+    assert (discarded.status_code, discarded.headers["location"]) == (303, f"{BASE}/tasks")
+    assert _drafts(demo_runtime) == 0
+    assert _mappings(demo_runtime, draft.group(1)) == []

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from openfdi.connectors.cdc import my_apply, my_source, pg_apply, pg_source
@@ -656,6 +656,21 @@ def build_cdc_spec(rt: Runtime, run_id: str, task_id: str, trigger: str) -> CdcR
         operations=frozenset(operations.split(",")),
         follows_source=trigger == RunTrigger.SUPERVISOR,
     )
+
+
+def discard_draft(session: Session, scope: Scope, task_id: str) -> bool:
+    """Delete a draft that never became a task, with its mappings; False if there is none."""
+    draft = session.get(CdcTaskRow, task_id)
+    if (
+        draft is None
+        or draft.project_id != scope.project_id
+        or draft.instance_id != scope.instance_id
+        or session.get(TaskRow, task_id) is not None
+    ):
+        return False
+    session.execute(delete(CdcMappingRow).where(CdcMappingRow.task_id == task_id))
+    session.delete(draft)
+    return True
 
 
 def delete_composite(rt: Runtime, session: Session, task: TaskRow) -> None:

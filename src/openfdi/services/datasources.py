@@ -22,7 +22,7 @@ from openfdi.services.lookup import get_datasource_row
 from openfdi.services.paging import like_pattern, record_page
 from openfdi.services.runtime import Runtime
 from openfdi.store.crypto import MASK
-from openfdi.store.tables import DatasourceRow, TaskRow
+from openfdi.store.tables import CdcTaskRow, DatasourceRow, TaskRow
 from openfdi.wire.datasources import (
     DatasourceInfoRequest,
     DatasourceResponse,
@@ -272,6 +272,19 @@ def _uses(datasource_id: str) -> Any:
     )
 
 
+def _draft_using(datasource_id: str) -> Any:
+    """The id of a composite task's draft (init done, create not yet) using the data source."""
+    return (
+        select(CdcTaskRow.task_id)
+        .where(
+            (CdcTaskRow.source_datasource_id == datasource_id)
+            | (CdcTaskRow.target_datasource_id == datasource_id),
+            ~select(TaskRow.id).where(TaskRow.id == CdcTaskRow.task_id).exists(),
+        )
+        .limit(1)
+    )
+
+
 def delete_datasource_info_by_id(rt: Runtime, scope: Scope, datasource_id: str) -> None:
     with rt.db.write() as session:
         row = get_datasource_row(session, scope, datasource_id)
@@ -280,5 +293,11 @@ def delete_datasource_info_by_id(rt: Runtime, scope: Scope, datasource_id: str) 
             raise InvalidParameters(
                 detail=f"the data source is used by task {task.name!r} ({task.id}); "
                 "delete or change that task first"
+            )
+        draft = session.scalar(_draft_using(datasource_id))
+        if draft is not None:
+            raise InvalidParameters(
+                detail=f"the data source is used by composite task {draft}, initialised and "
+                "never created; delete that task (DELETE .../tasks/{task_id}) to discard it"
             )
         session.delete(row)

@@ -22,6 +22,7 @@ from openfdi.errors import (
     InvalidParameter,
     TaskAlreadyRunning,
     TaskDeleteFailed,
+    TaskNotFound,
 )
 from openfdi.services import cdc, dispatches
 from openfdi.services.datasources import in_app
@@ -276,8 +277,15 @@ def update_task(
 
 
 def delete_task(rt: Runtime, scope: Scope, task_id: str) -> None:
+    """Delete a stopped task, or discard a composite task's draft (init done, create never:
+    nothing ran, so nothing is left on the source)."""
     with rt.db.write() as session:
-        task = get_task_row(session, scope, task_id)
+        try:
+            task = get_task_row(session, scope, task_id)
+        except TaskNotFound:
+            if not cdc.discard_draft(session, scope, task_id):
+                raise
+            return
         if task.status == DesiredState.RUNNING.value or _has_active_run(session, task.id):
             raise TaskDeleteFailed(detail="the task is started; stop it first")
         if task.ext_type == "CDC":  # its slot on the source goes first (services/cdc.py)
