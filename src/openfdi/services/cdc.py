@@ -12,11 +12,13 @@ import contextlib
 import datetime as dt
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from openfdi.connectors.cdc import my_apply, my_source, pg_apply, pg_source
@@ -29,6 +31,7 @@ from openfdi.engine.cdc import CdcRunSpec, reset_binlog_position
 from openfdi.engine.spec import Endpoint
 from openfdi.errors import (
     ConnectivityTestFailed,
+    FdiError,
     InvalidParameter,
     MappingInvalid,
     TaskAlreadyRunning,
@@ -132,7 +135,8 @@ def install_multi_tasks(
     if req.auto_mapping:
         pairs = _auto_pairs(source.type, source_content, target.type, target_content)
     now = rt.clock_ms()
-    with rt.db.write() as session:
+    taken = InvalidParameter(name="task_id", detail="A task with this id exists already.")
+    with _lost_race(taken), rt.db.write() as session:
         session.add(
             CdcTaskRow(
                 task_id=task_id,
@@ -331,19 +335,31 @@ def create_multi_tasks(rt: Runtime, scope: Scope, req: MultiTaskRequest) -> Mult
     if source_type == "MYSQL":  # its settings may have changed since init
         _check_binlog_source(source_content)
     now = rt.clock_ms()
+    try:
+        _create_task_row(rt, scope, req.task_id, req, operations, now)
+    except IntegrityError:  # a concurrent create of this draft, or of the name, won
+        with rt.db.read() as session:
+            refusal = _created_or_named(session, scope, req.task_id, req.task_name)
+        if refusal is None:
+            raise
+        raise refusal from None
+    return MultiTaskIdResponse(task_id=req.task_id)
+
+
+def _create_task_row(
+    rt: Runtime,
+    scope: Scope,
+    task_id: str,
+    req: MultiTaskRequest,
+    operations: tuple[str, ...],
+    now: int,
+) -> None:
+    """The draft becomes a task (its `tasks` row), stopped."""
     with rt.db.write() as session:
-        draft = _draft(session, scope, req.task_id)
-        if session.get(TaskRow, draft.task_id) is not None:
-            raise InvalidParameter(name="task_id", detail="This task was created already.")
-        taken = session.scalar(
-            select(TaskRow.id).where(
-                TaskRow.instance_id == scope.instance_id, TaskRow.name == req.task_name
-            )
-        )
-        if taken is not None:
-            raise InvalidParameter(
-                name="task_name", detail=f"A task named {req.task_name!r} exists already."
-            )
+        draft = _draft(session, scope, task_id)
+        refusal = _created_or_named(session, scope, task_id, req.task_name)
+        if refusal is not None:
+            raise refusal
         draft.operation_types = ",".join(operations)
         draft.updated_at = now
         session.add(
@@ -365,7 +381,30 @@ def create_multi_tasks(rt: Runtime, scope: Scope, req: MultiTaskRequest) -> Mult
                 updated_at=now,
             )
         )
-    return MultiTaskIdResponse(task_id=req.task_id)
+
+
+def _created_or_named(
+    session: Session, scope: Scope, task_id: str | None, name: str | None
+) -> InvalidParameter | None:
+    """Why a create of this draft under this name cannot be (None: it can)."""
+    if task_id and session.get(TaskRow, task_id) is not None:
+        return InvalidParameter(name="task_id", detail="This task was created already.")
+    taken = session.scalar(
+        select(TaskRow.id).where(TaskRow.instance_id == scope.instance_id, TaskRow.name == name)
+    )
+    if taken is not None:
+        return InvalidParameter(name="task_name", detail=f"A task named {name!r} exists already.")
+    return None
+
+
+@contextlib.contextmanager
+def _lost_race(refusal: FdiError) -> Iterator[None]:
+    """A unique key broken at commit: a concurrent caller's same write won after our check
+    passed. The late caller gets the answer the check would have given it."""
+    try:
+        yield
+    except IntegrityError as exc:
+        raise refusal from exc
 
 
 def _composite(session: Session, scope: Scope, task_id: str) -> tuple[TaskRow, CdcTaskRow]:
@@ -460,7 +499,8 @@ def create_multi_task_mappings(
     _check_tables(source_type, source, target_type, target, source_table, target_table)
     now = rt.clock_ms()
     mapping_id = new_hex_id()
-    with rt.db.write() as session:
+    mapped = MappingInvalid(detail=f"table {source_table} is mapped already.")
+    with _lost_race(mapped), rt.db.write() as session:
         draft = _draft(session, scope, task_id)
         exists = session.scalar(
             select(CdcMappingRow.id).where(
@@ -469,7 +509,7 @@ def create_multi_task_mappings(
             )
         )
         if exists is not None:
-            raise MappingInvalid(detail=f"table {source_table} is mapped already.")
+            raise mapped
         session.add(
             CdcMappingRow(
                 id=mapping_id,
