@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from typing import Any
 
 import pytest
 
@@ -26,6 +27,42 @@ ENV = {
     "OPENFDI_SQLITE_ROOTS": tempfile.gettempdir(),
 }
 BASE = f"/v2/{PROJECT}/fdi/instances/{INSTANCE}"
+
+
+def start_composite_over_http(
+    served: Served, ends: list[tuple[str, dict[str, Any]]], name: str
+) -> str:
+    """Data sources of the two (type, content) ends, init with auto-mapping, create and start,
+    over raw signed HTTP (the server is another process): the task id."""
+    with signed_client(served.url, AK, SK, PROJECT) as client:
+        ids = []
+        for kind, content in ends:
+            reply = client.post(
+                f"{BASE}/datasources",
+                json={"datasource_name": f"{name}-{kind.lower()}-{len(ids)}",
+                      "datasource_type": kind, "content": content},
+            )  # fmt: skip
+            assert reply.status_code == 201, reply.text
+            ids.append(reply.json()["datasource_id"])
+        init = client.post(
+            f"{BASE}/multi-tasks/init",
+            json={"source_datasource_id": ids[0], "target_datasource_id": ids[1],
+                  "auto_mapping": True},
+        )  # fmt: skip
+        assert init.status_code == 200, init.text
+        task_id = str(init.json()[0]["task_id"])
+        created = client.post(
+            f"{BASE}/multi-tasks",
+            json={"task_name": name, "task_id": task_id, "task_type": "REALTIME",
+                  "operation_types": ["INSERT", "UPDATE", "DELETE"]},
+        )  # fmt: skip
+        assert created.status_code == 200, created.text
+        started = client.post(
+            f"{BASE}/batch-operation/tasks",
+            json={"action_id": "start", "list": [{"task_id": task_id}]},
+        )
+        assert started.json()["success_count"] == 1, started.text
+    return task_id
 
 
 def _caught_up(ends: Ends) -> bool:
@@ -69,34 +106,8 @@ def test_kill_9_of_openfdi_mid_stream_loses_and_duplicates_nothing(ends: Ends, t
     served.start()
     load = Load(ends)
     try:
-        with signed_client(served.url, AK, SK, PROJECT) as client:
-            ids = []
-            for db in (ends.src, ends.dst):
-                reply = client.post(
-                    f"{BASE}/datasources",
-                    json={"datasource_name": f"pg-{db}", "datasource_type": "POSTGRESQL",
-                          "content": ends.pg.content(db)},
-                )  # fmt: skip
-                assert reply.status_code == 201, reply.text
-                ids.append(reply.json()["datasource_id"])
-            init = client.post(
-                f"{BASE}/multi-tasks/init",
-                json={"source_datasource_id": ids[0], "target_datasource_id": ids[1],
-                      "auto_mapping": True},
-            )  # fmt: skip
-            assert init.status_code == 200, init.text
-            task_id = init.json()[0]["task_id"]
-            created = client.post(
-                f"{BASE}/multi-tasks",
-                json={"task_name": "cdc-crash", "task_id": task_id, "task_type": "REALTIME",
-                      "operation_types": ["INSERT", "UPDATE", "DELETE"]},
-            )  # fmt: skip
-            assert created.status_code == 200, created.text
-            started = client.post(
-                f"{BASE}/batch-operation/tasks",
-                json={"action_id": "start", "list": [{"task_id": task_id}]},
-            )
-            assert started.json()["success_count"] == 1, started.text
+        ends_ = [("POSTGRESQL", ends.pg.content(db)) for db in (ends.src, ends.dst)]
+        start_composite_over_http(served, ends_, "cdc-crash")
         wait_for(lambda: snapshotted(ends), timeout=60)
         load.start()
         for _ in range(3):

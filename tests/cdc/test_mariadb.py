@@ -31,10 +31,9 @@ from huaweicloudsdkroma.v2 import (
     MultiTaskRequestBody,
 )
 
-from openfdi.client import signed_client
 from tests.cdc.conftest import Ends, composite_between, start_stop, wait_for
 from tests.cdc.mariaserver import BinlogMariaDB
-from tests.cdc.test_crash import AK, BASE, ENV, PROJECT, SK
+from tests.cdc.test_crash import ENV, start_composite_over_http
 from tests.e2e.process import Served
 from tests.factories import unique
 
@@ -652,35 +651,8 @@ def test_kill_9_of_openfdi_following_mariadb_loses_and_duplicates_nothing(
     served.start()
     load = _Load(maria, mdb)
     try:
-        with signed_client(served.url, AK, SK, PROJECT) as client:
-            ids = []
-            for kind, content in (("MYSQL", maria.content(mdb)),
-                                  ("POSTGRESQL", ends.pg.content(ends.dst))):  # fmt: skip
-                reply = client.post(
-                    f"{BASE}/datasources",
-                    json={"datasource_name": f"ds-{kind.lower()}", "datasource_type": kind,
-                          "content": content},
-                )  # fmt: skip
-                assert reply.status_code == 201, reply.text
-                ids.append(reply.json()["datasource_id"])
-            init = client.post(
-                f"{BASE}/multi-tasks/init",
-                json={"source_datasource_id": ids[0], "target_datasource_id": ids[1],
-                      "auto_mapping": True},
-            )  # fmt: skip
-            assert init.status_code == 200, init.text
-            task_id = init.json()[0]["task_id"]
-            created = client.post(
-                f"{BASE}/multi-tasks",
-                json={"task_name": "mycdc-crash", "task_id": task_id, "task_type": "REALTIME",
-                      "operation_types": ["INSERT", "UPDATE", "DELETE"]},
-            )  # fmt: skip
-            assert created.status_code == 200, created.text
-            started = client.post(
-                f"{BASE}/batch-operation/tasks",
-                json={"action_id": "start", "list": [{"task_id": task_id}]},
-            )
-            assert started.json()["success_count"] == 1, started.text
+        ends_ = [("MYSQL", maria.content(mdb)), ("POSTGRESQL", ends.pg.content(ends.dst))]
+        start_composite_over_http(served, ends_, "mycdc-crash")
         wait_for(lambda: _snapshotted(ends), timeout=60)
         load.start()
         for _ in range(3):
