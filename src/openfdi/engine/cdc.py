@@ -54,6 +54,12 @@ FIRST_USER_OID = 16_384
 """Types with smaller oids are built in: the same oid names the same type on every server."""
 IDLE_CATCH_UP_S = 1.0
 """A catch-up run (not following the source) ends after this long with nothing new."""
+SNAPSHOT_PROGRESS_S = 1.0
+"""How often a snapshot being copied shows its progress in the run's remarks."""
+
+
+class _SnapshotStopped(Exception):
+    """A stop came while a snapshot was being copied: its transaction is rolled back."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +85,8 @@ class _Totals:
     by_table: dict[tuple[str, str], int] = field(default_factory=dict)
     """(source table, kind) -> changes applied."""
     lag_ms: int = 0
+    copying: str = ""
+    """While a snapshot is copied: which table, and how far (the run's remarks show it)."""
 
 
 @dataclass
@@ -139,6 +147,11 @@ class CdcRunner:
             except runs.FencedError:
                 self._close()
                 return RunState.INTERRUPTED
+            except _SnapshotStopped as exc:
+                state, status = RunState.CANCELLED, "RUNTIME_CANCEL"
+                remarks = f"stopped while copying {exc}: the copy was rolled back and is made "
+                remarks += f"again at the next start; {self._summary()}"
+                break
             except Exception as exc:
                 state, status, remarks = _failed(exc)
                 if not isinstance(exc, ConnectorError):
@@ -262,9 +275,13 @@ class CdcRunner:
         started = time.monotonic()
         mapping = {m.source: m for m in self.spec.mappings}
         with pg_source.snapshot_reader(self.spec.source.content, snapshot) as reader:
-            for table in tables:
+            for number, table in enumerate(tables, 1):
                 copied = self._applier.copy_table(
-                    reader, table, mapping[table].target, columns[table]
+                    reader,
+                    table,
+                    mapping[table].target,
+                    columns[table],
+                    progress=self._copy_progress(table, number, len(tables)),
                 )
                 self._totals.read += copied
                 self._totals.applied += copied
@@ -277,6 +294,7 @@ class CdcRunner:
         self._totals.write_ms += (time.monotonic() - started) * 1000
         log.info("cdc run %s: copied %d tables at %s", self.claim.run_id, len(tables),
                  lsn_text(lsn))  # fmt: skip
+        self._totals.copying = ""
         self._record()
         return lsn
 
@@ -570,11 +588,12 @@ class CdcRunner:
         started = time.monotonic()
         mapping = {m.source: m for m in self.spec.mappings}
         with my_source.snapshot(self.spec.source.content) as (conn, position):
-            for table in tables:
+            for number, table in enumerate(tables, 1):
                 copied = self._applier.copy_rows(
                     mapping[table].target,
                     shapes[table].columns,
                     my_source.read_table(conn, shapes[table]),
+                    progress=self._copy_progress(table, number, len(tables)),
                 )
                 self._totals.read += copied
                 self._totals.applied += copied
@@ -587,6 +606,7 @@ class CdcRunner:
         self._totals.write_ms += (time.monotonic() - started) * 1000
         log.info("cdc run %s: copied %d tables at %s", self.claim.run_id, len(tables),
                  my_source.position_text(position))  # fmt: skip
+        self._totals.copying = ""
         if not self._position:
             self._position = position
         self._record()
@@ -735,6 +755,26 @@ class CdcRunner:
             remarks=f"running; {self._summary()}",  # the lag and counts in monitor-logs, live
         )
 
+    def _copy_progress(self, table: TableName, number: int, count: int) -> Callable[[int], None]:
+        """What a table's copy calls as rows go by (at chunk boundaries): a stop ends the copy
+        there, and the run's remarks show how far it is, every SNAPSHOT_PROGRESS_S. A snapshot
+        commits once, at its end, so without this a copy of hours would show nothing."""
+        shown = time.monotonic()
+
+        def seen(rows: int) -> None:
+            nonlocal shown
+            if self.stop_requested.is_set():
+                raise _SnapshotStopped(str(table))
+            if time.monotonic() - shown < SNAPSHOT_PROGRESS_S:
+                return
+            shown = time.monotonic()
+            self._totals.copying = f"table {number} of {count}, {table}: {rows:,} rows so far"
+            with self.db.write_conn() as conn:  # the totals committed so far, and these remarks
+                position = "WRITER" if self._totals.applied else "READER"
+                runs.record_progress(conn, self.claim, self._progress(), position)
+
+        return seen
+
     def _checkpoint(self) -> runs.Checkpoint | None:
         if not self._position:
             return None
@@ -753,7 +793,9 @@ class CdcRunner:
             tables.setdefault(table, []).append(f"{kind.lower()} {n}")
         per_table = "; ".join(f"{table}: {', '.join(parts)}" for table, parts in tables.items())
         return (
-            f"changes read {t.read}, applied {t.applied} (by kind: {kinds}), skipped {t.skipped}; "
+            (f"copying the snapshot ({t.copying}); " if t.copying else "")
+            + f"changes read {t.read}, applied {t.applied} (by kind: {kinds}), "
+            f"skipped {t.skipped}; "
             f"position {self._position_text()}; lag {t.lag_ms} ms"
             + (f"; by table: {per_table}" if per_table else "")
         )

@@ -179,7 +179,13 @@ class MyApplier:
         return ""
 
     def copy_table(
-        self, source: Any, source_table: TableName, target: TableName, columns: Sequence[str]
+        self,
+        source: Any,
+        source_table: TableName,
+        target: TableName,
+        columns: Sequence[str],
+        *,
+        progress: Callable[[int], None] | None = None,
     ) -> int:
         """Replace the target's rows by a PostgreSQL table's, read under the slot's snapshot."""
         cols = ", ".join('"' + c.replace('"', '""') + '"' for c in columns)
@@ -191,14 +197,18 @@ class MyApplier:
                 while rows := cur.fetchmany(5_000):
                     yield [tuple(from_pg_value(v) for v in row) for row in rows]
 
-        return self.copy_rows(target, columns, chunks())
+        return self.copy_rows(target, columns, chunks(), progress=progress)
 
     def copy_rows(
         self,
         target: TableName,
         columns: Sequence[str],
         chunks: Iterable[Sequence[Sequence[Any]]],
+        *,
+        progress: Callable[[int], None] | None = None,
     ) -> int:
+        """Replace the target table's rows by `chunks` of rows (in the open transaction);
+        `progress` hears the rows written so far after each chunk (it may raise, to end it)."""
         table = self.check_columns(target, columns)
         converted = self._converters(table, columns)
         if converted:
@@ -213,6 +223,8 @@ class MyApplier:
             for chunk in chunks:
                 cur.executemany(statement, chunk)
                 count += len(chunk)
+                if progress is not None:
+                    progress(count)
         return count
 
     def _converters(
