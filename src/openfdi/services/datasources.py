@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from openfdi.connectors.errors import (
     ConnectorNotFoundError,
@@ -286,18 +287,35 @@ def _draft_using(datasource_id: str) -> Any:
 
 
 def delete_datasource_info_by_id(rt: Runtime, scope: Scope, datasource_id: str) -> None:
-    with rt.db.write() as session:
-        row = get_datasource_row(session, scope, datasource_id)
-        task = session.scalar(select(TaskRow).where(_uses(datasource_id)).limit(1))
-        if task is not None:
-            raise InvalidParameters(
-                detail=f"the data source is used by task {task.name!r} ({task.id}); "
-                "delete or change that task first"
-            )
-        draft = session.scalar(_draft_using(datasource_id))
-        if draft is not None:
-            raise InvalidParameters(
-                detail=f"the data source is used by composite task {draft}, initialised and "
-                "never created; delete that task (DELETE .../tasks/{task_id}) to discard it"
-            )
-        session.delete(row)
+    try:
+        with rt.db.write() as session:
+            row = get_datasource_row(session, scope, datasource_id)
+            refusal = _in_use(session, datasource_id)
+            if refusal is not None:
+                raise refusal
+            session.delete(row)
+    except IntegrityError as exc:
+        # A task (or draft) using it was created after the check, before the delete: the
+        # foreign key refused the delete. Answer as if the task had been there first.
+        with rt.db.read() as session:
+            refusal = _in_use(session, datasource_id)
+        if refusal is None:
+            raise
+        raise refusal from exc
+
+
+def _in_use(session: Session, datasource_id: str) -> InvalidParameters | None:
+    """Why the data source cannot be deleted now (None: it can)."""
+    task = session.scalar(select(TaskRow).where(_uses(datasource_id)).limit(1))
+    if task is not None:
+        return InvalidParameters(
+            detail=f"the data source is used by task {task.name!r} ({task.id}); "
+            "delete or change that task first"
+        )
+    draft = session.scalar(_draft_using(datasource_id))
+    if draft is not None:
+        return InvalidParameters(
+            detail=f"the data source is used by composite task {draft}, initialised and "
+            "never created; delete that task (DELETE .../tasks/{task_id}) to discard it"
+        )
+    return None

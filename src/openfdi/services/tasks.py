@@ -19,6 +19,7 @@ from openfdi.domain.states import DesiredState, ExecuteStatus, TaskType
 from openfdi.domain.task_detail import TaskDetailError, parse_task_detail
 from openfdi.errors import (
     DatasourceNotFound,
+    FdiError,
     InvalidParameter,
     TaskAlreadyRunning,
     TaskDeleteFailed,
@@ -181,7 +182,18 @@ def _task_wire(task: TaskRow, source: DatasourceRow, target: DatasourceRow) -> C
     )
 
 
-def _duplicate(name: str) -> InvalidParameter:
+def _lost_race(rt: Runtime, scope: Scope, req: CreateCommonTaskRequest, name: str) -> FdiError:
+    """Why a create or update that passed its checks broke a constraint at commit: a data
+    source it names was deleted meanwhile (the foreign key), or another task took the name."""
+    with rt.db.read() as session:
+        for field, datasource_id in (
+            ("source_datasource_id", req.task.source_datasource_id),
+            ("target_datasource_id", req.task.target_datasource_id),
+        ):
+            try:
+                _endpoint(session, scope, field, datasource_id)
+            except InvalidParameter as gone:
+                return gone
     return InvalidParameter(name="task_name", detail=f"A task named {name!r} exists already.")
 
 
@@ -219,7 +231,7 @@ def create_common_task(
             session.flush()
             return _task_wire(task, source, target)
     except IntegrityError as exc:
-        raise _duplicate(valid.name) from exc
+        raise _lost_race(rt, scope, req, valid.name) from exc
 
 
 def show_task(rt: Runtime, scope: Scope, task_id: str) -> CommonTaskResponse:
@@ -273,7 +285,7 @@ def update_task(
             session.flush()
             return _task_wire(task, source, target)
     except IntegrityError as exc:
-        raise _duplicate(valid.name) from exc
+        raise _lost_race(rt, scope, req, valid.name) from exc
 
 
 def delete_task(rt: Runtime, scope: Scope, task_id: str) -> None:
