@@ -35,6 +35,7 @@ from openfdi import memory
 from openfdi.connectors.registry import Registry
 from openfdi.domain.states import RunState
 from openfdi.engine.cdc import CdcRunner, CdcRunSpec
+from openfdi.engine.loops import LoopService
 from openfdi.engine.metrics import RUNS
 from openfdi.engine.runner import EngineSettings, Runner
 from openfdi.engine.spec import RunSpec
@@ -101,7 +102,9 @@ class LocalExecutor:
         ]
         for worker in self._workers:
             worker.start()
-        self._renewer = threading.Thread(target=self._renew_loop, name="lease-renewer", daemon=True)
+        # Every third of the lease: a lease survives one failed or late renewal.
+        interval = self.lease_ms / 1000 / 3
+        self._renewer = LoopService("lease-renewer", self._renew, interval, closing=self._closing)
         self._renewer.start()
 
     def submit(
@@ -298,31 +301,31 @@ class LocalExecutor:
         if active is not None and active.on_end is not None:
             active.on_end(state, claim)
 
-    def _renew_loop(self) -> None:
-        interval = self.lease_ms / 1000 / 3
-        while not self._closing.wait(interval):
-            waited_long = time.monotonic() - interval
-            with self._lock:
-                runners = [a.runner for a in self._active.values() if a.runner is not None]
-                queued = [
-                    run_id
-                    for run_id, a in self._active.items()
-                    if a.runner is None and a.queued_at < waited_long
-                ]
+    def _renew(self) -> None:
+        """One pass of the lease renewal: renew the leases of the runs executing here, and
+        reserve those queued longer than the interval."""
+        waited_long = time.monotonic() - self._renewer.interval_s
+        with self._lock:
+            runners = [a.runner for a in self._active.values() if a.runner is not None]
+            queued = [
+                run_id
+                for run_id, a in self._active.items()
+                if a.runner is None and a.queued_at < waited_long
+            ]
+        try:
+            runs.reserve(self.db, queued, self.owner, self.clock_ms(), self.lease_ms)
+        except Exception:
+            log.exception("reserving %d queued runs failed", len(queued))
+        for runner in runners:
             try:
-                runs.reserve(self.db, queued, self.owner, self.clock_ms(), self.lease_ms)
+                runs.renew(self.db, runner.claim, self.clock_ms(), self.lease_ms)
+            except runs.FencedError:
+                if not self.is_active(runner.claim.run_id):
+                    continue  # it ended (or handed its step over) meanwhile
+                log.warning("run %s was taken over; stopping it", runner.claim.run_id)
+                runner.force()
             except Exception:
-                log.exception("reserving %d queued runs failed", len(queued))
-            for runner in runners:
-                try:
-                    runs.renew(self.db, runner.claim, self.clock_ms(), self.lease_ms)
-                except runs.FencedError:
-                    if not self.is_active(runner.claim.run_id):
-                        continue  # it ended (or handed its step over) meanwhile
-                    log.warning("run %s was taken over; stopping it", runner.claim.run_id)
-                    runner.force()
-                except Exception:
-                    log.exception("lease renewal of run %s failed", runner.claim.run_id)
+                log.exception("lease renewal of run %s failed", runner.claim.run_id)
 
     def shutdown(self, timeout_s: float = 5.0) -> None:
         """Stop every run (gracefully, then forced at the deadline) and wait for them.
