@@ -62,6 +62,7 @@ def _step_outcomes(workers: Workers, run_id: str) -> list[str]:
 
 
 @STEPS
+@pytest.mark.parametrize("broker", ["amqp", "redis"])
 def test_a_realtime_run_follows_its_source_as_a_chain_of_steps_then_stops(  # type: ignore[no-untyped-def]
     runtime: Runtime, workers: Workers, sdk, creds, signed, base_path, pg_schema
 ) -> None:
