@@ -126,6 +126,14 @@ class Settings(BaseSettings):
         description="RabbitMQ only: AMQP heartbeat; a worker cut off the network is noticed "
         "after about two of them, and the broker then delivers its runs' messages again",
     )
+    celery_step_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="Celery workers only: a run that can resume past what it committed (a "
+        "REALTIME task's, an incremental or sliced copy) executes as steps of about this long, "
+        "each a broker message of its own (a lost worker costs one step); 0: each run is one "
+        "message, held until the run ends",
+    )
     celery_visibility_timeout_seconds: float = Field(
         default=3600.0,
         gt=0,

@@ -74,7 +74,16 @@ def queue(broker: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def celery_settings(tmp_path: Path, postgres_url: str, broker: str, queue: str) -> Settings:
+def step_seconds() -> float:
+    """The workers' step budget (OPENFDI_CELERY_STEP_SECONDS); a test sets another with
+    parametrize."""
+    return Settings.model_fields["celery_step_seconds"].default  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def celery_settings(
+    tmp_path: Path, postgres_url: str, broker: str, queue: str, step_seconds: float
+) -> Settings:
     return make_settings(tmp_path / "server", postgres_url, engine=True).model_copy(
         update={
             "executor": "celery",
@@ -84,6 +93,7 @@ def celery_settings(tmp_path: Path, postgres_url: str, broker: str, queue: str) 
             # A worker cut off the network loses its broker connection within seconds.
             "celery_broker_heartbeat_seconds": 2.0,
             "celery_visibility_timeout_seconds": REDIS_VISIBILITY_S,
+            "celery_step_seconds": step_seconds,
             "secret_key": Fernet.generate_key().decode(),
         }
     )
@@ -134,6 +144,7 @@ class Workers:
             "OPENFDI_STOP_DEADLINE_SECONDS": str(s.stop_deadline_seconds),
             "OPENFDI_CELERY_BROKER_HEARTBEAT_SECONDS": str(s.celery_broker_heartbeat_seconds),
             "OPENFDI_CELERY_VISIBILITY_TIMEOUT_SECONDS": str(s.celery_visibility_timeout_seconds),
+            "OPENFDI_CELERY_STEP_SECONDS": str(s.celery_step_seconds),
         }
 
     def log(self, index: int) -> Path:

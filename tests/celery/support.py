@@ -88,6 +88,7 @@ def copy_task(  # type: ignore[no-untyped-def]
     row_sleep_s: float = 0.0,
     task_type: str = "TIMING",
     incremental: bool = False,
+    parallelism: int = 1,
 ) -> str:
     """A task copying `src` into `target_table` (upsert on id), through the SDK; each source
     row costs `row_sleep_s` to read, so that a run lasts as long as a test needs."""
@@ -101,6 +102,8 @@ def copy_task(  # type: ignore[no-untyped-def]
         "targetSelectedDatasource": {
             "table": target_table, "writeMode": "upsert", "keyColumns": ["id"]},
     }  # fmt: skip
+    if parallelism > 1:
+        detail["parallelism"] = parallelism
     reply = sdk.create_common_task(
         CreateCommonTaskRequest(
             instance_id=creds.instance_id,
@@ -139,7 +142,9 @@ def ended(rt: Runtime, task_ids: list[str], count: int | None = None) -> list[Ru
 
 
 def owner_pid(owner: str | None) -> int:
-    """The process id in a Celery worker's lease owner, `celery:run:<host>:<pid>:<hex>`."""
+    """The process id in a Celery worker's lease owner, `celery:run:<host>:<pid>:<hex>`
+    (`celery:step:…` for a worker executing runs as steps)."""
     assert owner is not None
-    assert owner.startswith("celery:run:"), owner
+    assert owner.startswith(("celery:run:", "celery:step:")), owner
+    assert owner != "celery:step:handoff", owner
     return int(owner.split(":")[3])

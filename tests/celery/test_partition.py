@@ -27,6 +27,13 @@ from tests.celery.support import (
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 
+@pytest.fixture
+def step_seconds() -> float:
+    """Whole runs: these tests count each run's claims (its epoch) to prove one takeover; a
+    run's steps, each a claim, are tested in test_steps.py."""
+    return 0.0
+
+
 def test_a_partitioned_hosts_run_is_taken_over_and_its_late_writes_refused(  # type: ignore[no-untyped-def]
     hosts: list[Host], runtime: Runtime, workers: Workers, sdk, creds, signed, base_path, pg_schema
 ) -> None:

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from openfdi.services import loops
-from openfdi.services.loops import LoopService
+from openfdi.engine import loops
+from openfdi.engine.loops import LoopService
 
 
 def test_a_failing_step_is_logged_and_the_loop_goes_on(caplog: pytest.LogCaptureFixture) -> None:

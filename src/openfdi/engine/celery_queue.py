@@ -6,7 +6,9 @@ database (store/runs.py `claim`: lease and fencing epoch), so the broker only ca
 never decides it: a duplicated or redelivered message of a run that is claimed or ended finds
 nothing to take. Messages are acknowledged late (when the run ends) and rejected back to the
 queue when their worker is lost, so a lost worker's run is delivered again and taken over once
-its lease lapses (services/celery_worker.py).
+its lease lapses (services/celery_worker.py). A run executed as bounded steps gets one message
+per step: its worker publishes the next step's (the run id, and the epoch of the step that
+ended) as the step ends.
 
 The dispatcher publishes from a thread of its own: a burst of scheduled fires never waits for
 the broker, and a broker outage only delays publishing (the runs wait, reserved, in the
@@ -35,7 +37,8 @@ from openfdi.store.db import Database
 log = logging.getLogger(__name__)
 
 RUN_TASK = "openfdi.run"
-"""The Celery task name of a run's message; its argument is the run id."""
+"""The Celery task name of a run's message; its arguments are the run id and, for a step's
+message, the epoch of the step before (services/celery_worker.py)."""
 _PUBLISH_RETRY_S = 1.0
 REPUBLISH_AFTER_S = 300.0
 """A run still waiting in the broker after this long is published again."""

@@ -14,6 +14,10 @@ Stop is two-phase: `stop()` asks the runner to finish at its next batch boundary
 bounded to ~0.2 s of work); if it has not ended by the deadline, its connectors' running
 statements are cancelled, and if even that does not end it within a margin, the run is closed
 as cancelled from here, which fences the stuck thread out of any further write.
+
+Under the Celery executor (services/celery_worker.py) runs may execute as bounded steps
+(`step_s`): a runner whose step ended returns RUNNING, and the submitter, told through
+`on_end`, hands the run over to its next step.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from openfdi import memory
 from openfdi.connectors.registry import Registry
 from openfdi.domain.states import RunState
 from openfdi.engine.cdc import CdcRunner, CdcRunSpec
+from openfdi.engine.loops import LoopService
 from openfdi.engine.metrics import RUNS
 from openfdi.engine.runner import EngineSettings, Runner
 from openfdi.engine.spec import RunSpec
@@ -56,6 +61,11 @@ class _Active:
     interrupt: bool = False
     runner: Runner | CdcRunner | None = None
     deadline_timer: threading.Timer | None = None
+    after: int = 0
+    """The epoch its claim comes after (a step's message names the step before)."""
+    on_end: Callable[[RunState | None, runs.Claim | None], None] | None = None
+    """Told, once the executor let go of the run, the state its runner returned (RUNNING: a
+    step ended) and its claim; (None, None) when it was not claimed or not run here."""
 
 
 class LocalExecutor:
@@ -70,6 +80,7 @@ class LocalExecutor:
         stop_deadline_s: float = 1.0,
         abandon_margin_s: float = 2.0,
         workers: int = 8,
+        step_s: float = 0.0,
     ) -> None:
         self.db = db
         self.registry = registry
@@ -78,6 +89,8 @@ class LocalExecutor:
         self.lease_ms = int(lease_s * 1000)
         self.stop_deadline_s = stop_deadline_s
         self.abandon_margin_s = abandon_margin_s
+        self.step_s = step_s
+        """Runs execute as steps of about this long (engine/runner.py; 0: whole)."""
         self.owner = f"local-{uuid.uuid4().hex[:12]}"
         self._active: dict[str, _Active] = {}
         self._lock = threading.Lock()
@@ -89,19 +102,35 @@ class LocalExecutor:
         ]
         for worker in self._workers:
             worker.start()
-        self._renewer = threading.Thread(target=self._renew_loop, name="lease-renewer", daemon=True)
+        # Every third of the lease: a lease survives one failed or late renewal.
+        interval = self.lease_ms / 1000 / 3
+        self._renewer = LoopService("lease-renewer", self._renew, interval, closing=self._closing)
         self._renewer.start()
 
-    def submit(self, run_id: str, describe: Callable[[], RunSpec | CdcRunSpec]) -> None:
+    def submit(
+        self,
+        run_id: str,
+        describe: Callable[[], RunSpec | CdcRunSpec],
+        *,
+        after: int = 0,
+        on_end: Callable[[RunState | None, runs.Claim | None], None] | None = None,
+    ) -> None:
         """Queue a created run; returns at once.
 
         A worker claims the run (it does nothing if someone else did), then calls `describe`
         for what to run; the caller (the scheduler, an API request) never waits for either.
+        `after` and `on_end`: see `_Active`.
         """
         with self._lock:
             if run_id in self._active or self._closing.is_set():
-                return
-            self._active[run_id] = _Active(describe)
+                ignored = True
+            else:
+                ignored = False
+                self._active[run_id] = _Active(describe, after=after, on_end=on_end)
+        if ignored:
+            if on_end is not None:
+                on_end(None, None)
+            return
         self._queue.put(run_id)
 
     def active_run_ids(self) -> set[str]:
@@ -192,7 +221,8 @@ class LocalExecutor:
 
     def _prepare(self, run_id: str, active: _Active) -> Runner | CdcRunner | None:
         """Claim the run and build its runner; None if it is not ours to run."""
-        claim = runs.claim(self.db, run_id, self.owner, self.clock_ms(), self.lease_ms)
+        now = self.clock_ms()
+        claim = runs.claim(self.db, run_id, self.owner, now, self.lease_ms, after=active.after)
         if claim is None:
             return None
         try:
@@ -234,6 +264,7 @@ class LocalExecutor:
                     stop_requested=active.stop_requested,
                     forced=active.forced,
                     interrupting=active.interrupt,
+                    step_s=self.step_s,
                 )
                 active.runner = runner
         if runner is None:
@@ -245,15 +276,21 @@ class LocalExecutor:
 
     def _run(self, runner: Runner | CdcRunner) -> None:
         run_id = runner.claim.run_id
+        state: RunState | None = None
         try:
             state = runner.run()
-            log.info("run %s of task %s ended %s", run_id, runner.spec.task_id, state)
+            if state is RunState.RUNNING:
+                log.info("run %s of task %s ended a step", run_id, runner.spec.task_id)
+            else:
+                log.info("run %s of task %s ended %s", run_id, runner.spec.task_id, state)
         except Exception:
             log.exception("run %s ended unexpectedly", run_id)
         finally:
-            self._release(run_id)
+            self._release(run_id, state, runner.claim)
 
-    def _release(self, run_id: str) -> None:
+    def _release(
+        self, run_id: str, state: RunState | None = None, claim: runs.Claim | None = None
+    ) -> None:
         with self._lock:
             active = self._active.pop(run_id, None)
         if active is not None:
@@ -261,30 +298,34 @@ class LocalExecutor:
             if active.deadline_timer is not None:
                 active.deadline_timer.cancel()
         memory.trim()  # what the run's batches freed goes back, before the next run
+        if active is not None and active.on_end is not None:
+            active.on_end(state, claim)
 
-    def _renew_loop(self) -> None:
-        interval = self.lease_ms / 1000 / 3
-        while not self._closing.wait(interval):
-            waited_long = time.monotonic() - interval
-            with self._lock:
-                runners = [a.runner for a in self._active.values() if a.runner is not None]
-                queued = [
-                    run_id
-                    for run_id, a in self._active.items()
-                    if a.runner is None and a.queued_at < waited_long
-                ]
+    def _renew(self) -> None:
+        """One pass of the lease renewal: renew the leases of the runs executing here, and
+        reserve those queued longer than the interval."""
+        waited_long = time.monotonic() - self._renewer.interval_s
+        with self._lock:
+            runners = [a.runner for a in self._active.values() if a.runner is not None]
+            queued = [
+                run_id
+                for run_id, a in self._active.items()
+                if a.runner is None and a.queued_at < waited_long
+            ]
+        try:
+            runs.reserve(self.db, queued, self.owner, self.clock_ms(), self.lease_ms)
+        except Exception:
+            log.exception("reserving %d queued runs failed", len(queued))
+        for runner in runners:
             try:
-                runs.reserve(self.db, queued, self.owner, self.clock_ms(), self.lease_ms)
+                runs.renew(self.db, runner.claim, self.clock_ms(), self.lease_ms)
+            except runs.FencedError:
+                if not self.is_active(runner.claim.run_id):
+                    continue  # it ended (or handed its step over) meanwhile
+                log.warning("run %s was taken over; stopping it", runner.claim.run_id)
+                runner.force()
             except Exception:
-                log.exception("reserving %d queued runs failed", len(queued))
-            for runner in runners:
-                try:
-                    runs.renew(self.db, runner.claim, self.clock_ms(), self.lease_ms)
-                except runs.FencedError:
-                    log.warning("run %s was taken over; stopping it", runner.claim.run_id)
-                    runner.force()
-                except Exception:
-                    log.exception("lease renewal of run %s failed", runner.claim.run_id)
+                log.exception("lease renewal of run %s failed", runner.claim.run_id)
 
     def shutdown(self, timeout_s: float = 5.0) -> None:
         """Stop every run (gracefully, then forced at the deadline) and wait for them.

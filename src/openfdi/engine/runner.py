@@ -13,6 +13,12 @@ again through the row path, so its bad rows are still reported one by one.
 A TIMING copy whose task asks for `parallelism` is cut into key-range slices copied at once, each
 on its own thread with its own connections, each committing and checkpointing on its own (see
 `engine/slices.py`); the run ends when every slice has, and fails when one does.
+
+Under the Celery executor a run may execute as bounded steps (`Runner.step_s`): past the budget,
+at the next batch boundary after the target's commit and the checkpoint, a run that resumes past
+what it committed (it follows its source, reads incrementally, or is sliced) returns RUNNING
+without ending: the run stays `running`, and its next step, the same run claimed again, starts
+from that checkpoint exactly as a takeover after a crash does. Its totals go on from the claim's.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import datetime as dt
 import decimal
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Sequence
@@ -165,6 +172,12 @@ class Runner:
     interrupting: bool = False
     """Stopped because this server shuts down: the run ends INTERRUPTED, so that a started task
     resumes when a server starts again (a user's stop ends it CANCELLED)."""
+    step_s: float = 0.0
+    """The step budget (0: the run executes whole): past it, `run` returns RUNNING at the next
+    batch boundary where the run can resume from what it committed, without ending the run."""
+    _step_ends_at: float = math.inf
+    _stepped: bool = False
+    """The step ended (budget spent): the passes return, and the run is handed over."""
     _connectors: list[Connector] = field(default_factory=list)
     _held: runs.Checkpoint | None = None
     """The last batch's checkpoint, when the run ends with it: written with the run's end."""
@@ -182,6 +195,12 @@ class Runner:
     _recording: threading.Lock = field(default_factory=threading.Lock)
     """Slices record their batches one at a time (totals, metadata checkpoint)."""
 
+    def __post_init__(self) -> None:
+        if self.claim.progress is not None:  # a later step, or a takeover: one run, one count
+            p = self.claim.progress
+            self._totals = _Totals(p.data_count, p.dirty_data_count, p.data_size_bytes,
+                                   p.read_ms, p.write_ms)  # fmt: skip
+
     def stop(self, *, interrupt: bool = False) -> None:
         self.interrupting = self.interrupting or interrupt
         self.stop_requested.set()
@@ -196,22 +215,52 @@ class Runner:
             connector.cancel()
 
     def run(self) -> RunState:
-        """Execute the run to its end and record the outcome; returns the final state."""
+        """Execute the run to its end and record the outcome; returns the final state, or
+        RUNNING when the step ended (`step_s`) and the run goes on in a next step."""
         started = time.monotonic()
+        if self.step_s > 0:
+            self._step_ends_at = started + self.step_s
         try:
             state = self._run()
         finally:
             BACKLOGS.forget(self.spec.task_id)
-        RUNS.ended(self.spec.task_type.value, state.value, time.monotonic() - started)
+        if state is not RunState.RUNNING:
+            RUNS.ended(self.spec.task_type.value, state.value, time.monotonic() - started)
         return state
+
+    def _step_over(self) -> bool:
+        """Whether the step ends at this batch boundary (called after a committed and
+        checkpointed batch, or an idle one): its budget is spent, and the next step can resume
+        past what this one committed. Any other run goes on to its end."""
+        if self._stepped:
+            return True
+        if time.monotonic() < self._step_ends_at:
+            return False
+        if self._steppable():
+            self._stepped = True
+        else:
+            self._step_ends_at = math.inf  # a full read: it cannot resume, so it runs whole
+        return self._stepped
+
+    def _steppable(self) -> bool:
+        """Whether the run executes as steps: a budget is set, and a next step can resume
+        past what this one committed."""
+        return self.step_s > 0 and (
+            self.spec.follows_source or self._sliced or self._resumes_past_commits()
+        )
 
     def _run(self) -> RunState:
         outcome, remarks = SUCCEEDED, None
         try:
             self._watermark = self._start_watermark()
             self._copy_retrying()
+            if self.stop_requested.is_set() and self.interrupting and self._steppable():
+                # Its worker shuts down, at a batch boundary: another takes the next step.
+                return RunState.RUNNING
             if self.stop_requested.is_set():
                 outcome, remarks = STOPPED, "stopped"
+            elif self._stepped:
+                return RunState.RUNNING  # its next step goes on from the checkpoint
         except Exception as exc:
             outcome, remarks = outcome_of(exc), reason_of(exc)
             if outcome is FENCED:
@@ -401,10 +450,14 @@ class Runner:
                 watermark = self._pass(
                     source, target, read_plan, write_plan, totals, watermark, lane
                 )
+            if self._stepped:
+                return
             if not spec.follows_source:
-                if totals.rows == 0 and totals.dirty == 0:
+                if self._committed == 0 and totals.dirty == 0:
                     # Nothing moved, but the (possibly new) run still records its totals.
                     self._commit(totals, watermark, [], ends_run=True)
+                return
+            if self._step_over():
                 return
             self.stop_requested.wait(self.settings.poll_interval_s)
 
@@ -449,7 +502,7 @@ class Runner:
             thread.join()
         if failures:
             raise failures[0]
-        if self.stop_requested.is_set():
+        if self.stop_requested.is_set() or self._stepped:
             return  # the plan stays: the next run resumes every slice from its position
         # Every slice reached its end: the next run cuts a new plan.
         target.save_position(slices.plan_key(self.spec.task_id), json.dumps({"done": True}))
@@ -550,8 +603,8 @@ class Runner:
             watermark = self._pass(source, target, read_plan, write_plan, totals, watermark, lane)
         with self._recording:
             self._joined(totals)
-        if self._halted():
-            return  # its position is where the next run resumes it
+        if self._halted() or self._stepped:
+            return  # its position is where the next run (or step) resumes it
         done = slices.SliceState(None if watermark is None else int(watermark), done=True)
         target.save_position(lane.key, slices.encode_state(done))
         target.commit()
@@ -577,8 +630,8 @@ class Runner:
             if batch is None:
                 return watermark
             if not batch.rows and not batch.refused and not batch.last:
-                if self._halted():  # an idle following read: a chance to stop
-                    return watermark
+                if self._halted() or self._step_over():  # an idle following read: a chance
+                    return watermark  # to stop, or to end the step
                 continue
             started = time.perf_counter()
             before = watermark
@@ -601,7 +654,8 @@ class Runner:
             self._record(totals, written, nbytes, rejected, lane.checkpoint(watermark), ends_run)
             if acknowledge is not None:
                 acknowledge()  # only now may the source forget the batch (target, checkpoint)
-            if self._halted():
+            # The batch that ends the run is checkpointed with its end: no step ends there.
+            if self._halted() or (not ends_run and self._step_over()):
                 return watermark
 
     def _raw_pass(
@@ -652,7 +706,7 @@ class Runner:
                 totals.read_ms += timed.read_ms
                 totals.write_ms += (time.perf_counter() - started) * 1000 - timed.read_ms
                 self._record(totals, written, nbytes, rejected, lane.checkpoint(watermark))
-                if self._halted():
+                if self._halted() or self._step_over():
                     return watermark
 
     def _resume_at(self, target: Positions) -> str | None:

@@ -14,9 +14,22 @@ runs anything twice, however often the broker delivers it:
   message) or a delivery after the owner was lost (the lease lapses: take the run over from its
   checkpoint; the new epoch fences the old owner out should it come back).
 
-A run that follows its source (a started REALTIME task's) never ends by itself: once claimed it
-goes on in a thread of the executor, and its message is acknowledged then. If its worker is
-lost, the supervisor closes it after the lease and starts another.
+Bounded steps (OPENFDI_CELERY_STEP_SECONDS, default 5 s): a run that can resume past what it
+committed (a started REALTIME task's, an incremental or sliced copy) ends a step at the first
+batch boundary past the budget, after the target's commit and the checkpoint (engine/runner.py).
+Its worker then publishes the message of the next step (the run id, and the epoch of the step
+that ended), hands the run off (store/runs.py `hand_off`: still `running`, its lease lapsed
+under `HANDOFF_OWNER`), and only then lets the step's message be acknowledged. Whichever worker
+gets the next message claims the run at once (epoch + 1) and goes on from the checkpoint; only
+that message may claim a handed-off run, so a duplicate of an earlier step's message never
+starts a second chain. A lost worker costs the step it was executing: that message comes back
+and takes the run over when the lease lapses. A stop between two steps ends the run there and
+then (store/runs.py `_stop`); a stop during a step, at its next batch boundary, as ever.
+
+With steps off (0), or for a composite (CDC) run, which executes whole, a run that follows its
+source never ends by itself: once claimed it goes on in a thread of the executor, and its
+message is acknowledged then. If its worker is lost, the supervisor closes it after the lease
+(and, for a stepping worker's run, the broker's grace) and starts another.
 """
 
 from __future__ import annotations
@@ -44,6 +57,8 @@ log = logging.getLogger(__name__)
 _STOP_CHECK_S = 0.1
 _WAIT_POLL_S = 0.05
 _LEASE_POLL_S = 0.5
+_HANDOFF_POLL_S = 0.01
+"""How often the next step's message, delivered before its run was handed off, looks again."""
 _REQUEUE_PAUSE_S = 1.0
 
 
@@ -51,12 +66,17 @@ class _WorkerProcess:
     """What one worker process needs to execute runs; built in the process that uses it (a
     prefork pool's children each build their own after the fork)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, app: Celery) -> None:
         from openfdi.services.runtime import Runtime  # the runtime imports the engine: lazily
 
+        self.app = app
+        self.queue = settings.celery_queue
         self.rt = Runtime.open(settings, migrate=False)
         self.executor: LocalExecutor = self.rt.start_local_engine()
-        self.executor.owner = broker_owner("run")  # no run submitted yet: safe to rename
+        # No run submitted yet: safe to rename, and to set the steps.
+        self.stepping = settings.celery_step_seconds > 0
+        self.executor.step_s = settings.celery_step_seconds
+        self.executor.owner = broker_owner("step" if self.stepping else "run")
         self.lease_ms = self.executor.lease_ms
         self.closing = threading.Event()
         self._stopper = threading.Thread(target=self._stop_loop, name="stop-check", daemon=True)
@@ -72,7 +92,7 @@ class _WorkerProcess:
             except Exception:  # a database hiccup: the next check
                 log.exception("checking for stopped runs failed")
 
-    def execute(self, run_id: str) -> str:
+    def execute(self, run_id: str, after: int = 0) -> str:
         """Handle one delivery of the run's message; what happened, for the worker's log.
 
         Until the run is claimed, a metadata database out of reach sends the message back to
@@ -81,67 +101,120 @@ class _WorkerProcess:
         if self.closing.is_set():
             raise Reject("the worker is shutting down", requeue=True)
         try:
-            return self._deliver(run_id)
+            return self._deliver(run_id, after)
         except DBAPIError as exc:
             log.warning("run %s: the metadata database failed (%s); message requeued", run_id, exc)
             self.closing.wait(_REQUEUE_PAUSE_S)
             raise Reject(str(exc), requeue=True) from exc
 
-    def _deliver(self, run_id: str) -> str:
+    def _deliver(self, run_id: str, after: int) -> str:
         view = runs.lease_view(self.rt.db, run_id)
         if view is None:
             return "gone"  # its task was deleted
-        if view.state is RunState.RUNNING and not self._owner_lost(run_id, view):
+        if view.state is RunState.RUNNING and not self._may_take(run_id, view, after):
             return "claimed elsewhere"
         if view.state not in (RunState.STARTING, RunState.RUNNING):
             return f"already {view.state.value}"
-        return self._run(run_id, view.task_id)
+        return self._run(run_id, view.task_id, after)
 
-    def _owner_lost(self, run_id: str, view: runs.LeaseView) -> bool:
-        """Watch a running run's lease until its owner renews it (alive: False) or it lapses
-        (lost: True, the run may be taken over); False as well if the run ends meanwhile."""
-        seen = view.lease_expires_at
+    def _may_take(self, run_id: str, view: runs.LeaseView, after: int) -> bool:
+        """Whether this message (published after epoch `after`) may claim the running run:
+        watch its lease until it is handed off to a next step (True for that step's message
+        only), lapses (its owner was lost: True, the run may be taken over) or is renewed (its
+        owner is alive: False); False as well if the run ends meanwhile.
+
+        The next step's message is published just before the step that published it hands the
+        run off: it waits for that, briefly, looking often."""
+        seen = view
         while not self.closing.is_set():
-            if seen is None or seen < self.rt.clock_ms():
+            if seen.handed_off:
+                return seen.epoch == after
+            expires = seen.lease_expires_at
+            now_ms = self.rt.clock_ms()
+            if expires is None or expires < now_ms:
                 return True
-            time.sleep(min(_LEASE_POLL_S, (seen - self.rt.clock_ms()) / 1000 + 0.05))
+            pause = min(_LEASE_POLL_S, (expires - now_ms) / 1000 + 0.05)
+            time.sleep(_HANDOFF_POLL_S if seen.epoch == after else pause)
             now = runs.lease_view(self.rt.db, run_id)
             if now is None or now.state is not RunState.RUNNING:
                 return False
-            if now.lease_expires_at is not None and now.lease_expires_at > seen:
-                return False  # renewed: its owner is alive
-            seen = now.lease_expires_at
+            next_step = seen.epoch == after and now.epoch == after
+            renewed = now.lease_expires_at is not None and now.lease_expires_at > expires
+            if renewed and not now.handed_off and not next_step:
+                return False  # renewed (or claimed by another step): its owner is alive
+            seen = now
         return False
 
-    def _run(self, run_id: str, task_id: str) -> str:
-        """Claim and execute the run on this process's executor; return when it ends, or when
-        it turns out to follow its source (it then goes on in a thread of its own)."""
+    def _run(self, run_id: str, task_id: str, after: int) -> str:
+        """Claim and execute the run on this process's executor; return when it ends or its
+        step does (the next step is then published), or when it turns out to follow its
+        source without steps (it then goes on in a thread of its own)."""
         from openfdi.services.runs import build_spec
 
         described: list[RunSpec | CdcRunSpec] = []
+        ended: list[tuple[RunState | None, runs.Claim | None]] = []
+        done = threading.Event()
 
         def describe() -> RunSpec | CdcRunSpec:
             spec = build_spec(self.rt, run_id, task_id)
             described.append(spec)
             return spec
 
-        self.executor.submit(run_id, describe)  # claims it; nothing if someone else did
-        while self.executor.is_active(run_id):
-            if described and described[0].follows_source:
+        def on_end(state: RunState | None, claim: runs.Claim | None) -> None:
+            ended.append((state, claim))
+            done.set()
+
+        # Claims it (nothing if someone else did), and tells `on_end` when it is done here.
+        self.executor.submit(run_id, describe, after=after, on_end=on_end)
+        while not done.wait(_WAIT_POLL_S):
+            if described and described[0].follows_source and not self._steps(described[0]):
                 return "following its source"
-            time.sleep(_WAIT_POLL_S)
+        state, claim = ended[0]
+        if state is RunState.RUNNING and claim is not None:
+            return self._next_step(claim)
         if described:
             return "ended"
-        after = runs.lease_view(self.rt.db, run_id)
-        if after is not None and after.state is RunState.STARTING:
+        view = runs.lease_view(self.rt.db, run_id)
+        if view is not None and view.state is RunState.STARTING:
             # Not claimed by anyone: the claim failed here (the database, its log says why).
             self.closing.wait(_REQUEUE_PAUSE_S)
             raise Reject("the run could not be claimed", requeue=True)
         return "claimed elsewhere"  # another delivery's claim won the race
 
+    def _steps(self, spec: RunSpec | CdcRunSpec) -> bool:
+        """Whether the run executes as steps here (a composite run executes whole)."""
+        return self.stepping and isinstance(spec, RunSpec)
+
+    def _next_step(self, claim: runs.Claim) -> str:
+        """The step ended at a checkpoint: publish the next step's message, then hand the run
+        off to it (in this order, so that a worker lost between the two leaves a run whose
+        lease lapses, which either message takes over). Only then is this message
+        acknowledged. Should the publishing fail, the run stays ours until its lease lapses,
+        and this message, sent back to the queue, takes it over then."""
+        try:
+            self.app.send_task(
+                RUN_TASK,
+                args=(claim.run_id, claim.epoch),
+                task_id=claim.run_id,  # as the first message's: Flower shows the run
+                queue=self.queue,
+            )
+        except Exception as exc:
+            log.warning("run %s: publishing its next step failed (%s)", claim.run_id, exc)
+            self.closing.wait(_REQUEUE_PAUSE_S)
+            raise Reject("the next step could not be published", requeue=True) from exc
+        try:
+            state = runs.hand_off(self.rt.db, claim, self.rt.clock_ms())
+        except runs.FencedError:
+            return "step ended; taken over meanwhile"
+        if state is RunState.RUNNING:
+            return "step ended"
+        return f"step ended; {state.value}"
+
     def interrupt(self) -> None:
         """The worker is shutting down: end the runs now (interrupted, as `openfdi worker`
-        does), so that their messages are acknowledged and Celery stops waiting for them."""
+        does), so that their messages are acknowledged and Celery stops waiting for them. A
+        run executing as steps ends its step instead, at its next batch boundary, and another
+        worker takes the next one."""
         self.closing.set()
         self.executor.shutdown()
 
@@ -153,15 +226,16 @@ class _WorkerProcess:
 class _PerProcess:
     """The `_WorkerProcess` of the current process, built on first use."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, app: Celery) -> None:
         self.settings = settings
+        self.app = app
         self._lock = threading.Lock()
         self._built: tuple[int, _WorkerProcess] | None = None
 
     def get(self) -> _WorkerProcess:
         with self._lock:
             if self._built is None or self._built[0] != os.getpid():
-                self._built = (os.getpid(), _WorkerProcess(self.settings))
+                self._built = (os.getpid(), _WorkerProcess(self.settings, self.app))
             return self._built[1]
 
     def existing(self) -> _WorkerProcess | None:
@@ -173,11 +247,13 @@ class _PerProcess:
 def worker_app(settings: Settings) -> Celery:
     """openfdi's Celery app with the run task registered, for a worker."""
     app = celery_app(settings)
-    process = _PerProcess(settings)
+    process = _PerProcess(settings, app)
 
     @app.task(name=RUN_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)  # type: ignore[untyped-decorator]
-    def run(task: Any, run_id: str) -> str:
-        outcome = process.get().execute(run_id)
+    def run(task: Any, run_id: str, after: int = 0) -> str:
+        """One delivery of a run's message; `after`: the epoch of the step that published it
+        (0: the server's first message of the run)."""
+        outcome = process.get().execute(run_id, after)
         log.info("run %s (delivery %s): %s", run_id, task.request.id, outcome)
         return outcome
 

@@ -1,5 +1,6 @@
 """The run lifecycle in the database: create (single flight), claim with a fencing epoch,
-renew the lease, record progress, finish, and close runs whose lease expired.
+renew the lease, record progress, hand a stepped run over to its next step, finish, and close
+runs whose lease expired.
 
 Every write by an executor names the epoch it claimed; a newer claim bumps the epoch, so a
 zombie executor (paused, partitioned, or presumed dead) can never move a run it no longer owns.
@@ -47,6 +48,8 @@ class Claim:
     run_id: str
     epoch: int
     owner: str
+    progress: Progress | None = None
+    """The run's totals when claimed: a step or a takeover goes on counting from them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,11 +107,21 @@ BROKER_OWNER_PREFIX = "celery:"
 the broker holds a run's message until the run ends and delivers it again should its worker be
 lost, so such a run whose lease lapsed is taken over by the next claim (`claim`), and
 `expire_leases` leaves it to that claim for a grace before closing it."""
+STEP_OWNER_PREFIX = f"{BROKER_OWNER_PREFIX}step:"
+"""Lease owners executing runs as bounded steps (OPENFDI_CELERY_STEP_SECONDS): each step's
+message stays in the broker until the step ends, so every run they hold is carried, a started
+REALTIME task's included."""
+HANDOFF_OWNER = f"{STEP_OWNER_PREFIX}handoff"
+"""The lease owner of a run between two steps (`hand_off`): nobody executes it, and only the
+message published for its next step may claim it."""
 _CARRIED = RunRow.lease_owner.startswith(BROKER_OWNER_PREFIX, autoescape=True) & (
-    RunRow.trigger != RunTrigger.SUPERVISOR.value
+    (RunRow.trigger != RunTrigger.SUPERVISOR.value)
+    | RunRow.lease_owner.startswith(STEP_OWNER_PREFIX, autoescape=True)
 )
-"""A run whose message stays in the broker until it ends: any but the supervisor's REALTIME runs,
-whose message is acknowledged once they follow their source (they never end by themselves)."""
+"""A run whose message stays in the broker until it ends (or its step does): any but the
+supervisor's REALTIME runs executed whole, whose message is acknowledged once they follow their
+source (they never end by themselves)."""
+_HANDED_OFF = (RunRow.state == RunState.RUNNING.value) & (RunRow.lease_owner == HANDOFF_OWNER)
 
 _GUARD = and_(
     RunRow.id == bindparam("g_run_id"),
@@ -124,7 +137,11 @@ _CLAIM = (
             # A broker-carried run whose owner stopped renewing: its message came again.
             (RunRow.state == RunState.RUNNING.value)
             & _CARRIED
-            & (RunRow.lease_expires_at < bindparam("p_now")),
+            & (RunRow.lease_expires_at < bindparam("p_now"))
+            & (RunRow.lease_owner != HANDOFF_OWNER),
+            # A run between two steps: only its next step's message takes it (a duplicate
+            # of an earlier step's message would start a second chain of steps).
+            _HANDED_OFF & (RunRow.epoch == bindparam("p_after")),
         ),
     )
     .values(
@@ -134,9 +151,47 @@ _CLAIM = (
         state=RunState.RUNNING.value,
         started_at=func.coalesce(RunRow.started_at, bindparam("p_now")),
     )
-    .returning(RunRow.epoch)
+    .returning(
+        RunRow.epoch,
+        RunRow.data_count,
+        RunRow.dirty_data_count,
+        RunRow.data_size_bytes,
+        RunRow.read_ms,
+        RunRow.write_ms,
+    )
 )
-_RENEW = update(RunRow).where(_GUARD).values(lease_expires_at=bindparam("p_expires"))
+# The owner too: a renewal racing the hand-off to the next step must not take the run back.
+_RENEW = (
+    update(RunRow)
+    .where(_GUARD, RunRow.lease_owner == bindparam("p_owner"))
+    .values(lease_expires_at=bindparam("p_expires"))
+)
+_HAND_OFF = (
+    update(RunRow)
+    .where(_GUARD, RunRow.lease_owner == bindparam("p_owner"))
+    .values(
+        # Asked to stop meanwhile: the step that just ended was its last.
+        state=case(
+            (RunRow.state == RunState.STOPPING.value, RunState.CANCELLED.value),
+            else_=RunState.RUNNING.value,
+        ),
+        ended_at=case(
+            (RunRow.state == RunState.STOPPING.value, bindparam("p_now")), else_=RunRow.ended_at
+        ),
+        remarks=case((RunRow.state == RunState.STOPPING.value, "stopped"), else_=RunRow.remarks),
+        position_status=case(
+            (RunRow.state == RunState.STOPPING.value, "RUNTIME_CANCEL"),
+            else_=RunRow.position_status,
+        ),
+        lease_owner=case(
+            (RunRow.state == RunState.STOPPING.value, RunRow.lease_owner), else_=HANDOFF_OWNER
+        ),
+        lease_expires_at=case(
+            (RunRow.state == RunState.STOPPING.value, None), else_=bindparam("p_lapsed")
+        ),
+    )
+    .returning(RunRow.state)
+)
 _PROGRESS = (
     update(RunRow)
     .where(_GUARD)
@@ -184,18 +239,32 @@ def _guard(claim_: Claim) -> dict[str, object]:
     return {"g_run_id": claim_.run_id, "g_epoch": claim_.epoch}
 
 
-def claim(db: Database, run_id: str, owner: str, now_ms: int, lease_ms: int) -> Claim | None:
+def claim(
+    db: Database, run_id: str, owner: str, now_ms: int, lease_ms: int, *, after: int = 0
+) -> Claim | None:
     """Take a `starting` run: bump its epoch, set the lease, mark it running. None if taken.
 
     A `running` run carried by a broker (`BROKER_OWNER_PREFIX`) whose lease lapsed is taken
     over the same way: the new epoch fences its lost owner out, and the run goes on from its
-    last checkpoint. One guarded UPDATE RETURNING the new epoch: the row lock it takes makes
-    two claimers race safely.
+    last checkpoint. A run handed off between two steps (`hand_off`) is taken only by the
+    message of its next step, published `after` the epoch that ended the step before. One
+    guarded UPDATE RETURNING the new epoch: the row lock it takes makes two claimers race
+    safely. The claim carries the run's totals so far: its steps count as one run.
     """
-    params = {"g_run_id": run_id, "p_owner": owner, "p_expires": now_ms + lease_ms, "p_now": now_ms}
+    params = {
+        "g_run_id": run_id,
+        "p_owner": owner,
+        "p_expires": now_ms + lease_ms,
+        "p_now": now_ms,
+        "p_after": after,
+    }
     with db.write_conn() as conn:
-        epoch = conn.execute(_CLAIM, params).scalar_one_or_none()
-    return None if epoch is None else Claim(run_id, epoch, owner)
+        row = conn.execute(_CLAIM, params).first()
+    if row is None:
+        return None
+    epoch, rows, dirty, nbytes, read_ms, write_ms = (v or 0 for v in row)
+    progress = Progress(rows, dirty, nbytes, read_ms, write_ms)
+    return Claim(run_id, epoch, owner, progress)
 
 
 def reserve_unclaimed(
@@ -246,10 +315,25 @@ def reserve(db: Database, run_ids: list[str], owner: str, now_ms: int, lease_ms:
 
 
 def renew(db: Database, claim_: Claim, now_ms: int, lease_ms: int) -> None:
+    params = {**_guard(claim_), "p_owner": claim_.owner, "p_expires": now_ms + lease_ms}
     with db.write_conn() as conn:
-        result = conn.execute(_RENEW, {**_guard(claim_), "p_expires": now_ms + lease_ms})
+        result = conn.execute(_RENEW, params)
         if result.rowcount != 1:
             raise FencedError(claim_.run_id)
+
+
+def hand_off(db: Database, claim_: Claim, now_ms: int) -> RunState:
+    """End the claim's step without ending the run (the Celery executor's bounded steps): the
+    run stays `running`, its lease lapsed under `HANDOFF_OWNER`, for the message of its next
+    step (published before, `claim(after=claim_.epoch)`) to claim at once. A run asked to stop
+    meanwhile ends `cancelled` instead. The state it is left in; FencedError if a newer claim
+    owns it."""
+    params = {**_guard(claim_), "p_owner": claim_.owner, "p_now": now_ms, "p_lapsed": now_ms - 1}
+    with db.write_conn() as conn:
+        state = conn.execute(_HAND_OFF, params).scalar_one_or_none()
+    if state is None:
+        raise FencedError(claim_.run_id)
+    return RunState(state)
 
 
 def record_progress(
@@ -306,7 +390,8 @@ def _stop(task_filter: ColumnElement[bool], now_ms: int, deadline_ms: int) -> Up
     """The stop request, as ONE statement over the matching tasks' active runs.
 
     A run nobody has claimed yet (`starting`, queued in an executor) moved no data: it ends
-    `cancelled` here and then, and its executor's claim finds nothing to take. A claimed run
+    `cancelled` here and then, and its executor's claim finds nothing to take; so does a run
+    between two steps (`hand_off`), whose committed steps stay. A claimed run
     goes `stopping` with a stop deadline: its owner sees that and stops, and by the deadline
     `expire_leases` ends it CANCELLED whoever holds it. A run already stopping keeps its
     deadline (a second stop does not postpone the first).
@@ -319,18 +404,26 @@ def _stop(task_filter: ColumnElement[bool], now_ms: int, deadline_ms: int) -> Up
     """
     starting = RunRow.state == RunState.STARTING.value
     stopping = RunRow.state == RunState.STOPPING.value
+    idle = starting | _HANDED_OFF
     return (
         update(RunRow)
         .where(task_filter, RunRow.state.in_(_ACTIVE))
         .values(
-            state=case((starting, RunState.CANCELLED.value), else_=RunState.STOPPING.value),
-            ended_at=case((starting, now_ms), else_=RunRow.ended_at),
-            remarks=case((starting, "stopped before it started"), else_=RunRow.remarks),
-            position_status=case((starting, "RUNTIME_CANCEL"), else_=RunRow.position_status),
+            state=case((idle, RunState.CANCELLED.value), else_=RunState.STOPPING.value),
+            ended_at=case((idle, now_ms), else_=RunRow.ended_at),
+            remarks=case(
+                (starting, "stopped before it started"),
+                (_HANDED_OFF, "stopped between two steps"),
+                else_=RunRow.remarks,
+            ),
+            position_status=case((idle, "RUNTIME_CANCEL"), else_=RunRow.position_status),
+            # A handed-off run keeps the owner of its last step, and the epoch moves on: the
+            # message of its next step finds nothing to claim.
+            epoch=case((_HANDED_OFF, RunRow.epoch + 1), else_=RunRow.epoch),
             lease_owner=case((starting, None), else_=RunRow.lease_owner),
-            lease_expires_at=case((starting, None), else_=RunRow.lease_expires_at),
+            lease_expires_at=case((idle, None), else_=RunRow.lease_expires_at),
             stop_deadline_at=case(
-                (starting, None), (stopping, RunRow.stop_deadline_at), else_=deadline_ms
+                (idle, None), (stopping, RunRow.stop_deadline_at), else_=deadline_ms
             ),
         )
         .returning(RunRow.id)
@@ -471,14 +564,22 @@ class LeaseView:
     task_id: str
     state: RunState
     lease_expires_at: int | None
+    epoch: int = 0
+    lease_owner: str | None = None
+
+    @property
+    def handed_off(self) -> bool:
+        """Between two steps: only the next step's message claims it (`claim`)."""
+        return self.state is RunState.RUNNING and self.lease_owner == HANDOFF_OWNER
 
 
 def lease_view(db: Database, run_id: str) -> LeaseView | None:
+    query = select(
+        RunRow.task_id, RunRow.state, RunRow.lease_expires_at, RunRow.epoch, RunRow.lease_owner
+    ).where(RunRow.id == run_id)
     with db.lookup() as conn:
-        row = conn.execute(
-            select(RunRow.task_id, RunRow.state, RunRow.lease_expires_at).where(RunRow.id == run_id)
-        ).first()
-    return None if row is None else LeaseView(row[0], RunState(row[1]), row[2])
+        row = conn.execute(query).first()
+    return None if row is None else LeaseView(row[0], RunState(row[1]), row[2], row[3], row[4])
 
 
 def failed_in_a_row(db: Database, task_id: str) -> int:
