@@ -1,4 +1,4 @@
-"""The control loops of openfdi's processes, each on the loop base (services/loops.py):
+"""The control loops of openfdi's processes, each on the loop base (engine/loops.py):
 
 - in `openfdi serve`, the supervisor's reconciler (every `interval_s`: closes runs whose lease
   expired, stops runs of stopped tasks, starts REALTIME ones) and the scheduler's fire loop (wakes
@@ -26,8 +26,8 @@ from sqlalchemy.orm import aliased
 
 from openfdi.domain.states import ACTIVE_RUN_STATES, DesiredState, RunState, RunTrigger, TaskType
 from openfdi.engine.backoff import restart_delay_ms
+from openfdi.engine.loops import LoopService
 from openfdi.services import runs as runs_service
-from openfdi.services.loops import LoopService
 from openfdi.services.runtime import Runtime
 from openfdi.store import runs
 from openfdi.store.tables import RunRow, TaskRow
