@@ -20,6 +20,7 @@ from tests.celery.support import (
     ended,
     fill,
     owner_pid,
+    pg,
     rows_of,
     run,
     run_rows,
@@ -156,11 +157,17 @@ def test_a_killed_worker_costs_one_step_of_a_realtime_run(  # type: ignore[no-un
 
 
 @STEPS
-@pytest.mark.parametrize("kind", ["incremental", "sliced", "full"])
+@pytest.mark.parametrize("kind", ["incremental", "sliced", "full", "unkeyed"])
 def test_a_large_timing_copy_runs_as_steps_when_it_can_resume(  # type: ignore[no-untyped-def]
     runtime: Runtime, workers: Workers, sdk, creds, signed, base_path, pg_schema, kind
 ) -> None:
+    """Incremental, sliced and whole-table copies of a keyed table (the last as one key-range
+    slice) resume past what they committed, so they execute as steps; a table without a key
+    cannot, and holds its message to the end."""
     workers.start(2, concurrency=2)
+    if kind == "unkeyed":
+        with pg(pg_schema) as conn:
+            conn.execute("CREATE TABLE src (id bigint NOT NULL, body text)")
     fill(pg_schema, 40_000)
     slow_target(pg_schema, "dst", 0.3)  # 8 batches of 5,000 rows (4 per slice): 2.4 s or more
     ds = datasource(signed, base_path, pg_schema)
@@ -177,7 +184,7 @@ def test_a_large_timing_copy_runs_as_steps_when_it_can_resume(  # type: ignore[n
     assert (done.state, done.data_count) == ("succeeded", 40_000), done.remarks
     assert rows_of(pg_schema, "dst") == rows_of(pg_schema, "src")
     outcomes = _step_outcomes(workers, done.id)
-    if kind == "full":  # a full read cannot resume past what it committed: one message, whole
+    if kind == "unkeyed":  # no key to resume past what it committed: one message, whole
         assert (done.epoch, outcomes) == (1, ["ended"])
     else:
         assert done.epoch >= 3, outcomes  # steps, each claiming the run again

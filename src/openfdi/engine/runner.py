@@ -409,7 +409,11 @@ class Runner:
             source_schema=schema.select(columns, renames=renames),
             keeps_committed=self._resumes_past_commits(),
         )
-        key = slices.split_key(detail, spec.task_type, follows, source, target, schema)
+        # Under steps, a whole-table copy goes as one key-range slice: it then resumes past
+        # what it committed, so it too executes as steps instead of holding its message.
+        key = slices.split_key(
+            detail, spec.task_type, follows, source, target, schema, resumable=self.step_s > 0
+        )
         if key is not None:
             self._sliced = True
             self._copy_sliced(source, target, key, tuple(columns), write_plan)

@@ -69,11 +69,17 @@ def split_key(
     source: Connector,
     target: Connector,
     schema: TableSchema,
+    *,
+    resumable: bool = False,
 ) -> str | None:
-    """The key column to cut this copy on, or None when it runs as one slice: `parallelism` 1,
-    an incremental or REALTIME task (its watermark already orders it), a source that is not a SQL
-    table, a target that keeps no positions, or no single integer primary key."""
-    if detail.parallelism < 2 or task_type is not TaskType.TIMING or follows:
+    """The key column to cut this copy on, or None when it runs unsliced: `parallelism` 1 (unless
+    the run must be `resumable`: then one slice, which commits its last key with its rows, as
+    a run executed in bounded steps needs), an incremental or REALTIME task (its watermark
+    already orders it), a source that is not a SQL table, a target that keeps no positions, or
+    no single integer primary key."""
+    if detail.parallelism < (1 if resumable else 2) or task_type is not TaskType.TIMING:
+        return None
+    if follows:
         return None
     if detail.incremental_column is not None:
         return None

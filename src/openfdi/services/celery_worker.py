@@ -15,8 +15,9 @@ runs anything twice, however often the broker delivers it:
   checkpoint; the new epoch fences the old owner out should it come back).
 
 Bounded steps (OPENFDI_CELERY_STEP_SECONDS, default 5 s): a run that can resume past what it
-committed (a started REALTIME task's, an incremental or sliced copy) ends a step at the first
-batch boundary past the budget, after the target's commit and the checkpoint (engine/runner.py).
+committed (a started REALTIME task's, an incremental or sliced copy, a whole-table copy of a
+keyed table, which goes as one slice) ends a step at the first batch boundary past the budget,
+after the target's commit and the checkpoint (engine/runner.py).
 Its worker then publishes the message of the next step (the run id, and the epoch of the step
 that ended), hands the run off (store/runs.py `hand_off`: still `running`, its lease lapsed
 under `HANDOFF_OWNER`), and only then lets the step's message be acknowledged. Whichever worker
