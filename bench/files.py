@@ -127,6 +127,7 @@ def _run_task(
     outcome = api.wait(task, run, timeout_s=1800, poll_s=0.2)  # type: ignore[attr-defined]
     peak, rise = watch.stop()
     line.openfdi_rise_mb.append(rise)
+    cb.log(f"{name}: server RSS {peak - rise:.0f} MB before the run, peak {peak:.0f} MB")
     if outcome.status != "SUCCESS" or outcome.dirty:
         raise RuntimeError(f"{name}: {outcome.status}, dirty {outcome.dirty}: {outcome.remarks}")
     return outcome.ms / 1000, peak, outcome.rows

@@ -40,6 +40,7 @@ import contextlib
 import importlib.util
 import json
 import platform
+import statistics
 import subprocess
 import tempfile
 import time
@@ -274,6 +275,7 @@ def main() -> None:
     schema = f"bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(**rs.PG, autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
+    load_before = os.getloadavg()[0]
     rates: dict[str, list[float]] = {k: [] for k in ("loop_in", "fdi_in", "loop_out", "fdi_out")}
     try:
         with (
@@ -319,6 +321,12 @@ def main() -> None:
                     raise RuntimeError(f"openfdi's rows reached the API {got} times, not {n}")
             rss = rs.peak_rss_mb(pid)
         best = {k: max(v) for k, v in rates.items()}
+        median = {k: statistics.median(v) for k, v in rates.items()}
+
+        def paired(way: str) -> float:
+            pairs = zip(rates[f"fdi_{way}"], rates[f"loop_{way}"], strict=True)
+            return statistics.median(fdi / loop for fdi, loop in pairs)
+
         lines = [
             f"HTTP API <-> PostgreSQL, {args.pages:,} pages of {size:,} records (~200 bytes), "
             f"{n:,} rows, {args.latency_ms} ms per page ({platform.node()}, {os.cpu_count()} CPUs, "
@@ -346,6 +354,14 @@ def main() -> None:
                 for a, b in zip(rates["loop_out"], rates["fdi_out"], strict=True)
             )
             + f". Peak RSS of the openfdi server over the whole bench: {rss:.0f} MB.",
+            "",
+            f"Medians of the {args.rounds} rounds: API -> PostgreSQL {median['loop_in']:,.0f} / "
+            f"{median['fdi_in']:,.0f} rows/s (**{median['fdi_in'] / median['loop_in']:.2f}x**), "
+            f"PostgreSQL -> API {median['loop_out']:,.0f} / {median['fdi_out']:,.0f} rows/s "
+            f"(**{median['fdi_out'] / median['loop_out']:.2f}x**); median of the rounds' own "
+            f"ratios (each openfdi run against the loop run just before it): in "
+            f"{paired('in'):.2f}x, out {paired('out'):.2f}x. Load average (1 min) "
+            f"{load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end.",
         ]
         table = "\n".join(lines)
         print(table)

@@ -28,7 +28,9 @@ from openfdi.connectors.api.records import (
     decoder,
     encoder,
     exact_json,
+    page_decoder,
     parse_json,
+    parse_json_bytes,
 )
 from openfdi.connectors.errors import ConnectorError, InvalidContentError, QueryCancelledError
 from openfdi.connectors.spi import Batch, Column, LogicalType, ReadPlan, TableSchema, WritePlan
@@ -383,6 +385,91 @@ def test_the_compiled_record_decoder_gives_the_field_by_field_rows() -> None:
             got = str(exc)
         assert got == expected, text
     assert compiled(parse_json(records[0]))[1] == Decimal("1.10")
+
+
+def test_a_page_decoded_by_column_gives_the_record_decoders_rows() -> None:
+    fields = parse_options({"fields": [
+        {"name": "i", "path": "$.i", "type": "bigint"},
+        {"name": "d", "path": "$.a.d", "type": "decimal"},
+        {"name": "deep", "path": "$.a.b.c", "type": "text"},
+        {"name": "f", "path": "$.f", "type": "double"},
+        {"name": "t", "path": "$.t", "type": "text"},
+        {"name": "b", "path": "$.b", "type": "boolean"},
+        {"name": "at", "path": "$.at", "type": "timestamptz"},
+        {"name": "day", "path": "$.x[1]", "type": "date"},
+        {"name": "j", "path": "$.j", "type": "json"},
+    ]}).fields  # fmt: skip
+    one = decoder(fields, None)
+    pages = {
+        "all typed already": [
+            '{"i": 1, "a": {"d": 1.10, "b": {"c": "ü"}}, "f": 0.1, "t": "x", "b": true,'
+            ' "at": "2026-01-01T01:00:00Z", "x": [0, "2026-02-03"], "j": {"n": 1.50}}',
+            '{"i": null, "a": null, "t": null, "at": null, "x": null}',
+        ],
+        "converted": [
+            '{"i": "7", "a": {"d": 3, "b": 4}, "f": 2, "t": {"k": 1.0}, "b": "yes",'
+            ' "at": "2026-01-01T00:00:00", "x": [], "j": [1.0]}',
+            '{"a": 5, "t": 12, "at": "2026-07-01T12:00:00.5+05:30"}',
+            '{"a": {"d": "-0.000"}, "b": false, "at": "2026-01-01T00:00:00.000001+00:00"}',
+        ],
+        "zones": [
+            '{"at": "2026-01-01T00:00:00-08:00"}',
+            '{"at": "2026-01-01T00:00:00Z"}',
+            '{"at": "2026-01-01T00:00:00"}',
+        ],
+        "a bad value": ['{"i": 1}', '{"a": {"d": "abc"}}'],
+        "a bool for a number": ['{"i": 1}', '{"i": true}'],
+        "a number for a time": ['{"i": 1}', '{"at": 1767225600}'],
+        "a bad time": ['{"at": "2026-01-01T00:00:00Z"}', '{"at": "yesterday"}'],
+        "not an object": ['{"i": 1}', "[1, 2]"],
+        "empty": [],
+    }
+    for name in ("i", "at"):
+        columns = [name, "t"]
+        assert page_decoder(fields, columns)(
+            [{"i": 3, "t": "u", "at": "2026-01-01T00:00:00Z"}]
+        ) == [decoder(fields, columns)({"i": 3, "t": "u", "at": "2026-01-01T00:00:00Z"})]
+    by_page = page_decoder(fields, None)
+    for name, texts in pages.items():
+        records = [parse_json(text) for text in texts]
+        try:
+            expected: Any = [one(r) for r in records]
+        except BadRecordError:
+            expected = None  # a record the page decoder leaves to `decoder`, which names it
+        got = by_page(records)
+        assert got == expected, name
+        if name in ("all typed already", "converted", "zones", "empty"):
+            assert got is not None, name  # decoded by column, not left to `decoder`
+        if got is not None:  # equal and of the same types (1 == True == Decimal(1)...)
+            assert [[type(v) for v in row] for row in got] == [
+                [type(v) for v in row] for row in expected
+            ], name
+            assert [[getattr(v, "tzinfo", None) for v in row] for row in got] == [
+                [getattr(v, "tzinfo", None) for v in row] for row in expected
+            ], name
+    assert by_page([parse_json(pages["not an object"][1])]) is None
+
+
+def test_a_body_parses_as_the_standard_library_parses_its_text() -> None:
+    bodies = [
+        b'{"a": 1, "a": [1e5, 1E-2, -0.0, 0.10, -0, 1.5e999, 18446744073709551616]}',
+        b' {"x": "\\u00fc\\n \xc3\xbc", "": null, "t": [true, false]} ',
+        b"[NaN, Infinity, -Infinity]",  # the standard library's extensions
+        b'"\\ud800"',  # a lone surrogate
+        b"12345678901234567890.000000000000000000001",
+    ]
+    for body in bodies:
+        fast, reference = parse_json_bytes(body), parse_json(body.decode("utf-8"))
+        assert repr(fast) == repr(reference), body  # repr: Decimal('0.10') is not Decimal('0.1')
+    refused = [
+        (b"\xef\xbb\xbf{}", ValueError),
+        (b"1 2", ValueError),
+        (b'"\xff"', UnicodeDecodeError),
+        (b"[" * 100_000, RecursionError),
+    ]
+    for bad, error in refused:
+        with pytest.raises(error):
+            parse_json_bytes(bad)
 
 
 def _doc_example(marker: str) -> dict[str, Any]:

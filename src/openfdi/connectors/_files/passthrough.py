@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import IO, TypeVar
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from openfdi.connectors._files.formats import csv_blocks, read_file, rows_of
 from openfdi.connectors._files.options import FileOptions
@@ -87,6 +86,8 @@ def ahead(items: Iterator[T], depth: int = 2) -> Generator[T, None, None]:
 
 
 def _escaped(text: pa.Array) -> pa.Array:
+    import pyarrow.compute as pc  # here, not at the top: see `check_column`
+
     data = text.buffers()[2]
     # memchr over the column's bytes (GB/s) before a kernel pass per character (most text has
     # none of them); bytes outside a sliced array can only cause a needless pass.
@@ -101,6 +102,10 @@ def check_column(text: pa.Array, column: Column) -> pa.Array | None:
     """Raise ArrowInvalid when a value of this text column is not of its type, in the strict
     spelling the row path reads (an offset on a timestamp without time zone, `on` for a
     boolean, a decimal with too many digits are refused); the typed values, None for text."""
+    # pyarrow.compute is imported where a kernel runs: its ~300 function wrappers cost 11 MB
+    # of the server's memory (bench/files.py), which a Parquet or JSON lines end never uses.
+    import pyarrow.compute as pc
+
     if column.type in (LogicalType.TEXT, LogicalType.VARCHAR):
         if column.length is not None:
             longest = pc.max(pc.utf8_length(text)).as_py()
@@ -112,6 +117,8 @@ def check_column(text: pa.Array, column: Column) -> pa.Array | None:
 
 def _column_text(text: pa.Array, column: Column) -> pa.Array:
     """One column in the TSV form's spelling; raises ArrowInvalid on a value of the wrong type."""
+    import pyarrow.compute as pc  # here, not at the top: see `check_column`
+
     kind = column.type
     typed = check_column(text, column)
     if typed is None:
@@ -127,6 +134,8 @@ def _column_text(text: pa.Array, column: Column) -> pa.Array:
 
 def tsv_lines(block: pa.RecordBatch, columns: Sequence[Column]) -> bytes:
     """The block's rows (these columns) as TSV lines, NULL as `\\N`."""
+    import pyarrow.compute as pc  # here, not at the top: see `check_column`
+
     if block.num_rows == 0:
         return b""
     texts = [

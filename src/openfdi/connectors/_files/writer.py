@@ -21,7 +21,6 @@ from collections.abc import Iterator, Sequence
 from typing import IO, TYPE_CHECKING, Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 if TYPE_CHECKING:
     import pyarrow.parquet as pq
@@ -101,6 +100,10 @@ def _csv_field(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray
     NULL as nothing. A timestamp in UTC is cast without its zone and given its `Z`: the same
     text, ten times faster than the cast of a zoned timestamp (which looks the zone up for
     every value; a third of a CSV's encoding time in bench/files.py)."""
+    # Imported here: pyarrow.compute's function wrappers cost the server 11 MB (bench/files.py)
+    # that a Parquet or JSON lines file never needs.
+    import pyarrow.compute as pc
+
     kind = values.type
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         if _holds_quote(values):
@@ -128,6 +131,8 @@ def _holds_quote(values: pa.Array | pa.ChunkedArray) -> bool:
 def csv_lines(table: pa.Table, delimiter: str) -> bytes:
     """The table's rows as pyarrow's `CSVWriter` writes them (byte for byte, without the
     header), built with Arrow kernels: one line per row, each ending with a newline."""
+    import pyarrow.compute as pc  # here, not at the top: see `_csv_field`
+
     if table.num_rows == 0:
         return b""
     texts = [_csv_field(column) for column in table.columns]

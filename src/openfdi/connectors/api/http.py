@@ -113,10 +113,17 @@ class Requester:
         content: bytes | None = None,
         json_body: Any = None,
         headers: Mapping[str, str] | None = None,
+        on_this_thread: bool = False,
     ) -> Answer:
         """The first answer that is not worth trying again (any status), or
         TerminalConnectorError with the last answer once the policy's tries or time are spent
-        (terminal: the policy is the bound the user chose; the engine must not multiply it)."""
+        (terminal: the policy is the bound the user chose; the engine must not multiply it).
+
+        `on_this_thread`: the caller is a background thread whose own waiter sees a cancel (the
+        source's page reader), so the exchange runs right here instead of on the requester's
+        worker thread: each hop between threads waits for the GIL, up to the switch interval
+        (5 ms) while the consumer decodes a page, a quarter of a 200-page read's time
+        (bench/http_api.py)."""
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(_TryAgain),
             stop=tenacity.stop_after_attempt(self.policy.retries + 1)
@@ -129,7 +136,14 @@ class Requester:
             for attempt in retrying:
                 with attempt:
                     return self._once(
-                        method, url, params, content, json_body, headers, attempt.retry_state
+                        method,
+                        url,
+                        params,
+                        content,
+                        json_body,
+                        headers,
+                        attempt.retry_state,
+                        on_this_thread,
                     )
         except _TryAgain as exc:
             tries = retrying.statistics.get("attempt_number", 1)
@@ -148,6 +162,7 @@ class Requester:
         json_body: Any,
         headers: Mapping[str, str] | None,
         state: tenacity.RetryCallState,
+        on_this_thread: bool = False,
     ) -> Answer:
         if self.cancelled.is_set():
             raise QueryCancelledError("the read or write was cancelled")
@@ -155,7 +170,8 @@ class Requester:
             request = self.client.build_request(
                 method, url, params=params, content=content, json=json_body, headers=headers
             )
-            response, body = self._exchange(request)
+            exchange = self._exchange_now if on_this_thread else self._exchange
+            response, body = exchange(request)
         except TokenError as exc:
             if exc.status in RETRY_STATUSES or exc.status == 0:
                 raise _TryAgain(str(exc), exc.retry_after) from None

@@ -15,6 +15,8 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import msgspec
+
 from openfdi.connectors._json_text import ENCODE_STR, exact_json
 from openfdi.connectors._messages import Field, _converter, _getter, _text
 from openfdi.connectors.spi import Column, LogicalType, RejectedRow, Row, TableSchema
@@ -24,7 +26,9 @@ __all__ = [
     "decoder",
     "encoder",
     "exact_json",
+    "page_decoder",
     "parse_json",
+    "parse_json_bytes",
     "schema_of",
     "walk",
 ]
@@ -42,9 +46,26 @@ class BadRecordError(ValueError):
     """A record that cannot become a row; the message says which field and why."""
 
 
+_FAST_DECODER = msgspec.json.Decoder(float_hook=decimal.Decimal)
+"""msgspec hands each non-integer number's text to `Decimal`, as `_DECODER` does: the same
+values, parsed in a third less time (the page thread's JSON parsing was the largest part of an
+API read, bench/http_api.py)."""
+
+
 def parse_json(text: str) -> Any:
     """A JSON document with exact decimals. RecursionError (a hostile nesting) is the caller's."""
     return _DECODER.decode(text)
+
+
+def parse_json_bytes(body: bytes) -> Any:
+    """`parse_json` of a UTF-8 body. What msgspec refuses goes to `parse_json`, which then
+    decides: the standard library's extensions (NaN, Infinity, lone surrogates) read as
+    before, and a body that is not JSON or not UTF-8 fails with the same error as before
+    (ValueError, UnicodeDecodeError)."""
+    try:
+        return _FAST_DECODER.decode(body)
+    except msgspec.DecodeError:
+        return parse_json(body.decode("utf-8"))
 
 
 def walk(doc: Any, steps: Sequence[str | int]) -> Any:
@@ -167,6 +188,119 @@ def decoder(fields: Sequence[Field], columns: Sequence[str] | None) -> Callable[
     exec("\n".join(lines), env)  # noqa: S102 - see the docstring: generated from vetted names
     compiled: Callable[[Any], Row] = env["decode"]
     return compiled
+
+
+_PYTHON_TYPE: dict[str, type] = {"int": int, "Decimal": decimal.Decimal, "str": str, "bool": bool}
+_NONE = type(None)
+
+
+def _extractor(paths: Sequence[Sequence[str | int]]) -> Callable[[list[Any]], list[list[Any]]]:
+    """A function from a page's records (dicts) to one list per path of the values there, as
+    `decoder` reads each (None where a path leads nowhere). Compiled: one list comprehension per
+    distinct key prefix, so `$.customer.name` and `$.customer.city` look `customer` up once."""
+    env: dict[str, Any] = {"walk": walk}
+    lines = ["def extract(records):"]
+    lists: dict[tuple[str | int, ...], str] = {}
+
+    def list_of(steps: tuple[str | int, ...]) -> str:
+        if steps in lists:
+            return lists[steps]
+        keys = bool(steps) and all(isinstance(s, str) for s in steps)
+        outer = list_of(steps[:-1]) if keys and len(steps) > 1 else ""  # before naming this one
+        name = f"n{len(lists)}"
+        if not keys:
+            env[f"p{name}"] = steps
+            lines.append(f"    {name} = [walk(r, p{name}) for r in records]")
+        elif len(steps) == 1:
+            lines.append(f"    {name} = [r.get({steps[0]!r}) for r in records]")
+        else:
+            lines.append(
+                f"    {name} = [v.get({steps[-1]!r}) if type(v) is dict else None for v in {outer}]"
+            )
+        lists[steps] = name
+        return name
+
+    names = [list_of(tuple(steps)) for steps in paths]
+    lines.append(f"    return [{', '.join(names)}]")
+    exec("\n".join(lines), env)  # noqa: S102 - keys written with repr, as in `decoder`
+    extract: Callable[[list[Any]], list[list[Any]]] = env["extract"]
+    return extract
+
+
+def _column_converter(
+    kind: LogicalType, convert: Callable[[Any], Any]
+) -> Callable[[list[Any]], list[Any]]:
+    """Converts a column of values (None stays None) as `decoder` converts each; raises what the
+    conversion of a bad value raises."""
+    if kind is LogicalType.TIMESTAMPTZ:
+        return _utc_times
+    as_is = _PYTHON_TYPE.get(_AS_IS.get(kind, ""))
+
+    def column(values: list[Any]) -> list[Any]:
+        kinds = set(map(type, values))
+        kinds.discard(_NONE)
+        if as_is is not None and kinds <= {as_is}:
+            return values  # every value already has the column's type: nothing to do
+        return [None if v is None else v if type(v) is as_is else convert(v) for v in values]
+
+    return column
+
+
+def _utc_times(values: list[Any]) -> list[Any]:
+    """`_utc_time` of a column: ISO-8601 texts parsed in one pass, shifted to UTC only where one
+    is not already (most APIs write `...Z`)."""
+    parse = dt.datetime.fromisoformat
+    try:
+        stamps = [None if v is None else parse(v) for v in values]
+    except TypeError:  # not all text (epoch numbers...): value by value
+        return [None if v is None else _utc_time(v) for v in values]
+    if all(s is None or s.tzinfo is dt.UTC for s in stamps):
+        return stamps
+    return [
+        None
+        if s is None
+        else s
+        if s.tzinfo is dt.UTC
+        else s.replace(tzinfo=dt.UTC)
+        if s.tzinfo is None
+        else s.astimezone(dt.UTC)
+        for s in stamps
+    ]
+
+
+def page_decoder(
+    fields: Sequence[Field], columns: Sequence[str] | None
+) -> Callable[[list[Any]], list[Row] | None]:
+    """A function from a page's records to their rows, column by column (the same rows as
+    `decoder`'s, record by record), or None when a record needs `decoder`: one that is not an
+    object, or a value that does not convert (which `decoder` then names).
+
+    Why by column: per record, a read spent most of its time in the decoding function's calls and
+    per-value type tests (profiled: bench/http_api.py). A page is taken apart with one list
+    comprehension per field (the paths compiled to inline `dict.get`s, as in `decoder`), a
+    column whose values all have its type already is kept as it is (one `set(map(type, ...))`),
+    and the rows are zipped back together.
+    """
+    if not fields:
+        return lambda records: None
+    by_name = {f.name: f for f in fields}
+    chosen = [by_name[c] for c in columns] if columns else list(fields)
+    extract = _extractor([f.path or () for f in chosen])
+    converters = [_column_converter(f.type, _convert_for(f.type)) for f in chosen]
+    failures = (*_BAD_VALUE, AttributeError)
+
+    def decode_page(records: list[Any]) -> list[Row] | None:
+        if not records:
+            return []
+        if set(map(type, records)) != {dict}:
+            return None
+        try:
+            values = [convert(c) for convert, c in zip(converters, extract(records), strict=True)]
+        except failures:
+            return None
+        return list(zip(*values, strict=True))
+
+    return decode_page
 
 
 def refused_record(record: Any, reason: str) -> RejectedRow:

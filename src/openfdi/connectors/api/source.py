@@ -29,7 +29,14 @@ import httpx
 
 from openfdi.connectors.api.http import Answer, Requester
 from openfdi.connectors.api.options import ApiContent, Paging, SourceOptions, Window, parse_time
-from openfdi.connectors.api.records import BadRecordError, decoder, parse_json, refused_record, walk
+from openfdi.connectors.api.records import (
+    BadRecordError,
+    decoder,
+    page_decoder,
+    parse_json_bytes,
+    refused_record,
+    walk,
+)
 from openfdi.connectors.errors import InvalidContentError, TerminalConnectorError
 from openfdi.connectors.spi import Batch, ReadPlan, RejectedRow, Row
 
@@ -89,8 +96,11 @@ class PageReader:
             start["offset"] = 0
         return start
 
-    def fetch(self, state: PageState, window: Mapping[str, str]) -> Page:
-        """The page at `state` (within the window whose parameters are `window`)."""
+    def fetch(
+        self, state: PageState, window: Mapping[str, str], *, on_this_thread: bool = False
+    ) -> Page:
+        """The page at `state` (within the window whose parameters are `window`);
+        `on_this_thread` as `Requester.send` says."""
         paging = self.options.paging
         query: dict[str, Any] = dict(self.options.query)
         body: dict[str, Any] | None = (
@@ -118,7 +128,9 @@ class PageReader:
                 "a GET request has no body: use method POST or put the parameters in the query",
                 field="message.body",
             )
-        answer = self.requester.send(self.method, url, json_body=body, headers=self.headers)
+        answer = self.requester.send(
+            self.method, url, json_body=body, headers=self.headers, on_this_thread=on_this_thread
+        )
         doc = self._document(answer)
         records = walk(doc, self.options.records) if self.options.records else doc
         if not isinstance(records, list):
@@ -143,7 +155,7 @@ class PageReader:
             )
         kind = answer.headers.get("Content-Type", "none")
         try:
-            return parse_json(answer.body.decode("utf-8"))
+            return parse_json_bytes(answer.body)
         except UnicodeDecodeError as exc:
             raise TerminalConnectorError(
                 f"{where}: the response is not UTF-8 text (byte {exc.start}); Content-Type {kind}"
@@ -275,6 +287,7 @@ def read_batches(
     fields = options.fields
     names = plan.columns or (tuple(f.name for f in fields) if fields else ("payload",))
     decode = decoder(fields, plan.columns)
+    decode_page = page_decoder(fields, plan.columns)
     window = options.window
     if window is None and plan.incremental_column is not None:
         raise InvalidContentError(
@@ -308,11 +321,15 @@ def read_batches(
             }
         for page in _pages(reader, resume or reader.first(), params, live):
             nbytes += page.nbytes
-            for record in page.records:
-                try:
-                    rows.append(decode(record))
-                except BadRecordError as exc:
-                    bad.append(refused_record(record, str(exc)))
+            decoded = decode_page(page.records)
+            if decoded is not None:
+                rows += decoded
+            else:  # a record to refuse (or not an object): record by record, naming it
+                for record in page.records:
+                    try:
+                        rows.append(decode(record))
+                    except BadRecordError as exc:
+                        bad.append(refused_record(record, str(exc)))
             if window is not None:
                 position = window_position(start, end, page.next)
             if len(rows) >= plan.batch_rows or time.monotonic() - began >= plan.batch_seconds:
@@ -329,11 +346,16 @@ def _pages(
     target writes the batch (a page is only ever asked for once, in order; the checkpoint
     moves with the pages the caller consumed, so one asked for and never used changes nothing)."""
     pool = ThreadPoolExecutor(1, thread_name_prefix="openfdi-api-page")
+
+    def fetch(at: PageState) -> Page:
+        # The request on this thread itself: `_result` below is the waiter that sees a cancel.
+        return reader.fetch(at, params, on_this_thread=True)
+
     try:
-        pending: Future[Page] | None = pool.submit(reader.fetch, state, params)
+        pending: Future[Page] | None = pool.submit(fetch, state)
         while pending is not None:
             page = _result(pending, live)
-            pending = None if page.next is None else pool.submit(reader.fetch, page.next, params)
+            pending = None if page.next is None else pool.submit(fetch, page.next)
             yield page
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
