@@ -9,6 +9,7 @@ and then failing to upgrade it (SQLITE_BUSY mid-transaction).
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -28,15 +29,38 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def _enable_wal(cursor: sqlite3.Cursor) -> None:
+    """Switch the file to WAL, retrying while another connection holds a lock.
+
+    The switch needs the file to itself, and SQLite answers SQLITE_BUSY at once, without the
+    busy handler, when this connection's read lock meets another's pending write (deadlock
+    avoidance). Processes opening one fresh file together (a fleet migrating at start) met
+    that: 1 in 8 tries of 8 processes failed "database is locked". Once the file is in WAL
+    mode (a persistent setting) the statement takes no write lock and succeeds at once.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
+
+
 def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         # Take transaction control away from the sqlite3 module so `_begin_with` decides.
         dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")  # wait, do not fail
+        _enable_wal(cursor)  # readers never block the writer
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")  # wait for the write lock, do not fail
         cursor.execute("PRAGMA synchronous=NORMAL")  # durable in WAL mode, far fewer fsyncs
         cursor.close()
 
