@@ -4,6 +4,7 @@
     .venv/bin/python bench/copy.py --quick    # 100,000 rows for every pair, 5 stops
     .venv/bin/python bench/copy.py --rows 1000000 --slow-rows 1000000 --pair "MySQL→PG"
     .venv/bin/python bench/copy.py --rows 3000000 --parallel 1,2,4   # key-range slices, PG->PG
+    .venv/bin/python bench/copy.py --rows 3000000 --parallel 1,2,4 --executor celery
 
 It generates deterministic pseudo-random rows of 10 typed columns (bigint primary key, int,
 varchar(32), numeric(12,2), double, text, timestamp(6) without and with time zone, boolean,
@@ -35,7 +36,10 @@ the client sent the terminate.
 With `--parallel N,...` it benchmarks only PG->PG, once per N: the native binary COPY pipe, then
 openfdi with the task detail's `"parallelism": N` (N key-range slices at once, docs/task-detail.md),
 side by side, each target checked value by value; the table (bench/results/copy-parallel.md)
-gives each ratio and the speed-up over N = 1. No stop test in that mode.
+gives each ratio and the speed-up over N = 1. No stop test in that mode. With `--executor
+celery`, the runs execute in 2 `openfdi worker --executor celery` processes (RabbitMQ on
+127.0.0.1, PostgreSQL metadata in a schema of the `test` database, dropped at the end), and the
+peak RSS and CPU columns are the workers'.
 
 The markdown table is printed and written to bench/results/copy.md. Everything it creates (the
 schema, the two databases, the temp dir, the server) is removed at the end, also on failure.
@@ -683,7 +687,7 @@ class ParallelResult:
     busy: float
     """The machine's CPUs busy during openfdi's run (0..1)."""
     server_cpu_s: float
-    """CPU seconds the openfdi server process used during its run (all its threads)."""
+    """CPU seconds the processes executing runs used during its run (all their threads)."""
 
     @property
     def rate(self) -> float:
@@ -695,9 +699,11 @@ class ParallelResult:
 
 
 def bench_parallel(
-    ctx: Context, api: Api, pid: int, parallelism: int, timeout_s: float
+    ctx: Context, api: Api, pids: list[int], parallelism: int, timeout_s: float
 ) -> ParallelResult:
-    """PG->PG with `parallelism` slices, right after the native pipe (same table, same load)."""
+    """PG->PG with `parallelism` slices, right after the native pipe (same table, same load).
+    `pids`: the processes that execute runs (the server, or the Celery workers); the peak RSS
+    is the largest of theirs, the CPU seconds their sum."""
     n = ctx.pair_rows["PG→PG"]
     source = source_table(ctx, "pg", n)
     target, native_table = f"par_{parallelism}", f"par_{parallelism}_native"
@@ -718,16 +724,17 @@ def bench_parallel(
     name = f"copy-{target}-{uuid.uuid4().hex[:6]}"  # a count may be measured twice (drift)
     task_id = api.task(name, ctx.datasources["pg"], ctx.datasources["pg"], detail)
     settle()
-    watch = RssWatch(pid)
-    busy_before, cpu_before, wall_before = machine_busy_seconds(), _process_cpu_s(pid), time.time()
+    watches = [RssWatch(pid) for pid in pids]
+    busy_before, wall_before = machine_busy_seconds(), time.time()
+    cpu_before = sum(_process_cpu_s(pid) for pid in pids)
     try:
         outcome = api.wait(task_id, api.run(task_id), timeout_s, poll_s=0.2)
     finally:
-        peak_mb, _ = watch.stop()
+        peak_mb = max(watch.stop()[0] for watch in watches)
     # Up to the poll that saw the end: a little idle time after the run is included.
     wall = time.time() - wall_before
     busy = (machine_busy_seconds() - busy_before) / (wall * (os.cpu_count() or 1))
-    server_cpu_s = _process_cpu_s(pid) - cpu_before
+    server_cpu_s = sum(_process_cpu_s(pid) for pid in pids) - cpu_before
     rate = outcome.rows / max(outcome.ms, 1) * 1000
     log(
         f"parallel {parallelism}: openfdi {outcome.status} {outcome.rows:,} rows in "
@@ -771,7 +778,8 @@ def render_parallel(results: list[ParallelResult], header: list[str]) -> str:
         "psql -c 'COPY <schema>.<target> FROM STDIN (FORMAT binary)'`, measured right before "
         'each openfdi run. openfdi: a TIMING task with `"parallelism": N`, rows/s from the '
         "run's start and end times. CPUs busy: the whole machine's (all processes), from "
-        "/proc/stat; server CPU-s: the openfdi process's own (its threads, /proc/<pid>/stat).",
+        "/proc/stat; server CPU-s: the processes executing runs (the server, or the Celery "
+        "workers; all their threads, /proc/<pid>/stat).",
         "",
     ]
     return "\n".join(lines)
@@ -978,6 +986,38 @@ def scratch_databases(ctx: Context) -> Iterator[None]:
         yield
 
 
+CELERY_WORKERS = 2
+
+
+def _step_seconds() -> str:
+    value = os.environ.get("OPENFDI_CELERY_STEP_SECONDS")
+    return f"{value} s" if value else "5 s, the default"
+
+
+@contextmanager
+def _served(executor: str, tmp: Path, suffix: str) -> Iterator[tuple[str, int, list[int]]]:
+    """`openfdi serve`: (URL, server pid, the pids executing runs). `local`: the server itself,
+    SQLite metadata. `celery`: PostgreSQL metadata in a schema of its own (dropped at the end)
+    and 2 Celery workers on RabbitMQ, as bench/stops.py and bench/scheduler.py run them."""
+    if executor == "local":
+        with openfdi_server(tmp / "data", {"OPENFDI_SQLITE_ROOTS": str(tmp)}) as (url, pid):
+            yield url, pid, [pid]
+        return
+    from bench.scheduler import openfdi_server as served_with_workers
+
+    # Not in the database the copied tables are in: no data source may reach the metadata's.
+    meta_url, schema = "postgresql://postgres@127.0.0.1:5432/test", f"bench_copy_meta_{suffix}"
+    with psycopg.connect(meta_url, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    metadata = f"postgresql+psycopg://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
+    try:
+        with served_with_workers(tmp / "data", metadata, CELERY_WORKERS, "celery") as served:
+            yield served.url, served.pid, served.worker_pids
+    finally:
+        with psycopg.connect(meta_url, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--quick", action="store_true", help="100,000 rows, 5 stops")
@@ -994,6 +1034,13 @@ def main() -> int:
         help="comma-separated slice counts, e.g. 1,2,4: PG→PG only, once per count (no stops)",
     )
     parser.add_argument(
+        "--executor",
+        choices=["local", "celery"],
+        default="local",
+        help="with --parallel: runs in the server (local) or in 2 `openfdi worker --executor "
+        "celery` processes (RabbitMQ on 127.0.0.1, PostgreSQL metadata)",
+    )
+    parser.add_argument(
         "--stop-target",
         choices=["pg", "mysql"],
         default="pg",
@@ -1007,6 +1054,8 @@ def main() -> int:
     parallel = [int(p) for p in args.parallel.split(",")] if args.parallel else []
     if parallel:
         pairs, stops = ["PG→PG"], 0
+    elif args.executor != "local":
+        parser.error("--executor celery goes with --parallel")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the cleanup below still runs
 
     missing = [t for t in ("psql", "mariadb", "mariadb-dump", "sqlite3") if not shutil.which(t)]
@@ -1064,7 +1113,7 @@ def main() -> int:
                     raise RuntimeError(f"{kind} source does not hold the generated rows: {verdict}")
             log("sources hold exactly the generated rows")
 
-            with openfdi_server(tmp / "data", {"OPENFDI_SQLITE_ROOTS": str(tmp)}) as (url, pid):
+            with _served(args.executor, tmp, suffix) as (url, pid, run_pids):
                 api = Api(url)
                 try:
                     ctx.datasources["pg"] = api.datasource(
@@ -1098,7 +1147,9 @@ def main() -> int:
                     warm_up(pairs, ctx, api)
                     log(f"warmed up, RSS {_status_kb(pid, 'VmRSS') / 1024:.0f} MB")
                     for slices in parallel:
-                        parallel_results.append(bench_parallel(ctx, api, pid, slices, timeout_s))
+                        parallel_results.append(
+                            bench_parallel(ctx, api, run_pids, slices, timeout_s)
+                        )
                     for pair in pairs if not parallel else []:
                         results.append(bench_pair(pair, ctx, api, pid, timeout_s))
                     if stops:
@@ -1115,8 +1166,14 @@ def main() -> int:
         f"Python {platform.python_version()}, {versions()}. Rows x 10 typed columns: "
         f"{n:,} for PG→PG"
         + (f", {slow_n:,} for the other pairs (to bound the run's time)" if slow_n != n else "")
-        + "; one `openfdi serve` (engine in-process, SQLite metadata) on 127.0.0.1, runs "
-        "started with POST …/tasks/{id}/run and polled through monitor-logs. Everything (server, "
+        + (
+            "; one `openfdi serve` (engine in-process, SQLite metadata) on 127.0.0.1, runs "
+            if args.executor == "local"
+            else f"; one `openfdi serve` (PostgreSQL metadata) on 127.0.0.1 and {CELERY_WORKERS} "
+            "`openfdi worker --executor celery` processes executing its runs (RabbitMQ on "
+            f"127.0.0.1, steps of {_step_seconds()}), runs "
+        )
+        + "started with POST …/tasks/{id}/run and polled through monitor-logs. Everything (server, "
         "databases, native tools, this script) shares the machine. "
         f"The idle server's RSS before any run: {idle_mb:.0f} MB; each pair was first run once "
         "on 1,000 rows (warm-up), so deltas exclude lazy imports and first connections.",

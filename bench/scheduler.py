@@ -46,6 +46,7 @@ import sys
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
+sys.path.insert(0, os.path.dirname(_HERE))  # the repository's root: `bench.served`
 
 import argparse
 import contextlib
@@ -68,17 +69,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 import psycopg
+from bench.served import AK, BASE, INSTANCE_ID, PROJECT_ID, SK  # one home for the bench's keys
 
 from openfdi.client import signed_client
 
-PROJECT_ID = "c4d5e6f708192a3b4c5d6e7f80910213"
-INSTANCE_ID = "7b2f3c4d-5e6f-4a70-8b8c-9d0e1f2a3b4c"
-AK = "BENCHSCHED0000000001"
-SK = "benchSchedulerSecret000000000000000000001"
-BASE = f"/v2/{PROJECT_ID}/fdi/instances/{INSTANCE_ID}"
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 RESULTS = Path(__file__).resolve().parent / "results" / "scheduler.md"
 TARGETS = 10
@@ -208,11 +206,19 @@ def celery_workers(env: dict[str, str], count: int, log_dir: Path) -> Iterator[l
             conn.channel().exchange_delete(env["OPENFDI_CELERY_QUEUE"])
 
 
+class Served(NamedTuple):
+    url: str
+    pid: int
+    log: Path
+    worker_pids: list[int]
+    """The Celery workers' processes (none with the local executor)."""
+
+
 @contextmanager
 def openfdi_server(
     data_dir: Path, database_url: str | None, workers: int, executor: str = "local"
-) -> Iterator[tuple[str, int, Path]]:
-    """`openfdi serve` (INFO logs, for the planner's stats) on a free port: (url, pid, log).
+) -> Iterator[Served]:
+    """`openfdi serve` (INFO logs, for the planner's stats) on a free port.
     With the celery executor, `workers` celery worker processes run beside it."""
     port = free_port()
     celery = _celery_env(f"openfdi-bench-{os.getpid()}") if executor == "celery" else {}
@@ -254,10 +260,10 @@ def openfdi_server(
                     raise RuntimeError("openfdi serve did not answer /healthz within 60 s")
                 time.sleep(0.1)
             if celery:
-                with celery_workers(env, workers, data_dir):
-                    yield url, process.pid, log_path
+                with celery_workers(env, workers, data_dir) as worker_pids:
+                    yield Served(url, process.pid, log_path, worker_pids)
             else:
-                yield url, process.pid, log_path
+                yield Served(url, process.pid, log_path, [])
         finally:
             process.send_signal(signal.SIGINT)
             try:
@@ -419,6 +425,7 @@ def bench_backend(
                 base_url,
                 pid,
                 log_path,
+                _worker_pids,
             ):
                 label = f"{backend}, celery" if EXECUTOR == "celery" else backend
                 return _measure(label, workers, root, schema, base_url, pid, log_path, tasks,

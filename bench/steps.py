@@ -129,8 +129,8 @@ def bench_step(step_s: float, rows: int, idle_s: float, workers: int) -> Result:
     try:
         with (
             tempfile.TemporaryDirectory(prefix="openfdi-steps-") as tmp,
-            openfdi_server(Path(tmp) / "data", metadata, workers, "celery") as (url, _pid, _log),
-            signed_client(url, AK, SK, PROJECT_ID, timeout=60) as client,
+            openfdi_server(Path(tmp) / "data", metadata, workers, "celery") as served,
+            signed_client(served.url, AK, SK, PROJECT_ID, timeout=60) as client,
             psycopg.connect(f"{PG_ADMIN_URL}?options=-csearch_path%3D{schema}") as meta,
         ):
             meta.autocommit = True

@@ -108,8 +108,8 @@ def bench_executor(executor: str, workers: int, rows: int, stops: int) -> Result
     try:
         with (
             tempfile.TemporaryDirectory(prefix="openfdi-stops-") as tmp,
-            openfdi_server(Path(tmp) / "data", metadata, workers, executor) as (url, _pid, _log),
-            signed_client(url, AK, SK, PROJECT_ID, timeout=60) as client,
+            openfdi_server(Path(tmp) / "data", metadata, workers, executor) as served,
+            signed_client(served.url, AK, SK, PROJECT_ID, timeout=60) as client,
         ):
             content = {"host": "127.0.0.1", "port": 5432, "database_name": "test",
                        "user_name": "postgres", "password": "", "schema": schema}  # fmt: skip
