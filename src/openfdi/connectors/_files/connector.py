@@ -137,8 +137,14 @@ class FilesConnector(Connector, PassThrough):
                     f"no file matches {pattern!r} to take the columns from (declare `fields` "
                     "for a folder that may be empty)"
                 )
-            with self.store().open_read(names[0]) as handle:
-                schema = formats.describe_file(handle, self.options, table)
+            # A file with no bytes has no header: take the columns from one that has some.
+            sizes = {e.name: e.size for e in self.store().entries()}
+            first = min(names, key=lambda n: (sizes.get(n, 0) == 0, n))
+            try:
+                with self.store().open_read(first) as handle:
+                    schema = formats.describe_file(handle, self.options, table)
+            except formats.FileFormatError as exc:
+                raise self._in_file(exc, first) from exc
         self._schemas[table] = schema
         return schema
 
@@ -158,22 +164,29 @@ class FilesConnector(Connector, PassThrough):
         for entry, skip in files:
             key, records = order.key(entry), skip
             held: Batch | None = None  # one batch late, so a file's last one marks it done
-            with self.store().open_read(entry.name) as handle:
-                for chunk in formats.read_file(handle, self.options, schema, plan.batch_rows, skip):
-                    self._live()
-                    records += chunk.records
-                    rows = (
-                        chunk.rows if whole else [tuple(r[i] for i in picked) for r in chunk.rows]
-                    )
-                    if held is not None:
-                        yield held
-                    held = Batch(
-                        tuple(names),
-                        rows,
-                        estimate_rows_bytes(rows),
-                        Mark(key, records).text() if incremental else None,
-                        refused=tuple(chunk.refused),
-                    )
+            try:
+                with self.store().open_read(entry.name) as handle:
+                    for chunk in formats.read_file(
+                        handle, self.options, schema, plan.batch_rows, skip
+                    ):
+                        self._live()
+                        records += chunk.records
+                        rows = (
+                            chunk.rows
+                            if whole
+                            else [tuple(r[i] for i in picked) for r in chunk.rows]
+                        )
+                        if held is not None:
+                            yield held
+                        held = Batch(
+                            tuple(names),
+                            rows,
+                            estimate_rows_bytes(rows),
+                            Mark(key, records).text() if incremental else None,
+                            refused=tuple(chunk.refused),
+                        )
+            except formats.FileFormatError as exc:
+                raise self._in_file(exc, entry.name, records) from exc
             if incremental:
                 position = Mark(key, DONE).text()
             if held is not None:
@@ -182,6 +195,15 @@ class FilesConnector(Connector, PassThrough):
                 yield Batch(tuple(names), [], 0, position, refused=())
         # The end of the read, carrying the last position (the target publishes its file).
         yield Batch(tuple(names), [], 0, position, last=True)
+
+    def _in_file(
+        self, exc: formats.FileFormatError, name: str, records: int | None = None
+    ) -> formats.FileFormatError:
+        """`exc` naming the file and where its read stood: the run's remark."""
+        store = self.store()
+        return formats.in_file(
+            exc, name, functools.partial(store.open_read, name), self.options, records
+        )
 
     def _files(self, plan: ReadPlan) -> tuple[Watermark, str | None, list[tuple[Any, int]]]:
         order = Watermark(plan.incremental_column)
@@ -244,6 +266,7 @@ class FilesConnector(Connector, PassThrough):
                     done,
                     plan.batch_rows,
                     skip,
+                    name,
                 )
             return
         for entry, skip in files:
@@ -254,7 +277,9 @@ class FilesConnector(Connector, PassThrough):
                 contextlib.closing(ahead(formats.csv_blocks(handle, self.options, skip))) as parsed,
             ):
                 blocks: list[Block] = []
-                for table, malformed in parsed:
+                # The lambda reads `records` when an error comes: the records read by then.
+                named = self._named(parsed, entry.name, lambda: records)  # noqa: B023
+                for table, malformed in named:
                     self._live()
                     blocks.append(Block(table, malformed))
                     records += table.num_rows + len(malformed)
@@ -275,7 +300,16 @@ class FilesConnector(Connector, PassThrough):
                 held.position = position
                 yield held
 
-    # --- pass-through into files (TSV text -> Arrow tables) --------------------------------
+    def _named(
+        self, blocks: Iterator[tuple[pa.RecordBatch, list[Any]]], name: str, at: Callable[[], int]
+    ) -> Iterator[tuple[pa.RecordBatch, list[Any]]]:
+        """`blocks`, a broken file's error naming the file and where (`at`: records read)."""
+        try:
+            yield from blocks
+        except formats.FileFormatError as exc:
+            raise self._in_file(exc, name, at()) from exc
+
+        # --- pass-through into files (TSV text -> Arrow tables) --------------------------------
 
     def _target_forms(self, columns: Sequence[str]) -> tuple[tuple[str, ...], ...]:
         """The TSV form of the target's columns, for CSV and Parquet files in a local folder,

@@ -21,7 +21,13 @@ from typing import IO, TypeVar
 
 import pyarrow as pa
 
-from openfdi.connectors._files.formats import csv_blocks, read_file, rows_of
+from openfdi.connectors._files.formats import (
+    FileFormatError,
+    csv_blocks,
+    in_file,
+    read_file,
+    rows_of,
+)
 from openfdi.connectors._files.options import FileOptions
 from openfdi.connectors._files.types import arrow_type
 from openfdi.connectors._values import estimate_rows_bytes
@@ -231,8 +237,10 @@ class CsvFileSlice(RawSlice):
         position: object,
         batch_rows: int,
         skip: int,
+        name: str = "",
     ) -> None:
         self._open = open_file
+        self._name = name
         self._options = options
         self._schema = schema
         self._batch_rows = batch_rows
@@ -297,13 +305,18 @@ class CsvFileSlice(RawSlice):
             done.set()
 
     def batches(self) -> Generator[Batch, None, None]:
-        with self._open() as handle:
-            for chunk in read_file(
-                handle, self._options, self._schema, self._batch_rows, self._skip
-            ):
-                yield Batch(
-                    self._schema.names,
-                    chunk.rows,
-                    estimate_rows_bytes(chunk.rows),
-                    refused=tuple(chunk.refused),
-                )
+        records = self._skip
+        try:
+            with self._open() as handle:
+                for chunk in read_file(
+                    handle, self._options, self._schema, self._batch_rows, self._skip
+                ):
+                    records += chunk.records
+                    yield Batch(
+                        self._schema.names,
+                        chunk.rows,
+                        estimate_rows_bytes(chunk.rows),
+                        refused=tuple(chunk.refused),
+                    )
+        except FileFormatError as exc:
+            raise in_file(exc, self._name, self._open, self._options, records) from exc
