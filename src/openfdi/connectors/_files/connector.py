@@ -141,7 +141,7 @@ class FilesConnector(Connector, PassThrough):
             sizes = {e.name: e.size for e in self.store().entries()}
             first = min(names, key=lambda n: (sizes.get(n, 0) == 0, n))
             try:
-                with self.store().open_read(first) as handle:
+                with self._about(first), self.store().open_read(first) as handle:
                     schema = formats.describe_file(handle, self.options, table)
             except formats.FileFormatError as exc:
                 raise self._in_file(exc, first) from exc
@@ -165,7 +165,7 @@ class FilesConnector(Connector, PassThrough):
             key, records = order.key(entry), skip
             held: Batch | None = None  # one batch late, so a file's last one marks it done
             try:
-                with self.store().open_read(entry.name) as handle:
+                with self._about(entry.name), self.store().open_read(entry.name) as handle:
                     for chunk in formats.read_file(
                         handle, self.options, schema, plan.batch_rows, skip
                     ):
@@ -195,6 +195,21 @@ class FilesConnector(Connector, PassThrough):
                 yield Batch(tuple(names), [], 0, position, refused=())
         # The end of the read, carrying the last position (the target publishes its file).
         yield Batch(tuple(names), [], 0, position, last=True)
+
+    @contextlib.contextmanager
+    def _about(self, name: str) -> Iterator[None]:
+        """An error reading the file `name` names it: a file removed after the folder was
+        listed, a connection lost mid-file. (A broken format names it in `_in_file`.)"""
+        try:
+            with self.errors():
+                yield
+        except (formats.FileFormatError, QueryCancelledError):
+            raise
+        except ConnectorError as exc:
+            gone = " (removed after the folder was listed?)" * isinstance(exc, TableNotFoundError)
+            exc.message = f"file {name!r}{gone}: {exc.message}"
+            exc.args = (exc.message,)
+            raise
 
     def _in_file(
         self, exc: formats.FileFormatError, name: str, records: int | None = None
@@ -273,6 +288,7 @@ class FilesConnector(Connector, PassThrough):
             key, records = order.key(entry), skip
             held: CsvSlice | None = None  # one slice late, so a file's last one marks it done
             with (
+                self._about(entry.name),
                 self.store().open_read(entry.name) as handle,
                 contextlib.closing(ahead(formats.csv_blocks(handle, self.options, skip))) as parsed,
             ):

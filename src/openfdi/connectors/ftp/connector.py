@@ -54,6 +54,35 @@ class _FtpFileSystem(FTPFileSystem):  # type: ignore[misc]
             self.ftp.prot_p()  # and the data connections too
         self.ftp.set_pasv(self._passive)
 
+    def ls(self, path: str, detail: bool = True, **kwargs: Any) -> Any:
+        # Listed afresh each time: fsspec keeps a folder's listing for the file system's life,
+        # so a REALTIME run (one connector, polling the folder) never saw a file dropped after
+        # its first poll, and `publish` could miss a file another writer made meanwhile.
+        self.invalidate_cache()
+        try:
+            return super().ls(path, detail=detail, **kwargs)
+        except KeyError:
+            # A name holding a line break splits its MLSD line in two; fsspec fails on the half
+            # without facts ("KeyError: 'type'") and so the whole folder did: skip that one.
+            return self._mlsd_skipping_broken(path, detail)
+
+    def _mlsd_skipping_broken(self, path: str, detail: bool) -> Any:
+        path = self._strip_protocol(path)
+        found: list[dict[str, Any]] = []
+        for name, facts in self.ftp.mlsd(path):
+            kind = facts.get("type")
+            if kind is None:
+                _log.warning("FTP: an entry of %s cannot be listed (%r): skipped", path, name)
+                continue
+            if name in (".", "..") or kind in ("pdir", "cdir"):
+                continue
+            entry: dict[str, Any] = dict(facts)
+            entry["name"] = f"{path.rstrip('/')}/{name}"
+            entry["type"] = "directory" if kind == "dir" else kind
+            entry["size"] = int(facts.get("size") or 0) if kind == "file" else 0
+            found.append(entry)
+        return found if detail else sorted(e["name"] for e in found)
+
 
 def fingerprint(key: paramiko.PKey) -> str:
     """A public key's SHA256 fingerprint as OpenSSH prints it (`ssh-keygen -lf`)."""
