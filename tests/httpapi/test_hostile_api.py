@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import json
 import socket
 import threading
 import time
@@ -79,6 +80,15 @@ async def _liar(request: Request) -> Response:
     return JSONResponse({"items": items, "total": 1000})
 
 
+async def _odd_total(request: Request) -> Response:
+    """Pages of 2 of 5 records, with a total that is no count (the query says which)."""
+    page = int(request.query_params.get("page", 1))
+    items = [{"id": i} for i in range(1, 6)][(page - 1) * 2 : page * 2]
+    total = request.query_params["total"].encode()
+    return Response(b'{"items": %s, "total": %s}' % (json.dumps(items).encode(), total),
+                    media_type="application/json")  # fmt: skip
+
+
 async def _too_large(request: Request) -> Response:
     return JSONResponse({"error": "too large"}, status_code=413)
 
@@ -90,7 +100,8 @@ async def _not_json(request: Request) -> Response:
 
 ROUTES = {"/cursor-cycle": _cursor, "/link-cycle": _link, "/surrogate": _surrogate,
           "/empty": _empty, "/redirect": _redirect, "/slow": _slow, "/bomb": _bomb,
-          "/liar": _liar, "/too-large": _too_large, "/not-json": _not_json}  # fmt: skip
+          "/liar": _liar, "/odd-total": _odd_total, "/too-large": _too_large,
+          "/not-json": _not_json}  # fmt: skip
 
 
 @pytest.fixture
@@ -217,6 +228,22 @@ def test_a_total_that_lies_ends_at_the_short_page_with_every_record_once(
                "paging": {"type": "page", "size_param": "size", "size": 2,
                           "total_path": "$.total"}}  # fmt: skip
     log = _source_run(sdk, creds, signed, base_path, pg_schema, hostile.url + "/liar", message)
+    assert (log.execute_status, log.data_count) == ("SUCCESS", 5), log.remarks
+    assert _rows(pg_schema, "t") == [(i,) for i in range(1, 6)]
+
+
+@pytest.mark.parametrize("total", ["NaN", "Infinity", "true", "4.5", '"many"'])
+def test_a_total_that_is_no_count_is_ignored_and_every_page_read(
+    sdk: Any, creds: Any, signed: Any, base_path: str, pg_schema: str, hostile: FakeApi,
+    total: str,
+) -> None:  # fmt: skip
+    """NaN and Infinity failed the run ("internal error: cannot convert float NaN to
+    integer"); `true` counted as 1 and ended the read after its first page, 3 records lost."""
+    message = {"records": "$.items", "fields": [FIELDS[0]], "query": {"total": total},
+               "paging": {"type": "page", "size_param": "size", "size": 2,
+                          "total_path": "$.total"}}  # fmt: skip
+    url = hostile.url + "/odd-total"
+    log = _source_run(sdk, creds, signed, base_path, pg_schema, url, message)
     assert (log.execute_status, log.data_count) == ("SUCCESS", 5), log.remarks
     assert _rows(pg_schema, "t") == [(i,) for i in range(1, 6)]
 

@@ -16,12 +16,14 @@ crash re-reads at most the pages of one uncommitted batch, and never skips one.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -189,9 +191,8 @@ class PageReader:
         if paging.max_pages is not None and pages >= paging.max_pages:
             return None
         if paging.total_path is not None:
-            total = walk(doc, paging.total_path)
-            is_count = isinstance(total, int | float) or str(total or "").isdigit()
-            if is_count and seen >= int(total):
+            total = _count(walk(doc, paging.total_path))
+            if total is not None and seen >= total:
                 return None
         base: PageState = {"pages": pages, "seen": seen}
         if paging.type in ("page", "offset"):
@@ -220,6 +221,23 @@ class PageReader:
         if target == str(answer.url):
             raise TerminalConnectorError("the API's next-page link points at the same page")
         return {**base, "url": target}
+
+
+def _count(total: Any) -> int | None:
+    """The number of records at `total_path`, if it is one: an integer, integral number or
+    digits. Not `true` (a bool is an int: it ended the read after one page, losing the rest),
+    NaN or Infinity (`int()` of them failed the run as an "internal error"): those are
+    ignored, and the read ends by the other rules."""
+    if isinstance(total, bool):
+        return None
+    if isinstance(total, int):
+        return total
+    if isinstance(total, float | Decimal):
+        finite = math.isfinite(total) if isinstance(total, float) else total.is_finite()
+        return int(total) if finite and total == int(total) else None
+    if isinstance(total, str) and total.isdigit():
+        return int(total)
+    return None
 
 
 def _link_next(headers: httpx.Headers) -> str | None:
