@@ -87,6 +87,20 @@ def test_hostile_json_lines_are_dirty_rows_naming_their_line_and_the_rest_is_wri
     assert all(len(d["row"]) < 10_000 for d in dirty)  # cut, not the 20 MB line
 
 
+def test_a_json_number_too_large_for_a_double_is_a_dirty_row_not_infinity(
+    sdk: Any, creds: Any, signed: httpx.Client, base_path: str, pg_schema: str, folder: Path
+) -> None:
+    """1e400 became float('inf'): PostgreSQL stored Infinity, silently."""
+    (folder / "t.jsonl").write_text('{"id": 1, "x": 1e400}\n{"id": 2, "x": 2.5}\n')
+    fields = [FIELDS[0], {"name": "x", "type": "double"}]
+    log, rows, dirty = _read(
+        sdk, creds, signed, base_path, pg_schema, folder, {"format": "jsonl", "fields": fields}
+    )
+    assert (log.execute_status, log.data_count, log.dirty_data_count) == ("SUCCESS", 1, 1)
+    assert rows == [(2, 2.5)]
+    assert "line 1: 1E+400 is out of range for a double" in dirty[0]["reason"]
+
+
 def test_a_json_line_without_end_is_read_in_bounded_memory(tmp_path: Path) -> None:
     """A 100 MB line (a file of one line, or one being written) was read whole, twice over
     (bytes and text): the read's peak RSS grew by 199 MB. Now the line is refused

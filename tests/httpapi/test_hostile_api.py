@@ -56,6 +56,12 @@ async def _surrogate(request: Request) -> Response:
     return Response(body, media_type="application/json")
 
 
+async def _huge_double(request: Request) -> Response:
+    body = (b'{"items": [{"id": 1, "ratio": 1e400}, {"id": 2, "ratio": "-1e999"},'
+            b' {"id": 3, "ratio": 2.5}]}')  # fmt: skip
+    return Response(body, media_type="application/json")
+
+
 async def _empty(request: Request) -> Response:
     return Response(b"", media_type="application/json")
 
@@ -100,8 +106,8 @@ async def _not_json(request: Request) -> Response:
 
 ROUTES = {"/cursor-cycle": _cursor, "/link-cycle": _link, "/surrogate": _surrogate,
           "/empty": _empty, "/redirect": _redirect, "/slow": _slow, "/bomb": _bomb,
-          "/liar": _liar, "/odd-total": _odd_total, "/too-large": _too_large,
-          "/not-json": _not_json}  # fmt: skip
+          "/liar": _liar, "/huge-double": _huge_double, "/odd-total": _odd_total,
+          "/too-large": _too_large, "/not-json": _not_json}  # fmt: skip
 
 
 @pytest.fixture
@@ -168,6 +174,22 @@ def test_a_lone_surrogate_is_one_refused_record_and_the_others_are_written(
     assert "field name" in dirty["reason"]
     assert "lone surrogate" in dirty["reason"]
     assert "\\\\ud800" in dirty["row"]  # shown as an escape, storable anywhere
+
+
+def test_a_number_too_large_for_a_double_is_refused_not_written_as_infinity(
+    sdk: Any, creds: Any, signed: Any, base_path: str, pg_schema: str, hostile: FakeApi
+) -> None:
+    """1e400 became float('inf'): PostgreSQL stored Infinity, silently."""
+    fields = [FIELDS[0], {"name": "ratio", "path": "$.ratio", "type": "double"}]
+    message = {"records": "$.items", "fields": fields}
+    url = hostile.url + "/huge-double"
+    log = _source_run(sdk, creds, signed, base_path, pg_schema, url, message)
+    assert (log.execute_status, log.data_count, log.dirty_data_count) == ("SUCCESS", 1, 2), (
+        log.remarks
+    )
+    assert _rows(pg_schema, "t") == [(3, 2.5)]
+    reasons = sorted(d["reason"] for d in _dirty(signed, base_path, log))
+    assert all("out of range for a double" in r for r in reasons), reasons
 
 
 @pytest.mark.parametrize(

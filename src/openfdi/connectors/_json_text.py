@@ -15,7 +15,7 @@ from typing import Any
 
 from openfdi.connectors._values import format_interval
 
-__all__ = ["ENCODE_STR", "exact_json", "lone_surrogate", "printable"]
+__all__ = ["ENCODE_STR", "exact_json", "finite_double", "lone_surrogate", "printable"]
 
 ENCODE_STR = json.JSONEncoder(ensure_ascii=False).encode
 """A str as a JSON string literal."""
@@ -82,3 +82,17 @@ def lone_surrogate(values: Iterable[Any]) -> tuple[int, str] | None:
 def printable(text: str) -> str:
     """`text` with any lone surrogate written as a `\\udXXX` escape: safe to store and show."""
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+_INFINITE = frozenset({"inf", "infinity"})
+
+
+def finite_double(value: Any, double: float) -> float:
+    """`double`, the double `value` converted to, unless `value` is a finite number too large for
+    one (`1e400`): that became Infinity, silently, in every target. ValueError then, so the
+    record is refused. NaN and Infinity written as such stay what they are."""
+    if math.isinf(double) and not isinstance(value, float):
+        text = str(value).strip().lower().lstrip("+-")
+        if text not in _INFINITE:
+            raise ValueError(f"{str(value)[:40]} is out of range for a double")
+    return double

@@ -26,7 +26,7 @@ import pyarrow.csv as pcsv
 
 from openfdi.connectors._files.options import FileOptions
 from openfdi.connectors._files.types import arrow_type, guess_column, table_schema
-from openfdi.connectors._json_text import lone_surrogate, printable
+from openfdi.connectors._json_text import finite_double, lone_surrogate, printable
 from openfdi.connectors._messages import _convert as convert_value
 from openfdi.connectors._values import as_utc
 from openfdi.connectors.errors import TerminalConnectorError
@@ -431,6 +431,15 @@ def _jsonl_schema(handle: IO[bytes], options: FileOptions, table: str) -> TableS
     return TableSchema(table, tuple(_guess_json(k, v) for k, v in seen.items()))
 
 
+_DOUBLES = (LogicalType.DOUBLE, LogicalType.FLOAT)
+
+
+def _json_value(value: Any, kind: LogicalType) -> Any:
+    """A JSON line's value as `kind`'s Python type; a number too large for a double refused."""
+    converted = convert_value(value, kind)
+    return finite_double(value, converted) if kind in _DOUBLES and value is not None else converted
+
+
 def _read_jsonl(
     handle: IO[bytes], options: FileOptions, schema: TableSchema, batch_rows: int
 ) -> Iterator[Chunk]:
@@ -446,7 +455,7 @@ def _read_jsonl(
             doc = _JSON.decode(line)
             if not isinstance(doc, dict):
                 raise ValueError("a line is not a JSON object")
-            row = tuple(convert_value(doc.get(c.name), c.type) for c in columns)
+            row = tuple(_json_value(doc.get(c.name), c.type) for c in columns)
             if (lone := lone_surrogate(row)) is not None:  # a "\ud800" escape: no target takes it
                 raise ValueError(f"field {columns[lone[0]].name}: {lone[1]}")
             chunk.rows.append(row)

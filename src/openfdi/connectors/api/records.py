@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from openfdi.connectors._json_text import ENCODE_STR, exact_json, printable
+from openfdi.connectors._json_text import ENCODE_STR, exact_json, finite_double, printable
 from openfdi.connectors._messages import Field, _converter, _getter, _text
 from openfdi.connectors.spi import Column, LogicalType, RejectedRow, Row, TableSchema
 
@@ -106,6 +106,8 @@ def _convert_for(kind: LogicalType) -> Callable[[Any], Any]:
         return exact_json
     if kind in (LogicalType.VARCHAR, LogicalType.TEXT):
         return lambda v: exact_json(v) if isinstance(v, dict | list) else _text(v)
+    if kind in (LogicalType.DOUBLE, LogicalType.FLOAT):
+        return lambda v: finite_double(v, base(v))
     return base
 
 
