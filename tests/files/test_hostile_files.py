@@ -101,6 +101,25 @@ def test_a_json_number_too_large_for_a_double_is_a_dirty_row_not_infinity(
     assert "line 1: 1E+400 is out of range for a double" in dirty[0]["reason"]
 
 
+@pytest.mark.parametrize("delimiter", [",", ";"])
+@pytest.mark.parametrize("other", ["7", "x7"])
+def test_a_csv_number_too_large_for_a_double_is_a_dirty_row_not_infinity(
+    sdk: Any, creds: Any, signed: httpx.Client, base_path: str, pg_schema: str, folder: Path,
+    delimiter: str, other: str,
+) -> None:  # fmt: skip
+    """pyarrow casts "1e400" to Infinity: PostgreSQL stored it on every path (the file's bytes
+    passed through, TSV text, rows; `x7` sends the block value by value)."""
+    d = delimiter
+    (folder / "t.csv").write_text(f"id{d}x{d}y\n1{d}1e400{d}1\n2{d}2.5{d}{other}\n3{d}inf{d}3\n")
+    fields = [FIELDS[0], {"name": "x", "type": "double"}, {"name": "y", "type": "bigint"}]
+    message = {"fields": fields, "delimiter": delimiter}
+    log, rows, dirty = _read(sdk, creds, signed, base_path, pg_schema, folder, message)
+    bad = 1 if other == "7" else 2
+    assert (log.execute_status, log.data_count, log.dirty_data_count) == ("SUCCESS", 3 - bad, bad)
+    assert rows == ([(2, 2.5, 7)] if other == "7" else []) + [(3, float("inf"), 3)]
+    assert any("1e400 is out of range for a double" in d["reason"] for d in dirty), dirty
+
+
 def test_a_json_line_without_end_is_read_in_bounded_memory(tmp_path: Path) -> None:
     """A 100 MB line (a file of one line, or one being written) was read whole, twice over
     (bytes and text): the read's peak RSS grew by 199 MB. Now the line is refused

@@ -16,6 +16,7 @@ import codecs
 import decimal
 import io
 import json
+import math
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ GUESS_ROWS = 1000
 CSV_BLOCK = 4 << 20
 """Bytes pyarrow parses at once: big enough to parse in parallel, small enough to stream."""
 RAW_LIMIT = 4096
+_DOUBLES = (LogicalType.DOUBLE, LogicalType.FLOAT)
 MAX_LINE = 16 << 20
 """Characters of one JSON line read at most: a longer line is refused without being held (a
 file of one endless line, or one still being written, must not take the server's memory)."""
@@ -208,17 +210,36 @@ def _converted(array: pa.Array, column: Column, bad: dict[int, str]) -> list[Any
         LogicalType.INTERVAL,
     ):
         try:
-            return _python(array.cast(arrow_type(column)), column)
+            typed = _python(array.cast(arrow_type(column)), column)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             pass  # some value does not convert: find which, one by one
+        else:
+            if kind in _DOUBLES and any(map(math.isinf, filter(None, typed))):
+                _refuse_overflow(typed, array, column, bad)
+            return typed
     values: list[Any] = []
     for i, text in enumerate(array.to_pylist()):
         try:
-            values.append(convert_value(text, kind))
+            values.append(_checked_value(text, kind))
         except (ValueError, ArithmeticError, TypeError) as exc:
             bad.setdefault(i, f"column {column.name}: {text!r} is not a {kind.value} ({exc})")
             values.append(None)
     return values
+
+
+def _refuse_overflow(
+    values: list[Any], texts: pa.Array, column: Column, bad: dict[int, str]
+) -> None:
+    """pyarrow casts `1e400` to Infinity: such a row goes into `bad` (`inf` written as such
+    stays)."""
+    for i, value in enumerate(values):
+        if value is not None and math.isinf(value):
+            text = texts[i].as_py()
+            try:
+                finite_double(text, value)
+            except ValueError as exc:
+                bad.setdefault(i, f"column {column.name}: {exc}")
+                values[i] = None
 
 
 def _python(array: pa.Array | pa.ChunkedArray, column: Column) -> list[Any]:
@@ -431,11 +452,8 @@ def _jsonl_schema(handle: IO[bytes], options: FileOptions, table: str) -> TableS
     return TableSchema(table, tuple(_guess_json(k, v) for k, v in seen.items()))
 
 
-_DOUBLES = (LogicalType.DOUBLE, LogicalType.FLOAT)
-
-
-def _json_value(value: Any, kind: LogicalType) -> Any:
-    """A JSON line's value as `kind`'s Python type; a number too large for a double refused."""
+def _checked_value(value: Any, kind: LogicalType) -> Any:
+    """A JSON or CSV value as `kind`'s Python type; a number too large for a double refused."""
     converted = convert_value(value, kind)
     return finite_double(value, converted) if kind in _DOUBLES and value is not None else converted
 
@@ -455,7 +473,7 @@ def _read_jsonl(
             doc = _JSON.decode(line)
             if not isinstance(doc, dict):
                 raise ValueError("a line is not a JSON object")
-            row = tuple(_json_value(doc.get(c.name), c.type) for c in columns)
+            row = tuple(_checked_value(doc.get(c.name), c.type) for c in columns)
             if (lone := lone_surrogate(row)) is not None:  # a "\ud800" escape: no target takes it
                 raise ValueError(f"field {columns[lone[0]].name}: {lone[1]}")
             chunk.rows.append(row)

@@ -118,7 +118,14 @@ def check_column(text: pa.Array, column: Column) -> pa.Array | None:
             if longest is not None and longest > column.length:
                 raise pa.ArrowInvalid(f"a value of {column.name} is over {column.length} long")
         return None
-    return text.cast(arrow_type(column))
+    typed = text.cast(arrow_type(column))
+    if column.type in (LogicalType.DOUBLE, LogicalType.FLOAT):
+        infinite = pc.is_inf(typed)
+        if pc.any(infinite).as_py():  # `1e400` cast to Infinity: the row path refuses it
+            for value in pc.filter(text, infinite).to_pylist():
+                if value.strip().lower().lstrip("+-") not in ("inf", "infinity"):
+                    raise pa.ArrowInvalid(f"{value[:40]} is out of range for {column.name}")
+    return typed
 
 
 def _column_text(text: pa.Array, column: Column) -> pa.Array:
