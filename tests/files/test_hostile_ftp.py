@@ -2,7 +2,8 @@
 an FTP folder sees the files dropped while it runs; a file name holding a line break (which
 splits the FTP listing's line) costs that file only; a file removed between the listing and its
 read fails the run naming it; a FIFO put in a file's place after the listing fails at once
-instead of hanging the run for ever."""
+instead of hanging the run for ever; a stop ends a run whose FTP server stalls a transfer within
+the deadline."""
 
 from __future__ import annotations
 
@@ -14,7 +15,13 @@ from typing import Any
 
 import httpx
 import pytest
-from huaweicloudsdkroma.v2 import BatchStartOrStopTasksRequest, OperateTasksBean, TaskBean
+from huaweicloudsdkroma.v2 import (
+    BatchStartOrStopTasksRequest,
+    OperateTasksBean,
+    StopTaskRequest,
+    TaskBean,
+)
+from pyftpdlib import handlers
 
 from openfdi.connectors.errors import ConnectorError
 from openfdi.connectors.registry import Registry
@@ -23,6 +30,7 @@ from tests.engine.conftest import create_task, wait_for
 from tests.files.servers import Server
 from tests.files.test_file_tasks import _datasource, _pg, _run, _sql
 from tests.messages.test_message_tasks import _finished
+from tests.messages.test_message_tasks import _run as _start
 
 FIELDS = [{"name": "id", "type": "bigint"}, {"name": "note", "type": "text"}]
 
@@ -148,3 +156,40 @@ def test_a_fifo_put_in_a_files_place_after_the_listing_fails_instead_of_hanging(
     assert not hung, "the read hung opening the FIFO"
     assert len(failed) == 1
     assert "file 't_2.csv': not a regular file any more" in str(failed[0])
+
+
+@pytest.mark.parametrize("protocol", ["ftp", "ftps"])
+def test_a_stop_ends_a_run_whose_ftp_server_stalls_within_the_deadline(
+    sdk: Any, creds: Any, signed: httpx.Client, base_path: str, pg_schema: str,
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, protocol: str,
+) -> None:  # fmt: skip
+    """The server answers RETR only after 20 s. Before, the run's thread stayed blocked on the
+    control connection: the stop took 3 s and ended "the executor abandoned a statement that
+    ignored cancellation", the thread still waiting. Now `cancel()` shuts the connections."""
+    asked, release = threading.Event(), threading.Event()
+    retr = handlers.FTPHandler.ftp_RETR
+
+    def stalled(handler: Any, file: str) -> Any:
+        asked.set()
+        release.wait(20)
+        return retr(handler, file)
+
+    monkeypatch.setattr(handlers.FTPHandler, "ftp_RETR", stalled)
+    server: Server = request.getfixturevalue(protocol)
+    _drop(server.root, "t.csv", "id,note\n1,a\n", 60)
+    remote = _datasource(signed, base_path, "FTP", server.content)
+    detail = {"sourceSelectedDatasource": {"table": "t", "message": {"min_age_seconds": 0}},
+              "targetSelectedDatasource": {"table": "t"}}  # fmt: skip
+    task = create_task(sdk, creds, remote, _pg(signed, base_path, pg_schema), detail)
+    try:
+        _start(sdk, creds, task)
+        assert asked.wait(20)
+        stopped = time.monotonic()
+        sdk.stop_task(StopTaskRequest(instance_id=creds.instance_id, task_id=task))
+        log = wait_for(lambda: _finished(sdk, creds, task), timeout=30, interval=0.05)
+        took = time.monotonic() - stopped
+    finally:
+        release.set()
+    assert log.execute_status == "CANCELLED", log.remarks
+    assert "abandoned" not in log.remarks, log.remarks
+    assert took < 2.0, took

@@ -118,7 +118,7 @@ class FilesConnector(Connector, PassThrough):
             return sorted(e.name for e in self.store().entries())
 
     def describe(self, table: str) -> TableSchema:
-        with self.errors():
+        with self._cancellation(), self.errors():
             return self._describe(table)
 
     def _describe(self, table: str) -> TableSchema:
@@ -151,8 +151,18 @@ class FilesConnector(Connector, PassThrough):
     # --- source ---------------------------------------------------------------------------
 
     def read(self, plan: ReadPlan) -> Iterator[Batch]:
-        with self.errors():
+        with self._cancellation(), self.errors():
             yield from self._read(plan)
+
+    @contextlib.contextmanager
+    def _cancellation(self) -> Iterator[None]:
+        """After `cancel()`, what a transfer it interrupted raises is the cancellation."""
+        try:
+            yield
+        except ConnectorError as exc:
+            if self._cancelled.is_set() and not isinstance(exc, QueryCancelledError):
+                raise QueryCancelledError("the read or write was cancelled") from exc
+            raise
 
     def _read(self, plan: ReadPlan) -> Iterator[Batch]:
         schema = self._describe(plan.table)
@@ -260,7 +270,7 @@ class FilesConnector(Connector, PassThrough):
         return tuple(f for f in forms if f is not None)
 
     def read_raw(self, plan: ReadPlan, form: tuple[str, ...]) -> Generator[RawSlice, None, None]:
-        with self.errors():
+        with self._cancellation(), self.errors():
             yield from self._read_raw(plan, form)
 
     def _read_raw(self, plan: ReadPlan, form: tuple[str, ...]) -> Generator[RawSlice, None, None]:
@@ -453,6 +463,12 @@ class FilesConnector(Connector, PassThrough):
 
     def cancel(self) -> None:
         self._cancelled.set()
+        # A transfer waiting on a stalled server would hold the run past its stop deadline
+        # (the engine then abandons its thread, still blocked): wake it.
+        store = self._store
+        if store is not None:
+            with contextlib.suppress(Exception):
+                store.interrupt()
 
     def close(self) -> None:
         writer, self._writer = self._writer, None

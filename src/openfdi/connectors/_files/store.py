@@ -102,6 +102,11 @@ class Store(abc.ABC):
         their names."""
         return []
 
+    def interrupt(self) -> None:
+        """Make a transfer blocked on the network fail at once (from another thread: a stop's
+        deadline); the store is not used again."""
+        return None
+
     def close(self) -> None:
         """Release the connection, if any."""
         return None
@@ -310,6 +315,11 @@ class FsspecStore(Store):
     def remove(self, name: str) -> None:
         with contextlib.suppress(FileNotFoundError, OSError):
             self._fs.rm(self._path(name))
+
+    def interrupt(self) -> None:
+        interrupt = getattr(self._fs, "interrupt", None)
+        if callable(interrupt):
+            interrupt()
 
     def close(self) -> None:
         closer = getattr(self._fs, "close", None) or getattr(
