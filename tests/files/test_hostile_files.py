@@ -203,6 +203,26 @@ def test_a_broken_file_fails_the_run_with_a_remark_naming_the_file_and_where(
     assert "internal error" not in log.remarks
 
 
+@pytest.mark.parametrize(
+    ("name", "data", "expected"),
+    [("t.csv", b"id,id,note\n1,2,x\n", "the column name 'id' comes twice in its header"),
+     ("t.csv", b"id,,note\n1,2,x\n", "a column name in its header is empty"),
+     ("t.jsonl", b'{"\\ud800": 1, "id": 2}\n',
+      "the column name '\\\\ud800' in its keys is not text")],
+)  # fmt: skip
+def test_column_names_no_table_can_have_fail_the_run_naming_the_file(
+    sdk: Any, creds: Any, signed: httpx.Client, base_path: str, pg_schema: str, folder: Path,
+    name: str, data: bytes, expected: str,
+) -> None:  # fmt: skip
+    """Before: "internal error: 'Field "id" exists 2 times in schema'", "empty identifier",
+    "internal error: 'utf-8' codec can't encode character '\\ud800'"."""
+    (folder / name).write_bytes(data)
+    message = {"format": "jsonl"} if name.endswith(".jsonl") else {}
+    log, _, _ = _read(sdk, creds, signed, base_path, pg_schema, folder, message)
+    assert log.execute_status == "ERROR"
+    assert f"file {name!r} gives no columns: {expected}" in log.remarks, log.remarks
+
+
 def test_parquet_files_whose_schemas_differ_or_hold_no_rows(
     sdk: Any, creds: Any, signed: httpx.Client, base_path: str, pg_schema: str, folder: Path
 ) -> None:

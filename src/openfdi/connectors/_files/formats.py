@@ -191,6 +191,7 @@ def _csv_schema(handle: IO[bytes], options: FileOptions, table: str) -> TableSch
     if declared is not None:
         return declared
     names = _csv_names(handle, options)
+    _named_columns(names, "header")
     # Its first block, as text; malformed lines are left to the read (dirty rows).
     batch = next(iter(_csv_reader(handle, options, names, _skip)), None)
     columns = [
@@ -198,6 +199,26 @@ def _csv_schema(handle: IO[bytes], options: FileOptions, table: str) -> TableSch
         for name in names
     ]
     return TableSchema(table, tuple(columns))
+
+
+def _named_columns(names: Sequence[str], where: str) -> None:
+    """Refuse column names a file gives that no table can have: a name twice (pyarrow failed on
+    it: "internal error: Field "id" exists 2 times in schema"), a lone surrogate (the target's
+    encoder failed: "internal error: 'utf-8' codec can't encode"), an empty one."""
+    seen: set[str] = set()
+    for name in names:
+        if lone_surrogate([name]) is not None:
+            shown = printable(name)
+            raise FileFormatError(
+                f"gives no columns: the column name {shown!r} in its {where} is not text"
+            )
+        if not name.strip():
+            raise FileFormatError(f"gives no columns: a column name in its {where} is empty")
+        if name in seen:
+            raise FileFormatError(
+                f"gives no columns: the column name {name!r} comes twice in its {where}"
+            )
+        seen.add(name)
 
 
 def _converted(array: pa.Array, column: Column, bad: dict[int, str]) -> list[Any]:
@@ -449,6 +470,7 @@ def _jsonl_schema(handle: IO[bytes], options: FileOptions, table: str) -> TableS
         if isinstance(doc, dict):
             for key, value in doc.items():
                 seen.setdefault(key, []).append(value)
+    _named_columns(list(seen), "keys")
     return TableSchema(table, tuple(_guess_json(k, v) for k, v in seen.items()))
 
 
