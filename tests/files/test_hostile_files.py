@@ -183,6 +183,10 @@ def test_an_empty_file_is_no_rows_beside_the_others(
          "invalid UTF8 data (line 3: byte 0xff is not utf-8 text)"),
         ("t.csv", b'id;note\n1;a\n2;"' + b"x" * (30 << 20), {"fields": FIELDS, "delimiter": ";"},
          "file 't.csv' cannot be read: a CSV record longer than 4 MiB"),
+        ("t.csv", b'id,note\n1,"abc\n2,d\n', {"fields": FIELDS},
+         "file 't.csv' cannot be read: its last record opens a quote that is never closed"),
+        ("t.csv", b'id;note\n1;a\n2;"abc\n3;d', {"fields": FIELDS, "delimiter": ";"},
+         "file 't.csv' cannot be read: its last record opens a quote that is never closed"),
         ("t.csv", b"", {}, "file 't.csv' gives no columns: it is empty"),
         ("t.parquet", b"PAR1 not a footer PAR1", {"format": "parquet"},
          "file 't.parquet' gives no columns: Parquet file size is 22 bytes"),
@@ -194,7 +198,9 @@ def test_a_broken_file_fails_the_run_with_a_remark_naming_the_file_and_where(
 ) -> None:  # fmt: skip
     """Before, the remark was pyarrow's alone ("cannot read the file: In CSV column #1: CSV
     conversion error to string: invalid UTF8 data", "straddling object straddles two block
-    boundaries (try to increase block size?)"): which file, and where in it, was not said."""
+    boundaries (try to increase block size?)"): which file, and where in it, was not said; and
+    a quote left open in the last record made the rest of the file one value (`2,d` was the
+    end of row 1's note, the run a SUCCESS)."""
     (folder / name).write_bytes(data)
     log, _, _ = _read(sdk, creds, signed, base_path, pg_schema, folder, message)
     assert log.execute_status == "ERROR"

@@ -346,11 +346,44 @@ def _blocks(
     paced = _Paced(handle)
     try:
         reader = _csv_reader(paced, options, names, on_invalid, threads)  # type: ignore[arg-type]
+        held: pa.RecordBatch | None = None  # one block late: the last one is checked first
         for block in reader:
             paced.took_block()
-            yield block
+            if held is not None:
+                yield held
+            held = block
+        if held is not None:
+            if _quote_left_open(handle, options, held):
+                raise FileFormatError(
+                    "cannot be read: its last record opens a quote that is never closed (the "
+                    "rest of the file would be one value)"
+                )
+            yield held
     finally:
         paced.release()
+
+
+def _quote_left_open(handle: IO[bytes], options: FileOptions, last: pa.RecordBatch) -> bool:
+    """Whether the file ends inside a quoted value. pyarrow takes such a value to the end of
+    the file without a word (`1,"abc` then `2,d`: one row, its note "abc\n2,d\n", the second
+    row gone). Unclosed in the last column, the last row's last value is then exactly the
+    file's tail, right after a quote; in another column the row is short, a dirty row already.
+    (A value holding a doubled quote escapes this check.)"""
+    if not last.num_rows or not last.num_columns:
+        return False
+    value = last.column(last.num_columns - 1)[last.num_rows - 1].as_py()
+    if not isinstance(value, str) or not value:
+        return False
+    try:
+        tail = (options.quote + value).encode(options.encoding)
+    except UnicodeEncodeError:
+        return False
+    handle.seek(0, io.SEEK_END)
+    end = handle.tell()  # not seek's answer: paramiko's SFTP files answer None
+    if end < len(tail):
+        return False
+    handle.seek(end - len(tail))
+    return handle.read(len(tail)) == tail
 
 
 def _read_csv(
