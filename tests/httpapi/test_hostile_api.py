@@ -24,6 +24,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from openfdi.connectors.api import SPEC
+from openfdi.connectors.spi import Batch, Column, LogicalType, TableSchema, WritePlan
 from tests.engine.conftest import create_task, wait_for
 from tests.httpapi.fake_api import FakeApi
 from tests.messages.test_message_tasks import _datasource, _finished, _pg, _rows, _run
@@ -337,3 +339,28 @@ def test_a_200_whose_body_is_not_json_counts_as_delivered(
 ) -> None:
     log = _target_run(sdk, creds, signed, base_path, pg_schema, hostile.url + "/not-json", {})
     assert (log.execute_status, log.data_count, log.dirty_data_count) == ("SUCCESS", 5, 0)
+
+
+def test_a_row_whose_text_utf8_cannot_carry_is_refused_and_the_others_delivered(
+    hostile: FakeApi,
+) -> None:
+    """Connector level: the file and API sources now refuse such text, but a target takes rows
+    from any connector (a message's JSON payload can carry "\\ud800"). Before, encoding the
+    request body raised UnicodeEncodeError: the run failed as an "internal error", none of the
+    batch delivered."""
+    connector = SPEC.open({"url": hostile.url + "/sink"})
+    connector.configure({"rows_per_request": 10})
+    schema = TableSchema("t", (Column("id", LogicalType.BIGINT), Column("name", LogicalType.TEXT)))
+    plan = WritePlan(table="t", source_schema=schema)
+    try:
+        connector.prepare_target(plan)
+        rows = [(1, "a"), (2, "b\ud800"), (3, "c")]
+        result = connector.write(Batch.of(schema.names, rows), plan)
+        connector.commit()
+    finally:
+        connector.close()
+    assert result.rows_written == 2
+    assert [(r.row[0], r.reason) for r in result.rejected] == [
+        (2, "cannot be written as JSON: a text holds U+D800, a lone surrogate")
+    ]
+    assert [r["id"] for r in hostile.state.received] == [1, 3]
