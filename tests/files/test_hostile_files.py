@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,12 @@ import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from huaweicloudsdkroma.v2 import StopTaskRequest
 
-from tests.engine.conftest import create_task
+from tests.engine.conftest import create_task, monitor_logs, wait_for
 from tests.files.test_file_tasks import _datasource, _pg, _run, _sql
+from tests.messages.test_message_tasks import _finished
+from tests.messages.test_message_tasks import _run as _start
 
 FIELDS = [{"name": "id", "type": "bigint"}, {"name": "note", "type": "text"}]
 
@@ -152,6 +156,34 @@ print(sum(len(b.rows) for b in batches), sum(len(b.refused) for b in batches),
     rows, refused, rise_mb = map(int, done.stdout.split())
     assert (rows, refused) == (1, 1)
     assert rise_mb < 80, (rise_mb, done.stdout)
+
+
+def test_a_stop_ends_a_run_skipping_a_json_line_of_gigabytes_within_the_deadline(
+    sdk: Any, creds: Any, signed: httpx.Client, base_path: str, pg_schema: str, folder: Path
+) -> None:
+    """A 2 GiB line (sparse: no disk used) takes seconds to skip, and nothing looked at the
+    stop meanwhile: the engine abandoned the run's thread at the deadline ("the executor
+    abandoned a statement that ignored cancellation"), the thread reading on."""
+    with (folder / "t.jsonl").open("wb") as out:
+        out.write(b'{"id": 1}\n')
+        out.truncate(2 << 30)
+        out.seek(2 << 30)
+        out.write(b'\n{"id": 2}\n')
+    files = _datasource(signed, base_path, "FILE", {"address": str(folder)})
+    message = {"format": "jsonl", "fields": [FIELDS[0]], "min_age_seconds": 0}
+    detail = {"sourceSelectedDatasource": {"table": "t", "message": message},
+              "targetSelectedDatasource": {"table": "t"}}  # fmt: skip
+    task = create_task(sdk, creds, files, _pg(signed, base_path, pg_schema), detail)
+    _start(sdk, creds, task)
+    wait_for(lambda: [g for g in monitor_logs(sdk, creds, task) if g.execute_status == "RUNNING"])
+    time.sleep(0.5)
+    stopped = time.monotonic()
+    sdk.stop_task(StopTaskRequest(instance_id=creds.instance_id, task_id=task))
+    log = wait_for(lambda: _finished(sdk, creds, task), timeout=30, interval=0.05)
+    took = time.monotonic() - stopped
+    assert log.execute_status == "CANCELLED", log.remarks
+    assert "abandoned" not in log.remarks, log.remarks
+    assert took < 2.0, took
 
 
 @pytest.mark.parametrize("delimiter", [",", ";"])

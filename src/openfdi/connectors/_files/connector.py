@@ -177,7 +177,7 @@ class FilesConnector(Connector, PassThrough):
             try:
                 with self._about(entry.name), self.store().open_read(entry.name) as handle:
                     for chunk in formats.read_file(
-                        handle, self.options, schema, plan.batch_rows, skip
+                        handle, self.options, schema, plan.batch_rows, skip, self._live
                     ):
                         self._live()
                         records += chunk.records

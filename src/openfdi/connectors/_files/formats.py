@@ -451,17 +451,26 @@ def _read_parquet(handle: IO[bytes], schema: TableSchema, batch_rows: int) -> It
 _JSON = json.JSONDecoder(parse_float=decimal.Decimal)
 
 
-def _lines(handle: IO[bytes], encoding: str) -> Iterator[tuple[int, str, str | None]]:
+def _no_check() -> None:
+    return None
+
+
+def _lines(
+    handle: IO[bytes], encoding: str, live: Callable[[], None] = _no_check
+) -> Iterator[tuple[int, str, str | None]]:
     """The file's lines as (number from 1, text, why it is refused or None). A byte the
     encoding cannot decode, and a line longer than `MAX_LINE` (skipped to its end without
-    being held, its start kept), refuse that line only."""
+    being held, its start kept), refuse that line only. `live` is called often (raising to
+    stop): a line of gigabytes, or millions of blank lines, yield nothing for a long time."""
     text = io.TextIOWrapper(handle, encoding=encoding, errors="surrogateescape", newline=None)
     number = 0
     while line := text.readline(MAX_LINE):
         number += 1
+        if not number & 0xFFFF:
+            live()
         if len(line) == MAX_LINE and not line.endswith("\n"):
             while (rest := text.readline(MAX_LINE)) and not rest.endswith("\n"):
-                pass
+                live()
             yield number, line[:RAW_LIMIT], f"longer than {MAX_LINE >> 20} Mi characters"
             continue
         if not line.isascii():
@@ -514,11 +523,15 @@ def _checked_value(value: Any, kind: LogicalType) -> Any:
 
 
 def _read_jsonl(
-    handle: IO[bytes], options: FileOptions, schema: TableSchema, batch_rows: int
+    handle: IO[bytes],
+    options: FileOptions,
+    schema: TableSchema,
+    batch_rows: int,
+    live: Callable[[], None] = _no_check,
 ) -> Iterator[Chunk]:
     chunk = Chunk([])
     columns = schema.columns
-    for number, line, refused in _lines(handle, options.encoding):
+    for number, line, refused in _lines(handle, options.encoding, live):
         if not line.strip():
             continue
         chunk.records += 1
@@ -566,12 +579,14 @@ def read_file(
     schema: TableSchema,
     batch_rows: int,
     skip: int = 0,
+    live: Callable[[], None] = _no_check,
 ) -> Iterator[Chunk]:
-    """The file's records as chunks of typed rows, the first `skip` records left out."""
+    """The file's records as chunks of typed rows, the first `skip` records left out; `live`
+    raises to stop a read that yields nothing for long (JSON lines)."""
     if options.format == "parquet":
         chunks = _read_parquet(handle, schema, batch_rows)
     elif options.format == "jsonl":
-        chunks = _read_jsonl(handle, options, schema, batch_rows)
+        chunks = _read_jsonl(handle, options, schema, batch_rows, live)
     else:
         chunks = _read_csv(handle, options, schema, batch_rows)
     try:
