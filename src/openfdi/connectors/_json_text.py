@@ -10,11 +10,12 @@ import datetime as dt
 import decimal
 import json
 import math
+from collections.abc import Iterable
 from typing import Any
 
 from openfdi.connectors._values import format_interval
 
-__all__ = ["ENCODE_STR", "exact_json"]
+__all__ = ["ENCODE_STR", "exact_json", "finite_double", "lone_surrogate", "printable"]
 
 ENCODE_STR = json.JSONEncoder(ensure_ascii=False).encode
 """A str as a JSON string literal."""
@@ -59,3 +60,39 @@ def exact_json(value: Any, *, decimals_as_strings: bool = False) -> str:
     if isinstance(value, bytes | bytearray | memoryview):
         return ENCODE_STR(bytes(value).hex())
     return ENCODE_STR(str(value))
+
+
+def lone_surrogate(values: Iterable[Any]) -> tuple[int, str] | None:
+    """The first text among `values` that UTF-8 cannot encode, as (its index, why), or None.
+
+    Such text holds a lone surrogate (U+D800 to U+DFFF): JSON's `"\\ud800"` escape makes one,
+    and so does a byte that is not valid in the file's encoding read with `surrogateescape`.
+    No target can store it (PostgreSQL, MySQL, SQLite and files all take UTF-8), and the
+    target's encoder fails its whole batch, so a source refuses the record instead."""
+    for i, value in enumerate(values):
+        if type(value) is str and not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                code = ord(value[exc.start])
+                return i, f"U+{code:04X} at character {exc.start} is a lone surrogate, not text"
+    return None
+
+
+def printable(text: str) -> str:
+    """`text` with any lone surrogate written as a `\\udXXX` escape: safe to store and show."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+_INFINITE = frozenset({"inf", "infinity"})
+
+
+def finite_double(value: Any, double: float) -> float:
+    """`double`, the double `value` converted to, unless `value` is a finite number too large for
+    one (`1e400`): that became Infinity, silently, in every target. ValueError then, so the
+    record is refused. NaN and Infinity written as such stay what they are."""
+    if math.isinf(double) and not isinstance(value, float):
+        text = str(value).strip().lower().lstrip("+-")
+        if text not in _INFINITE:
+            raise ValueError(f"{str(value)[:40]} is out of range for a double")
+    return double

@@ -118,7 +118,7 @@ class FilesConnector(Connector, PassThrough):
             return sorted(e.name for e in self.store().entries())
 
     def describe(self, table: str) -> TableSchema:
-        with self.errors():
+        with self._cancellation(), self.errors():
             return self._describe(table)
 
     def _describe(self, table: str) -> TableSchema:
@@ -137,16 +137,32 @@ class FilesConnector(Connector, PassThrough):
                     f"no file matches {pattern!r} to take the columns from (declare `fields` "
                     "for a folder that may be empty)"
                 )
-            with self.store().open_read(names[0]) as handle:
-                schema = formats.describe_file(handle, self.options, table)
+            # A file with no bytes has no header: take the columns from one that has some.
+            sizes = {e.name: e.size for e in self.store().entries()}
+            first = min(names, key=lambda n: (sizes.get(n, 0) == 0, n))
+            try:
+                with self._about(first), self.store().open_read(first) as handle:
+                    schema = formats.describe_file(handle, self.options, table)
+            except formats.FileFormatError as exc:
+                raise self._in_file(exc, first) from exc
         self._schemas[table] = schema
         return schema
 
     # --- source ---------------------------------------------------------------------------
 
     def read(self, plan: ReadPlan) -> Iterator[Batch]:
-        with self.errors():
+        with self._cancellation(), self.errors():
             yield from self._read(plan)
+
+    @contextlib.contextmanager
+    def _cancellation(self) -> Iterator[None]:
+        """After `cancel()`, what a transfer it interrupted raises is the cancellation."""
+        try:
+            yield
+        except ConnectorError as exc:
+            if self._cancelled.is_set() and not isinstance(exc, QueryCancelledError):
+                raise QueryCancelledError("the read or write was cancelled") from exc
+            raise
 
     def _read(self, plan: ReadPlan) -> Iterator[Batch]:
         schema = self._describe(plan.table)
@@ -158,22 +174,29 @@ class FilesConnector(Connector, PassThrough):
         for entry, skip in files:
             key, records = order.key(entry), skip
             held: Batch | None = None  # one batch late, so a file's last one marks it done
-            with self.store().open_read(entry.name) as handle:
-                for chunk in formats.read_file(handle, self.options, schema, plan.batch_rows, skip):
-                    self._live()
-                    records += chunk.records
-                    rows = (
-                        chunk.rows if whole else [tuple(r[i] for i in picked) for r in chunk.rows]
-                    )
-                    if held is not None:
-                        yield held
-                    held = Batch(
-                        tuple(names),
-                        rows,
-                        estimate_rows_bytes(rows),
-                        Mark(key, records).text() if incremental else None,
-                        refused=tuple(chunk.refused),
-                    )
+            try:
+                with self._about(entry.name), self.store().open_read(entry.name) as handle:
+                    for chunk in formats.read_file(
+                        handle, self.options, schema, plan.batch_rows, skip, self._live
+                    ):
+                        self._live()
+                        records += chunk.records
+                        rows = (
+                            chunk.rows
+                            if whole
+                            else [tuple(r[i] for i in picked) for r in chunk.rows]
+                        )
+                        if held is not None:
+                            yield held
+                        held = Batch(
+                            tuple(names),
+                            rows,
+                            estimate_rows_bytes(rows),
+                            Mark(key, records).text() if incremental else None,
+                            refused=tuple(chunk.refused),
+                        )
+            except formats.FileFormatError as exc:
+                raise self._in_file(exc, entry.name, records) from exc
             if incremental:
                 position = Mark(key, DONE).text()
             if held is not None:
@@ -182,6 +205,30 @@ class FilesConnector(Connector, PassThrough):
                 yield Batch(tuple(names), [], 0, position, refused=())
         # The end of the read, carrying the last position (the target publishes its file).
         yield Batch(tuple(names), [], 0, position, last=True)
+
+    @contextlib.contextmanager
+    def _about(self, name: str) -> Iterator[None]:
+        """An error reading the file `name` names it: a file removed after the folder was
+        listed, a connection lost mid-file. (A broken format names it in `_in_file`.)"""
+        try:
+            with self.errors():
+                yield
+        except (formats.FileFormatError, QueryCancelledError):
+            raise
+        except ConnectorError as exc:
+            gone = " (removed after the folder was listed?)" * isinstance(exc, TableNotFoundError)
+            exc.message = f"file {name!r}{gone}: {exc.message}"
+            exc.args = (exc.message,)
+            raise
+
+    def _in_file(
+        self, exc: formats.FileFormatError, name: str, records: int | None = None
+    ) -> formats.FileFormatError:
+        """`exc` naming the file and where its read stood: the run's remark."""
+        store = self.store()
+        return formats.in_file(
+            exc, name, functools.partial(store.open_read, name), self.options, records
+        )
 
     def _files(self, plan: ReadPlan) -> tuple[Watermark, str | None, list[tuple[Any, int]]]:
         order = Watermark(plan.incremental_column)
@@ -223,7 +270,7 @@ class FilesConnector(Connector, PassThrough):
         return tuple(f for f in forms if f is not None)
 
     def read_raw(self, plan: ReadPlan, form: tuple[str, ...]) -> Generator[RawSlice, None, None]:
-        with self.errors():
+        with self._cancellation(), self.errors():
             yield from self._read_raw(plan, form)
 
     def _read_raw(self, plan: ReadPlan, form: tuple[str, ...]) -> Generator[RawSlice, None, None]:
@@ -244,17 +291,21 @@ class FilesConnector(Connector, PassThrough):
                     done,
                     plan.batch_rows,
                     skip,
+                    name,
                 )
             return
         for entry, skip in files:
             key, records = order.key(entry), skip
             held: CsvSlice | None = None  # one slice late, so a file's last one marks it done
             with (
+                self._about(entry.name),
                 self.store().open_read(entry.name) as handle,
                 contextlib.closing(ahead(formats.csv_blocks(handle, self.options, skip))) as parsed,
             ):
                 blocks: list[Block] = []
-                for table, malformed in parsed:
+                # The lambda reads `records` when an error comes: the records read by then.
+                named = self._named(parsed, entry.name, lambda: records)  # noqa: B023
+                for table, malformed in named:
                     self._live()
                     blocks.append(Block(table, malformed))
                     records += table.num_rows + len(malformed)
@@ -275,7 +326,16 @@ class FilesConnector(Connector, PassThrough):
                 held.position = position
                 yield held
 
-    # --- pass-through into files (TSV text -> Arrow tables) --------------------------------
+    def _named(
+        self, blocks: Iterator[tuple[pa.RecordBatch, list[Any]]], name: str, at: Callable[[], int]
+    ) -> Iterator[tuple[pa.RecordBatch, list[Any]]]:
+        """`blocks`, a broken file's error naming the file and where (`at`: records read)."""
+        try:
+            yield from blocks
+        except formats.FileFormatError as exc:
+            raise self._in_file(exc, name, at()) from exc
+
+        # --- pass-through into files (TSV text -> Arrow tables) --------------------------------
 
     def _target_forms(self, columns: Sequence[str]) -> tuple[tuple[str, ...], ...]:
         """The TSV form of the target's columns, for CSV and Parquet files in a local folder,
@@ -403,6 +463,12 @@ class FilesConnector(Connector, PassThrough):
 
     def cancel(self) -> None:
         self._cancelled.set()
+        # A transfer waiting on a stalled server would hold the run past its stop deadline
+        # (the engine then abandons its thread, still blocked): wake it.
+        store = self._store
+        if store is not None:
+            with contextlib.suppress(Exception):
+                store.interrupt()
 
     def close(self) -> None:
         writer, self._writer = self._writer, None

@@ -12,9 +12,11 @@ the middle of a file.
 
 from __future__ import annotations
 
+import codecs
 import decimal
 import io
 import json
+import math
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -25,18 +27,87 @@ import pyarrow.csv as pcsv
 
 from openfdi.connectors._files.options import FileOptions
 from openfdi.connectors._files.types import arrow_type, guess_column, table_schema
+from openfdi.connectors._json_text import finite_double, lone_surrogate, printable
 from openfdi.connectors._messages import _convert as convert_value
 from openfdi.connectors._values import as_utc
 from openfdi.connectors.errors import TerminalConnectorError
 from openfdi.connectors.spi import Column, LogicalType, RejectedRow, Row, TableSchema
 
-__all__ = ["Chunk", "csv_blocks", "describe_file", "read_file", "rows_of"]
+__all__ = [
+    "Chunk",
+    "FileFormatError",
+    "csv_blocks",
+    "describe_file",
+    "read_file",
+    "rows_of",
+    "where_broken",
+]
 
 GUESS_ROWS = 1000
 """Rows looked at to guess column types (CSV and JSON lines without declared fields)."""
 CSV_BLOCK = 4 << 20
 """Bytes pyarrow parses at once: big enough to parse in parallel, small enough to stream."""
 RAW_LIMIT = 4096
+_DOUBLES = (LogicalType.DOUBLE, LogicalType.FLOAT)
+MAX_LINE = 16 << 20
+"""Characters of one JSON line read at most: a longer line is refused without being held (a
+file of one endless line, or one still being written, must not take the server's memory)."""
+
+
+class FileFormatError(TerminalConnectorError):
+    """A file that cannot be read on: its format is broken, not one of its records. The message
+    says what of the file ("cannot be read: ..."); the file end puts the file's name before it
+    and where the read stood after it (`where_broken`)."""
+
+
+def in_file(
+    exc: FileFormatError,
+    name: str,
+    open_file: Callable[[], IO[bytes]],
+    options: FileOptions,
+    records: int | None = None,
+) -> FileFormatError:
+    """`exc` naming the file, and where in it: the line of the first byte that does not
+    decode (the file read once more), else how many records were read before."""
+    where: str | None = None
+    if options.format != "parquet" and ("UTF8" in exc.message or "decode" in exc.message):
+        try:
+            with open_file() as handle:
+                where = where_broken(handle, options.encoding)
+        except Exception:  # only a better message was at stake
+            where = None
+    if where is None and records is not None:
+        where = f"after record {records}" if records else "at its first record"
+    return FileFormatError(f"file {name!r} {exc.message}" + (f" ({where})" if where else ""))
+
+
+def where_broken(handle: IO[bytes], encoding: str) -> str | None:
+    """Where the file first holds bytes `encoding` cannot decode ("line 3: byte 0xff is not
+    utf-8 text"), or None: pyarrow says only that a block had some. Read 1 MiB at a time."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    lines = 1
+    while chunk := handle.read(1 << 20):
+        data = decoder.getstate()[0] + chunk  # what the decoder sees: exc.start is inside it
+        try:
+            decoder.decode(chunk)
+        except UnicodeDecodeError as exc:
+            lines += data.count(b"\n", 0, exc.start)
+            return f"line {lines}: byte 0x{data[exc.start]:02x} is not {encoding} text"
+        lines += chunk.count(b"\n")
+    return None
+
+
+def _reason(exc: BaseException) -> str:
+    """pyarrow's words for a broken file, in the user's."""
+    text = str(exc)
+    if "straddling object" in text:
+        return (
+            f"a CSV record longer than {CSV_BLOCK >> 20} MiB (a quote that is never closed, "
+            "or a line without its end)"
+        )
+    if "Empty CSV file" in text:
+        return "it is empty, without a header to take the columns from (declare message.fields)"
+    return text
 
 
 @dataclass(slots=True)
@@ -98,6 +169,14 @@ def _collect(into: list[RejectedRow]) -> Callable[[Any], str]:
     return on_invalid
 
 
+def _empty(handle: IO[bytes]) -> bool:
+    """Whether the file has no bytes at all (pyarrow refuses to read one: it holds no rows);
+    rewinds it."""
+    first = handle.read(1)
+    handle.seek(0)
+    return not first
+
+
 def _csv_names(handle: IO[bytes], options: FileOptions) -> list[str]:
     """The file's column names (declared, from its header, or f0, f1, ...); rewinds it."""
     if options.fields is not None:
@@ -112,6 +191,7 @@ def _csv_schema(handle: IO[bytes], options: FileOptions, table: str) -> TableSch
     if declared is not None:
         return declared
     names = _csv_names(handle, options)
+    _named_columns(names, "header")
     # Its first block, as text; malformed lines are left to the read (dirty rows).
     batch = next(iter(_csv_reader(handle, options, names, _skip)), None)
     columns = [
@@ -119,6 +199,26 @@ def _csv_schema(handle: IO[bytes], options: FileOptions, table: str) -> TableSch
         for name in names
     ]
     return TableSchema(table, tuple(columns))
+
+
+def _named_columns(names: Sequence[str], where: str) -> None:
+    """Refuse column names a file gives that no table can have: a name twice (pyarrow failed on
+    it: "internal error: Field "id" exists 2 times in schema"), a lone surrogate (the target's
+    encoder failed: "internal error: 'utf-8' codec can't encode"), an empty one."""
+    seen: set[str] = set()
+    for name in names:
+        if lone_surrogate([name]) is not None:
+            shown = printable(name)
+            raise FileFormatError(
+                f"gives no columns: the column name {shown!r} in its {where} is not text"
+            )
+        if not name.strip():
+            raise FileFormatError(f"gives no columns: a column name in its {where} is empty")
+        if name in seen:
+            raise FileFormatError(
+                f"gives no columns: the column name {name!r} comes twice in its {where}"
+            )
+        seen.add(name)
 
 
 def _converted(array: pa.Array, column: Column, bad: dict[int, str]) -> list[Any]:
@@ -131,17 +231,36 @@ def _converted(array: pa.Array, column: Column, bad: dict[int, str]) -> list[Any
         LogicalType.INTERVAL,
     ):
         try:
-            return _python(array.cast(arrow_type(column)), column)
+            typed = _python(array.cast(arrow_type(column)), column)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             pass  # some value does not convert: find which, one by one
+        else:
+            if kind in _DOUBLES and any(map(math.isinf, filter(None, typed))):
+                _refuse_overflow(typed, array, column, bad)
+            return typed
     values: list[Any] = []
     for i, text in enumerate(array.to_pylist()):
         try:
-            values.append(convert_value(text, kind))
+            values.append(_checked_value(text, kind))
         except (ValueError, ArithmeticError, TypeError) as exc:
             bad.setdefault(i, f"column {column.name}: {text!r} is not a {kind.value} ({exc})")
             values.append(None)
     return values
+
+
+def _refuse_overflow(
+    values: list[Any], texts: pa.Array, column: Column, bad: dict[int, str]
+) -> None:
+    """pyarrow casts `1e400` to Infinity: such a row goes into `bad` (`inf` written as such
+    stays)."""
+    for i, value in enumerate(values):
+        if value is not None and math.isinf(value):
+            text = texts[i].as_py()
+            try:
+                finite_double(text, value)
+            except ValueError as exc:
+                bad.setdefault(i, f"column {column.name}: {exc}")
+                values[i] = None
 
 
 def _python(array: pa.Array | pa.ChunkedArray, column: Column) -> list[Any]:
@@ -157,7 +276,7 @@ def rows_of(batch: pa.RecordBatch, schema: TableSchema, text: bool) -> Chunk:
     for column in schema.columns:
         index = batch.schema.get_field_index(column.name)
         if index < 0:
-            raise TerminalConnectorError(f"a file has no column {column.name!r}")
+            raise FileFormatError(f"has no column {column.name!r}")
         array = batch.column(index)
         if text:
             columns.append(_converted(array, column, bad))
@@ -227,16 +346,51 @@ def _blocks(
     paced = _Paced(handle)
     try:
         reader = _csv_reader(paced, options, names, on_invalid, threads)  # type: ignore[arg-type]
+        held: pa.RecordBatch | None = None  # one block late: the last one is checked first
         for block in reader:
             paced.took_block()
-            yield block
+            if held is not None:
+                yield held
+            held = block
+        if held is not None:
+            if _quote_left_open(handle, options, held):
+                raise FileFormatError(
+                    "cannot be read: its last record opens a quote that is never closed (the "
+                    "rest of the file would be one value)"
+                )
+            yield held
     finally:
         paced.release()
+
+
+def _quote_left_open(handle: IO[bytes], options: FileOptions, last: pa.RecordBatch) -> bool:
+    """Whether the file ends inside a quoted value. pyarrow takes such a value to the end of
+    the file without a word (`1,"abc` then `2,d`: one row, its note "abc\n2,d\n", the second
+    row gone). Unclosed in the last column, the last row's last value is then exactly the
+    file's tail, right after a quote; in another column the row is short, a dirty row already.
+    (A value holding a doubled quote escapes this check.)"""
+    if not last.num_rows or not last.num_columns:
+        return False
+    value = last.column(last.num_columns - 1)[last.num_rows - 1].as_py()
+    if not isinstance(value, str) or not value:
+        return False
+    try:
+        tail = (options.quote + value).encode(options.encoding)
+    except UnicodeEncodeError:
+        return False
+    handle.seek(0, io.SEEK_END)
+    end = handle.tell()  # not seek's answer: paramiko's SFTP files answer None
+    if end < len(tail):
+        return False
+    handle.seek(end - len(tail))
+    return handle.read(len(tail)) == tail
 
 
 def _read_csv(
     handle: IO[bytes], options: FileOptions, schema: TableSchema, batch_rows: int
 ) -> Iterator[Chunk]:
+    if _empty(handle):
+        return
     invalid: list[RejectedRow] = []
     for block in _blocks(handle, options, _csv_names(handle, options), _collect(invalid)):
         for start in range(0, max(block.num_rows, 1), batch_rows):
@@ -259,6 +413,8 @@ def csv_blocks(
     parse on several cores."""
     invalid: list[RejectedRow] = []
     try:
+        if _empty(handle):
+            return
         names = _csv_names(handle, options)
         for block in _blocks(handle, options, names, _collect(invalid), threads):
             malformed, invalid[:] = list(invalid), []
@@ -276,7 +432,7 @@ def csv_blocks(
             )
             yield empty, list(invalid)
     except (pa.ArrowException, UnicodeDecodeError) as exc:
-        raise TerminalConnectorError(f"cannot read the file: {exc}") from exc
+        raise FileFormatError(f"cannot be read: {_reason(exc)}") from exc
 
 
 # --- Parquet -----------------------------------------------------------------------------------
@@ -295,8 +451,37 @@ def _read_parquet(handle: IO[bytes], schema: TableSchema, batch_rows: int) -> It
 _JSON = json.JSONDecoder(parse_float=decimal.Decimal)
 
 
-def _lines(handle: IO[bytes], encoding: str) -> Iterator[str]:
-    yield from io.TextIOWrapper(handle, encoding=encoding, newline=None)
+def _no_check() -> None:
+    return None
+
+
+def _lines(
+    handle: IO[bytes], encoding: str, live: Callable[[], None] = _no_check
+) -> Iterator[tuple[int, str, str | None]]:
+    """The file's lines as (number from 1, text, why it is refused or None). A byte the
+    encoding cannot decode, and a line longer than `MAX_LINE` (skipped to its end without
+    being held, its start kept), refuse that line only. `live` is called often (raising to
+    stop): a line of gigabytes, or millions of blank lines, yield nothing for a long time."""
+    text = io.TextIOWrapper(handle, encoding=encoding, errors="surrogateescape", newline=None)
+    number = 0
+    while line := text.readline(MAX_LINE):
+        number += 1
+        if not number & 0xFFFF:
+            live()
+        if len(line) == MAX_LINE and not line.endswith("\n"):
+            while (rest := text.readline(MAX_LINE)) and not rest.endswith("\n"):
+                live()
+            yield number, line[:RAW_LIMIT], f"longer than {MAX_LINE >> 20} Mi characters"
+            continue
+        if not line.isascii():
+            try:
+                line.encode("utf-8")  # surrogateescape put a byte that did not decode there
+            except UnicodeEncodeError as exc:
+                byte = ord(line[exc.start]) - 0xDC00
+                why = f"byte 0x{byte:02x} at character {exc.start} is not {encoding} text"
+                yield number, line, why
+                continue
+        yield number, line, None
 
 
 def _guess_json(name: str, values: list[Any]) -> Column:
@@ -315,37 +500,55 @@ def _jsonl_schema(handle: IO[bytes], options: FileOptions, table: str) -> TableS
     if declared is not None:
         return declared
     seen: dict[str, list[Any]] = {}
-    for n, line in enumerate(_lines(handle, options.encoding)):
-        if n >= GUESS_ROWS:
+    for n, line, refused in _lines(handle, options.encoding):
+        if n > GUESS_ROWS:
             break
-        if not line.strip():
+        if refused is not None or not line.strip():
             continue
         try:
             doc = _JSON.decode(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # the read refuses it, naming the line
             continue
         if isinstance(doc, dict):
             for key, value in doc.items():
                 seen.setdefault(key, []).append(value)
+    _named_columns(list(seen), "keys")
     return TableSchema(table, tuple(_guess_json(k, v) for k, v in seen.items()))
 
 
+def _checked_value(value: Any, kind: LogicalType) -> Any:
+    """A JSON or CSV value as `kind`'s Python type; a number too large for a double refused."""
+    converted = convert_value(value, kind)
+    return finite_double(value, converted) if kind in _DOUBLES and value is not None else converted
+
+
 def _read_jsonl(
-    handle: IO[bytes], options: FileOptions, schema: TableSchema, batch_rows: int
+    handle: IO[bytes],
+    options: FileOptions,
+    schema: TableSchema,
+    batch_rows: int,
+    live: Callable[[], None] = _no_check,
 ) -> Iterator[Chunk]:
     chunk = Chunk([])
     columns = schema.columns
-    for line in _lines(handle, options.encoding):
+    for number, line, refused in _lines(handle, options.encoding, live):
         if not line.strip():
             continue
         chunk.records += 1
         try:
+            if refused is not None:
+                raise ValueError(refused)
             doc = _JSON.decode(line)
             if not isinstance(doc, dict):
                 raise ValueError("a line is not a JSON object")
-            chunk.rows.append(tuple(convert_value(doc.get(c.name), c.type) for c in columns))
-        except (ValueError, ArithmeticError, TypeError) as exc:
-            chunk.refused.append(RejectedRow((line[:RAW_LIMIT].rstrip("\n"),), str(exc)))
+            row = tuple(_checked_value(doc.get(c.name), c.type) for c in columns)
+            if (lone := lone_surrogate(row)) is not None:  # a "\ud800" escape: no target takes it
+                raise ValueError(f"field {columns[lone[0]].name}: {lone[1]}")
+            chunk.rows.append(row)
+        except (ValueError, ArithmeticError, TypeError, RecursionError) as exc:
+            why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+            text = printable(line[:RAW_LIMIT].rstrip("\n"))
+            chunk.refused.append(RejectedRow((text,), printable(f"line {number}: {why}")))
         if chunk.records >= batch_rows:
             yield chunk
             chunk = Chunk([])
@@ -367,7 +570,7 @@ def describe_file(handle: IO[bytes], options: FileOptions, table: str) -> TableS
             return _jsonl_schema(handle, options, table)
         return _csv_schema(handle, options, table)
     except (pa.ArrowException, UnicodeDecodeError) as exc:
-        raise TerminalConnectorError(f"cannot read the file's columns: {exc}") from exc
+        raise FileFormatError(f"gives no columns: {_reason(exc)}") from exc
 
 
 def read_file(
@@ -376,12 +579,14 @@ def read_file(
     schema: TableSchema,
     batch_rows: int,
     skip: int = 0,
+    live: Callable[[], None] = _no_check,
 ) -> Iterator[Chunk]:
-    """The file's records as chunks of typed rows, the first `skip` records left out."""
+    """The file's records as chunks of typed rows, the first `skip` records left out; `live`
+    raises to stop a read that yields nothing for long (JSON lines)."""
     if options.format == "parquet":
         chunks = _read_parquet(handle, schema, batch_rows)
     elif options.format == "jsonl":
-        chunks = _read_jsonl(handle, options, schema, batch_rows)
+        chunks = _read_jsonl(handle, options, schema, batch_rows, live)
     else:
         chunks = _read_csv(handle, options, schema, batch_rows)
     try:
@@ -397,4 +602,4 @@ def read_file(
                 skip = 0
             yield chunk
     except (pa.ArrowException, UnicodeDecodeError) as exc:
-        raise TerminalConnectorError(f"cannot read the file: {exc}") from exc
+        raise FileFormatError(f"cannot be read: {_reason(exc)}") from exc

@@ -21,7 +21,13 @@ from typing import IO, TypeVar
 
 import pyarrow as pa
 
-from openfdi.connectors._files.formats import csv_blocks, read_file, rows_of
+from openfdi.connectors._files.formats import (
+    FileFormatError,
+    csv_blocks,
+    in_file,
+    read_file,
+    rows_of,
+)
 from openfdi.connectors._files.options import FileOptions
 from openfdi.connectors._files.types import arrow_type
 from openfdi.connectors._values import estimate_rows_bytes
@@ -112,7 +118,14 @@ def check_column(text: pa.Array, column: Column) -> pa.Array | None:
             if longest is not None and longest > column.length:
                 raise pa.ArrowInvalid(f"a value of {column.name} is over {column.length} long")
         return None
-    return text.cast(arrow_type(column))
+    typed = text.cast(arrow_type(column))
+    if column.type in (LogicalType.DOUBLE, LogicalType.FLOAT):
+        infinite = pc.is_inf(typed)
+        if pc.any(infinite).as_py():  # `1e400` cast to Infinity: the row path refuses it
+            for value in pc.filter(text, infinite).to_pylist():
+                if value.strip().lower().lstrip("+-") not in ("inf", "infinity"):
+                    raise pa.ArrowInvalid(f"{value[:40]} is out of range for {column.name}")
+    return typed
 
 
 def _column_text(text: pa.Array, column: Column) -> pa.Array:
@@ -231,8 +244,10 @@ class CsvFileSlice(RawSlice):
         position: object,
         batch_rows: int,
         skip: int,
+        name: str = "",
     ) -> None:
         self._open = open_file
+        self._name = name
         self._options = options
         self._schema = schema
         self._batch_rows = batch_rows
@@ -297,13 +312,18 @@ class CsvFileSlice(RawSlice):
             done.set()
 
     def batches(self) -> Generator[Batch, None, None]:
-        with self._open() as handle:
-            for chunk in read_file(
-                handle, self._options, self._schema, self._batch_rows, self._skip
-            ):
-                yield Batch(
-                    self._schema.names,
-                    chunk.rows,
-                    estimate_rows_bytes(chunk.rows),
-                    refused=tuple(chunk.refused),
-                )
+        records = self._skip
+        try:
+            with self._open() as handle:
+                for chunk in read_file(
+                    handle, self._options, self._schema, self._batch_rows, self._skip
+                ):
+                    records += chunk.records
+                    yield Batch(
+                        self._schema.names,
+                        chunk.rows,
+                        estimate_rows_bytes(chunk.rows),
+                        refused=tuple(chunk.refused),
+                    )
+        except FileFormatError as exc:
+            raise in_file(exc, self._name, self._open, self._options, records) from exc

@@ -11,6 +11,7 @@ import fcntl
 import logging
 import os
 import re
+import stat
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -101,6 +102,11 @@ class Store(abc.ABC):
         their names."""
         return []
 
+    def interrupt(self) -> None:
+        """Make a transfer blocked on the network fail at once (from another thread: a stop's
+        deadline); the store is not used again."""
+        return None
+
     def close(self) -> None:
         """Release the connection, if any."""
         return None
@@ -159,8 +165,21 @@ class LocalStore(Store):
         return found
 
     def open_read(self, name: str) -> IO[bytes]:
-        fd = os.open(self._file(name), os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-        return os.fdopen(fd, "rb")
+        # Non-blocking, so that a FIFO put in the file's place after the listing fails here
+        # instead of waiting for a writer for ever (a stop cannot end an open()); then only a
+        # regular file is read (not a folder or a device swapped in either).
+        flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
+        fd = os.open(self._file(name), flags)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise TerminalConnectorError(
+                    "not a regular file any more (a FIFO, a folder or a device in its place)"
+                )
+            os.set_blocking(fd, True)
+            return os.fdopen(fd, "rb")
+        except BaseException:
+            os.close(fd)
+            raise
 
     def open_write(self, name: str) -> IO[bytes]:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
@@ -296,6 +315,11 @@ class FsspecStore(Store):
     def remove(self, name: str) -> None:
         with contextlib.suppress(FileNotFoundError, OSError):
             self._fs.rm(self._path(name))
+
+    def interrupt(self) -> None:
+        interrupt = getattr(self._fs, "interrupt", None)
+        if callable(interrupt):
+            interrupt()
 
     def close(self) -> None:
         closer = getattr(self._fs, "close", None) or getattr(

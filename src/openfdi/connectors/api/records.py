@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from openfdi.connectors._json_text import ENCODE_STR, exact_json
+from openfdi.connectors._json_text import ENCODE_STR, exact_json, finite_double, printable
 from openfdi.connectors._messages import Field, _converter, _getter, _text
 from openfdi.connectors.spi import Column, LogicalType, RejectedRow, Row, TableSchema
 
@@ -27,6 +27,7 @@ __all__ = [
     "encoder",
     "exact_json",
     "page_decoder",
+    "parse_body",
     "parse_json",
     "parse_json_bytes",
     "schema_of",
@@ -62,10 +63,16 @@ def parse_json_bytes(body: bytes) -> Any:
     decides: the standard library's extensions (NaN, Infinity, lone surrogates) read as
     before, and a body that is not JSON or not UTF-8 fails with the same error as before
     (ValueError, UnicodeDecodeError)."""
+    return parse_body(body)[0]
+
+
+def parse_body(body: bytes) -> tuple[Any, bool]:
+    """`parse_json_bytes`, and whether the standard library parsed it: only then may its
+    strings hold a lone surrogate (msgspec refuses `"\\ud800"`), which the caller checks for."""
     try:
-        return _FAST_DECODER.decode(body)
+        return _FAST_DECODER.decode(body), False
     except msgspec.DecodeError:
-        return parse_json(body.decode("utf-8"))
+        return parse_json(body.decode("utf-8")), True
 
 
 def walk(doc: Any, steps: Sequence[str | int]) -> Any:
@@ -99,6 +106,8 @@ def _convert_for(kind: LogicalType) -> Callable[[Any], Any]:
         return exact_json
     if kind in (LogicalType.VARCHAR, LogicalType.TEXT):
         return lambda v: exact_json(v) if isinstance(v, dict | list) else _text(v)
+    if kind in (LogicalType.DOUBLE, LogicalType.FLOAT):
+        return lambda v: finite_double(v, base(v))
     return base
 
 
@@ -305,7 +314,7 @@ def page_decoder(
 
 def refused_record(record: Any, reason: str) -> RejectedRow:
     """The dirty row of a record that could not become a row: its JSON (cut to 4 KiB) and why."""
-    return RejectedRow((exact_json(record)[:RAW_LIMIT],), reason)
+    return RejectedRow((printable(exact_json(record)[:RAW_LIMIT]),), printable(reason))
 
 
 def encoder(

@@ -16,24 +16,27 @@ crash re-reads at most the pages of one uncommitted batch, and never skips one.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 
+from openfdi.connectors._json_text import lone_surrogate
 from openfdi.connectors.api.http import Answer, Requester
 from openfdi.connectors.api.options import ApiContent, Paging, SourceOptions, Window, parse_time
 from openfdi.connectors.api.records import (
     BadRecordError,
     decoder,
     page_decoder,
-    parse_json_bytes,
+    parse_body,
     refused_record,
     walk,
 )
@@ -55,6 +58,9 @@ class Page:
     nbytes: int = 0
     """The size of the answer's body: the batch's size, as read (estimating it value by value
     took a fifth of a read's time)."""
+    suspect: bool = False
+    """Parsed by the standard library (msgspec refused the body): its strings may hold a lone
+    surrogate, so its records are decoded one by one and such a record is refused."""
 
 
 def _time_text(when: datetime, fmt: str) -> str:
@@ -131,7 +137,7 @@ class PageReader:
         answer = self.requester.send(
             self.method, url, json_body=body, headers=self.headers, on_this_thread=on_this_thread
         )
-        doc = self._document(answer)
+        doc, suspect = self._document(answer)
         records = walk(doc, self.options.records) if self.options.records else doc
         if not isinstance(records, list):
             where = "$" + "".join(
@@ -142,9 +148,10 @@ class PageReader:
                 f"{self.method} {_plain(answer.url)}: no list of records at {where} of the "
                 f"response (found {found}); set message.records to the path of the list"
             )
-        return Page(records, self._next(state, doc, records, answer, paging), len(answer.body))
+        nxt = self._next(state, doc, records, answer, paging)
+        return Page(records, nxt, len(answer.body), suspect)
 
-    def _document(self, answer: Answer) -> Any:
+    def _document(self, answer: Answer) -> tuple[Any, bool]:
         where = f"{self.method} {_plain(answer.url)}"
         if answer.status >= 300:
             hint = " (redirects are not followed: point url at the final address)" * (
@@ -155,7 +162,7 @@ class PageReader:
             )
         kind = answer.headers.get("Content-Type", "none")
         try:
-            return parse_json_bytes(answer.body)
+            return parse_body(answer.body)
         except UnicodeDecodeError as exc:
             raise TerminalConnectorError(
                 f"{where}: the response is not UTF-8 text (byte {exc.start}); Content-Type {kind}"
@@ -184,9 +191,8 @@ class PageReader:
         if paging.max_pages is not None and pages >= paging.max_pages:
             return None
         if paging.total_path is not None:
-            total = walk(doc, paging.total_path)
-            is_count = isinstance(total, int | float) or str(total or "").isdigit()
-            if is_count and seen >= int(total):
+            total = _count(walk(doc, paging.total_path))
+            if total is not None and seen >= total:
                 return None
         base: PageState = {"pages": pages, "seen": seen}
         if paging.type in ("page", "offset"):
@@ -215,6 +221,23 @@ class PageReader:
         if target == str(answer.url):
             raise TerminalConnectorError("the API's next-page link points at the same page")
         return {**base, "url": target}
+
+
+def _count(total: Any) -> int | None:
+    """The number of records at `total_path`, if it is one: an integer, integral number or
+    digits. Not `true` (a bool is an int: it ended the read after one page, losing the rest),
+    NaN or Infinity (`int()` of them failed the run as an "internal error"): those are
+    ignored, and the read ends by the other rules."""
+    if isinstance(total, bool):
+        return None
+    if isinstance(total, int):
+        return total
+    if isinstance(total, float | Decimal):
+        finite = math.isfinite(total) if isinstance(total, float) else total.is_finite()
+        return int(total) if finite and total == int(total) else None
+    if isinstance(total, str) and total.isdigit():
+        return int(total)
+    return None
 
 
 def _link_next(headers: httpx.Headers) -> str | None:
@@ -321,13 +344,16 @@ def read_batches(
             }
         for page in _pages(reader, resume or reader.first(), params, live):
             nbytes += page.nbytes
-            decoded = decode_page(page.records)
+            decoded = None if page.suspect else decode_page(page.records)
             if decoded is not None:
                 rows += decoded
             else:  # a record to refuse (or not an object): record by record, naming it
                 for record in page.records:
                     try:
-                        rows.append(decode(record))
+                        row = decode(record)
+                        if page.suspect and (lone := lone_surrogate(row)) is not None:
+                            raise BadRecordError(f"field {names[lone[0]]}: {lone[1]}")
+                        rows.append(row)
                     except BadRecordError as exc:
                         bad.append(refused_record(record, str(exc)))
             if window is not None:
@@ -351,14 +377,36 @@ def _pages(
         # The request on this thread itself: `_result` below is the waiter that sees a cancel.
         return reader.fetch(at, params, on_this_thread=True)
 
+    # The cursors and links this window asked for: an API that leads back to one of them (a
+    # cycle A, B, A, ...) would be read, and its records written, for ever. One entry a page.
+    seen = {_where(state)}
     try:
         pending: Future[Page] | None = pool.submit(fetch, state)
         while pending is not None:
             page = _result(pending, live)
+            if page.next is not None:
+                where = _where(page.next)
+                if where is not None and where in seen:
+                    shown = _plain(where[1]) if page.next.get("url") else where[1][:200]
+                    raise TerminalConnectorError(
+                        f"the API led back to the {where[0]} {shown!r} after "
+                        f"{page.next['pages']} pages (a cycle); paging would never end"
+                    )
+                seen.add(where)
             pending = None if page.next is None else pool.submit(fetch, page.next)
             yield page
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _where(state: PageState) -> tuple[str, str] | None:
+    """The cursor or link a page is asked for by (None for page numbers and offsets, which
+    never go back)."""
+    if state.get("url"):
+        return "next-page link", str(state["url"])  # compared whole, shown without its query
+    if state.get("cursor") is not None:
+        return "cursor", str(state["cursor"])
+    return None
 
 
 def _result(pending: Future[Page], live: Callable[[], None]) -> Page:

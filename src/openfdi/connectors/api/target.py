@@ -73,10 +73,16 @@ class Sender:
     def write(self, rows: list[Row], live: Callable[[], None]) -> WriteResult:
         written = 0
         rejected: list[RejectedRow] = []
-        texts: list[tuple[int, str]] = []
+        texts: list[tuple[int, bytes]] = []
         for i, row in enumerate(rows):
             try:
-                texts.append((i, self.encode(row)))
+                # Encoded here, row by row: a text holding a lone surrogate, which UTF-8 cannot
+                # carry, refuses its row (encoding the whole body failed the run, "internal
+                # error: 'utf-8' codec can't encode").
+                texts.append((i, self.encode(row).encode("utf-8")))
+            except UnicodeEncodeError as exc:
+                why = f"a text holds U+{ord(exc.object[exc.start]):04X}, a lone surrogate"
+                rejected.append(RejectedRow(row, f"cannot be written as JSON: {why}"))
             except (ValueError, TypeError, RecursionError) as exc:
                 rejected.append(RejectedRow(row, f"cannot be written as JSON: {exc}"))
         step = 1 if self.options.per_row else self.options.rows_per_request
@@ -97,9 +103,9 @@ class Sender:
         if self.options.per_row:
             body = texts[0]
         else:
-            body = "[" + ",".join(texts) + "]"
+            body = b"[" + b",".join(texts) + b"]"
             if self.options.root:
-                body = "{" + f"{_key(self.options.root)}:{body}" + "}"
+                body = b"{" + _key(self.options.root).encode("utf-8") + b":" + body + b"}"
         headers = {
             "Content-Type": "application/json; charset=utf-8",
             "Idempotency-Key": f"{self.token}-{next(self.numbers)}",
@@ -109,7 +115,7 @@ class Sender:
         answer = self.requester.send(
             self.method,
             url,
-            content=body.encode("utf-8"),
+            content=body,
             headers=headers,
         )
         if 200 <= answer.status < 300:

@@ -5,9 +5,11 @@ verified against the data source's `ftp_host_key`: an unknown key is refused).""
 from __future__ import annotations
 
 import base64
+import contextlib
 import ftplib
 import hashlib
 import logging
+import socket
 import ssl
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
@@ -30,6 +32,36 @@ MODES = ("passive", "active")
 TIMEOUT_S = 30.0
 
 
+class _Interruptible(ftplib.FTP):
+    """ftplib keeps a transfer's data connection to itself: kept here, so that `interrupt` can
+    end a transfer blocked on a stalled server from another thread."""
+
+    data: socket.socket | None = None
+
+    def ntransfercmd(
+        self, cmd: str, rest: int | str | None = None
+    ) -> tuple[socket.socket, int | None]:
+        conn, size = super().ntransfercmd(cmd, rest)
+        self.data = conn
+        return conn, size
+
+    def interrupt(self) -> None:
+        for sock in (self.data, self.sock):
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    # The plain socket's shutdown, also under TLS: SSLSocket.shutdown drops the
+                    # TLS state the blocked thread is using.
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+class _Ftp(_Interruptible):
+    pass
+
+
+class _FtpTls(_Interruptible, ftplib.FTP_TLS):
+    pass
+
+
 class _FtpFileSystem(FTPFileSystem):  # type: ignore[misc]
     """fsspec's FTP file system, with FTPS verifying the server's certificate (ftplib's FTP_TLS
     verifies nothing without a context) and active mode when asked."""
@@ -42,17 +74,52 @@ class _FtpFileSystem(FTPFileSystem):  # type: ignore[misc]
     def _connect(self) -> None:
         self.ftp: ftplib.FTP
         if self._context is not None:
-            self.ftp = ftplib.FTP_TLS(  # noqa: S321 - the data source asked for FTPS
+            self.ftp = _FtpTls(  # the data source asked for FTPS
                 context=self._context, timeout=self.timeout, encoding=self.encoding
             )
         else:
             # Plain FTP when the data source says so (ftp_protocol): ROMA's FTP type is this.
-            self.ftp = ftplib.FTP(timeout=self.timeout, encoding=self.encoding)  # noqa: S321
+            self.ftp = _Ftp(timeout=self.timeout, encoding=self.encoding)
         self.ftp.connect(self.host, self.port)
         self.ftp.login(*self.cred)  # FTP_TLS: AUTH TLS first, so the password is encrypted
         if isinstance(self.ftp, ftplib.FTP_TLS):
             self.ftp.prot_p()  # and the data connections too
         self.ftp.set_pasv(self._passive)
+
+    def interrupt(self) -> None:
+        """`Store.interrupt`: shut the control and data connections (another thread's)."""
+        ftp = getattr(self, "ftp", None)
+        if isinstance(ftp, _Interruptible):
+            ftp.interrupt()
+
+    def ls(self, path: str, detail: bool = True, **kwargs: Any) -> Any:
+        # Listed afresh each time: fsspec keeps a folder's listing for the file system's life,
+        # so a REALTIME run (one connector, polling the folder) never saw a file dropped after
+        # its first poll, and `publish` could miss a file another writer made meanwhile.
+        self.invalidate_cache()
+        try:
+            return super().ls(path, detail=detail, **kwargs)
+        except KeyError:
+            # A name holding a line break splits its MLSD line in two; fsspec fails on the half
+            # without facts ("KeyError: 'type'") and so the whole folder did: skip that one.
+            return self._mlsd_skipping_broken(path, detail)
+
+    def _mlsd_skipping_broken(self, path: str, detail: bool) -> Any:
+        path = self._strip_protocol(path)
+        found: list[dict[str, Any]] = []
+        for name, facts in self.ftp.mlsd(path):
+            kind = facts.get("type")
+            if kind is None:
+                _log.warning("FTP: an entry of %s cannot be listed (%r): skipped", path, name)
+                continue
+            if name in (".", "..") or kind in ("pdir", "cdir"):
+                continue
+            entry: dict[str, Any] = dict(facts)
+            entry["name"] = f"{path.rstrip('/')}/{name}"
+            entry["type"] = "directory" if kind == "dir" else kind
+            entry["size"] = int(facts.get("size") or 0) if kind == "file" else 0
+            found.append(entry)
+        return found if detail else sorted(e["name"] for e in found)
 
 
 def fingerprint(key: paramiko.PKey) -> str:

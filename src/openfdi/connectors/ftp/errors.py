@@ -27,8 +27,10 @@ def translate(exc: BaseException) -> ConnectorError | None:
         return TerminalConnectorError(f"FTPS: {text}")
     if isinstance(exc, paramiko.AuthenticationException | paramiko.BadHostKeyException):
         return TerminalConnectorError(f"SFTP: {text}")
-    if isinstance(exc, paramiko.SSHException | EOFError):
+    if isinstance(exc, paramiko.SSHException):
         return TransientConnectorError(f"SFTP: {text}")
+    if isinstance(exc, EOFError):  # ftplib and paramiko alike: the server closed the connection
+        return TransientConnectorError(f"FTP: the connection was closed: {text}")
     if isinstance(exc, ftplib.error_perm):
         if str(exc).startswith("550"):
             return TableNotFoundError(f"FTP: {text}")
