@@ -89,6 +89,15 @@ SLICEABLE = frozenset(
 )
 
 
+def unencodable_text(exc: UnicodeEncodeError) -> str:
+    """Why a row's text cannot be written: it holds a lone surrogate (JSON's `"\\ud800"` escape
+    makes one), which UTF-8, and so every SQL driver, cannot encode. The driver refuses the
+    whole statement with a UnicodeEncodeError; this makes it the row's reason (the batch is
+    then split as for a row the server refuses), shown as an escape, since the reason is stored."""
+    code = ord(exc.object[exc.start]) if isinstance(exc.object, str) else 0
+    return f"a text value holds U+{code:04X}, a lone surrogate, which UTF-8 cannot encode"
+
+
 class Stream(Protocol):
     """A server-side (streaming) result set."""
 
@@ -649,6 +658,8 @@ class SqlConnector(Connector, Positions):
                 self._bulk_write(plan.table, columns, rows, plan)
 
         def row_error(exc: Exception) -> str | None:
+            if isinstance(exc, UnicodeEncodeError):  # raised by the driver, before the server
+                return unencodable_text(exc)
             reason = self._row_error(exc)
             return None if reason is None else self._redact(reason)
 
