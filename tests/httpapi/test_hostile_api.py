@@ -319,7 +319,9 @@ def _target_run(sdk: Any, creds: Any, signed: Any, base_path: str, pg_schema: st
 def test_a_target_closing_the_connection_fails_the_run_after_its_retries(
     sdk: Any, creds: Any, signed: Any, base_path: str, pg_schema: str, closing_server: str
 ) -> None:
-    message = {"retries": 2, "retry_max_s": 1}
+    # The tries bound the retries here, not the time: with 1 s of waiting allowed, two waits
+    # of the jittered backoff (0.2-1.2 s, then 0.4-1.4 s) ended it after 2 tries now and then.
+    message = {"retries": 2, "retry_max_s": 30}
     log = _target_run(sdk, creds, signed, base_path, pg_schema, closing_server, message)
     assert (log.execute_status, log.data_count) == ("ERROR", 0)
     assert "still after 3 tries" in log.remarks, log.remarks
