@@ -335,7 +335,7 @@ class FilesConnector(Connector, PassThrough):
         except formats.FileFormatError as exc:
             raise self._in_file(exc, name, at()) from exc
 
-        # --- pass-through into files (TSV text -> Arrow tables) --------------------------------
+    # --- pass-through into files (TSV text -> Arrow tables) --------------------------------
 
     def _target_forms(self, columns: Sequence[str]) -> tuple[tuple[str, ...], ...]:
         """The TSV form of the target's columns, for CSV and Parquet files in a local folder,
