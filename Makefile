@@ -35,7 +35,7 @@ typecheck: install
 	$(BIN)/mypy --strict src
 
 test: install browser lint typecheck
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=25
 
 # The inner loop: everything but the tests marked slow (crash, fuzz, browser, load), no lint.
 test-fast: install
