@@ -363,6 +363,10 @@ def test_a_row_whose_text_utf8_cannot_carry_is_refused_and_the_others_delivered(
         connector.close()
     assert result.rows_written == 2
     assert [(r.row[0], r.reason) for r in result.rejected] == [
-        (2, "cannot be written as JSON: a text holds U+D800, a lone surrogate")
+        (
+            2,
+            "cannot be written as JSON: a text value holds U+D800, a lone surrogate, which "
+            "UTF-8 cannot encode",
+        )
     ]
     assert [r["id"] for r in hostile.state.received] == [1, 3]

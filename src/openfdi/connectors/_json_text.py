@@ -15,7 +15,14 @@ from typing import Any
 
 from openfdi.connectors._values import format_interval
 
-__all__ = ["ENCODE_STR", "exact_json", "finite_double", "lone_surrogate", "printable"]
+__all__ = [
+    "ENCODE_STR",
+    "exact_json",
+    "finite_double",
+    "lone_surrogate",
+    "printable",
+    "unencodable_text",
+]
 
 ENCODE_STR = json.JSONEncoder(ensure_ascii=False).encode
 """A str as a JSON string literal."""
@@ -77,6 +84,14 @@ def lone_surrogate(values: Iterable[Any]) -> tuple[int, str] | None:
                 code = ord(value[exc.start])
                 return i, f"U+{code:04X} at character {exc.start} is a lone surrogate, not text"
     return None
+
+
+def unencodable_text(exc: UnicodeEncodeError) -> str:
+    """Why a row a driver or encoder refused with UnicodeEncodeError cannot be written: its text
+    holds a lone surrogate, which UTF-8 cannot encode (named by code point, as the reason is
+    stored and shown)."""
+    code = ord(exc.object[exc.start]) if isinstance(exc.object, str) else 0
+    return f"a text value holds U+{code:04X}, a lone surrogate, which UTF-8 cannot encode"
 
 
 def printable(text: str) -> str:

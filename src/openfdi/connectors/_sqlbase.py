@@ -21,6 +21,7 @@ from operator import is_, itemgetter
 from typing import Any, ClassVar, Protocol
 
 from openfdi.connectors._batching import stream_batches
+from openfdi.connectors._json_text import unencodable_text
 from openfdi.connectors._rejects import write_isolating_rejects
 from openfdi.connectors._sql import quote_ident, split_qualified
 from openfdi.connectors._values import (
@@ -87,15 +88,6 @@ SLICEABLE = frozenset(
         LogicalType.TIMESTAMPTZ,
     }
 )
-
-
-def unencodable_text(exc: UnicodeEncodeError) -> str:
-    """Why a row's text cannot be written: it holds a lone surrogate (JSON's `"\\ud800"` escape
-    makes one), which UTF-8, and so every SQL driver, cannot encode. The driver refuses the
-    whole statement with a UnicodeEncodeError; this makes it the row's reason (the batch is
-    then split as for a row the server refuses), shown as an escape, since the reason is stored."""
-    code = ord(exc.object[exc.start]) if isinstance(exc.object, str) else 0
-    return f"a text value holds U+{code:04X}, a lone surrogate, which UTF-8 cannot encode"
 
 
 class Stream(Protocol):
@@ -658,7 +650,8 @@ class SqlConnector(Connector, Positions):
                 self._bulk_write(plan.table, columns, rows, plan)
 
         def row_error(exc: Exception) -> str | None:
-            if isinstance(exc, UnicodeEncodeError):  # raised by the driver, before the server
+            # The driver's own refusal, before the server: split the batch as for a bad row.
+            if isinstance(exc, UnicodeEncodeError):
                 return unencodable_text(exc)
             reason = self._row_error(exc)
             return None if reason is None else self._redact(reason)

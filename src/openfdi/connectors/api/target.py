@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 
 import httpx
 
+from openfdi.connectors._json_text import unencodable_text
 from openfdi.connectors._rejects import write_isolating_rejects
 from openfdi.connectors.api.http import Answer, Requester
 from openfdi.connectors.api.options import ApiContent, TargetOptions
@@ -81,7 +82,7 @@ class Sender:
                 # error: 'utf-8' codec can't encode").
                 texts.append((i, self.encode(row).encode("utf-8")))
             except UnicodeEncodeError as exc:
-                why = f"a text holds U+{ord(exc.object[exc.start]):04X}, a lone surrogate"
+                why = unencodable_text(exc)
                 rejected.append(RejectedRow(row, f"cannot be written as JSON: {why}"))
             except (ValueError, TypeError, RecursionError) as exc:
                 rejected.append(RejectedRow(row, f"cannot be written as JSON: {exc}"))

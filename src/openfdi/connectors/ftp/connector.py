@@ -32,7 +32,7 @@ MODES = ("passive", "active")
 TIMEOUT_S = 30.0
 
 
-class _Interruptible(ftplib.FTP):
+class _Ftp(ftplib.FTP):
     """ftplib keeps a transfer's data connection to itself: kept here, so that `interrupt` can
     end a transfer blocked on a stalled server from another thread."""
 
@@ -54,12 +54,8 @@ class _Interruptible(ftplib.FTP):
                     socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
-class _Ftp(_Interruptible):
-    pass
-
-
-class _FtpTls(_Interruptible, ftplib.FTP_TLS):
-    pass
+class _FtpTls(_Ftp, ftplib.FTP_TLS):
+    """FTPS, its transfers interruptible as `_Ftp`'s."""
 
 
 class _FtpFileSystem(FTPFileSystem):  # type: ignore[misc]
@@ -89,7 +85,7 @@ class _FtpFileSystem(FTPFileSystem):  # type: ignore[misc]
     def interrupt(self) -> None:
         """`Store.interrupt`: shut the control and data connections (another thread's)."""
         ftp = getattr(self, "ftp", None)
-        if isinstance(ftp, _Interruptible):
+        if isinstance(ftp, _Ftp):
             ftp.interrupt()
 
     def ls(self, path: str, detail: bool = True, **kwargs: Any) -> Any:
