@@ -13,6 +13,7 @@ thread (the kernels release the GIL), while the target sends the previous one.
 from __future__ import annotations
 
 import concurrent.futures
+import math
 import queue
 import threading
 from collections.abc import Callable, Generator, Iterator, Sequence
@@ -30,6 +31,7 @@ from openfdi.connectors._files.formats import (
 )
 from openfdi.connectors._files.options import FileOptions
 from openfdi.connectors._files.types import arrow_type
+from openfdi.connectors._json_text import finite_double
 from openfdi.connectors._values import estimate_rows_bytes
 from openfdi.connectors.errors import SliceRefusedError
 from openfdi.connectors.spi import Batch, Column, LogicalType, RawSlice, RejectedRow, TableSchema
@@ -123,8 +125,10 @@ def check_column(text: pa.Array, column: Column) -> pa.Array | None:
         infinite = pc.is_inf(typed)
         if pc.any(infinite).as_py():  # `1e400` cast to Infinity: the row path refuses it
             for value in pc.filter(text, infinite).to_pylist():
-                if value.strip().lower().lstrip("+-") not in ("inf", "infinity"):
-                    raise pa.ArrowInvalid(f"{value[:40]} is out of range for {column.name}")
+                try:
+                    finite_double(value, math.inf)
+                except ValueError as exc:
+                    raise pa.ArrowInvalid(f"column {column.name}: {exc}") from exc
     return typed
 
 
