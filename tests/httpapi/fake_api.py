@@ -126,7 +126,9 @@ class FakeApi:
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        self.server.should_exit = True
+        # force_exit: no wait for answers still pending (a test's deliberately slow endpoint
+        # would hold every teardown for its whole delay).
+        self.server.should_exit = self.server.force_exit = True
         self.thread.join(10)
 
     # --- plumbing ---------------------------------------------------------------------------
