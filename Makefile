@@ -34,12 +34,17 @@ lint: install
 typecheck: install
 	$(BIN)/mypy --strict src
 
+# The suite in two processes, each taking a whole file at a time (--dist loadfile: a file's
+# module-scoped servers stay in one process). Most tests wait on servers and subprocesses, so two
+# processes overlap that waiting even on 2 CPUs. PYTEST_WORKERS=0 runs them all in this process.
+PYTEST_WORKERS ?= 2
+
 test: install browser lint typecheck
-	$(BIN)/python -m pytest --durations=25
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile --durations=25
 
 # The inner loop: everything but the tests marked slow (crash, fuzz, browser, load), no lint.
 test-fast: install
-	$(BIN)/python -m pytest -m "not slow" -q
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not slow" -q
 
 bench: install
 	$(BIN)/python bench/control_plane.py
