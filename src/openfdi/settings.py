@@ -134,6 +134,13 @@ class Settings(BaseSettings):
         "each a broker message of its own (a lost worker costs one step); 0: each run is one "
         "message, held until the run ends",
     )
+    celery_stop_check_seconds: float = Field(
+        default=0.5,
+        gt=0,
+        description="Celery workers only: how often a worker reads whether its runs were asked "
+        "to stop, should no stop hint reach it (a stop wakes the check at once through the "
+        "broker's fanout exchange `<queue>.stop-hints`)",
+    )
     celery_visibility_timeout_seconds: float = Field(
         default=3600.0,
         gt=0,

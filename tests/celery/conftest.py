@@ -50,8 +50,8 @@ def broker() -> str:
 
 @pytest.fixture
 def queue(broker: str) -> Iterator[str]:
-    """A queue of the test's own on the machine's broker (RabbitMQ: and a direct exchange),
-    deleted after."""
+    """A queue of the test's own on the machine's broker (RabbitMQ: and a direct exchange, and
+    the fanout exchange of stop hints), deleted after."""
     name = f"openfdi-test-{uuid.uuid4().hex[:12]}"
     if broker == "redis":
         require("redis")
@@ -59,7 +59,8 @@ def queue(broker: str) -> Iterator[str]:
 
         yield name
         with contextlib.closing(redis.Redis(host="127.0.0.1", port=6379)) as client:
-            keys = [*client.scan_iter(match=f"{name}*"), f"_kombu.binding.{name}"]
+            keys = [*client.scan_iter(match=f"{name}*"), f"_kombu.binding.{name}",
+                    f"_kombu.binding.{name}.stop-hints"]  # fmt: skip
             client.delete(*keys)
         return
     require("rabbitmq")
@@ -71,6 +72,7 @@ def queue(broker: str) -> Iterator[str]:
         channel = conn.channel()
         channel.queue_delete(name)
         channel.exchange_delete(name)
+        channel.exchange_delete(f"{name}.stop-hints")  # engine/stop_hints.py
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ from celery import Celery
 
 from openfdi.engine.cdc import CdcRunSpec
 from openfdi.engine.spec import RunSpec
+from openfdi.engine.stop_hints import StopHintPublisher
 from openfdi.settings import Settings
 from openfdi.store import runs
 from openfdi.store.db import Database
@@ -101,9 +102,10 @@ class CeleryDispatcher:
     """The executor of a server whose runs Celery workers execute: publishes a message per
     submitted run and keeps the runs it published reserved while they wait in the broker.
 
-    Nothing executes here, so `stop` only drops a run not yet published: the stop itself was
-    written to the database (a queued run is `cancelled` there, and its message then finds
-    nothing to claim), and the worker executing a run polls for it.
+    Nothing executes here, so `stop` only drops a run not yet published and sends a stop hint:
+    the stop itself was written to the database (a queued run is `cancelled` there, and its
+    message then finds nothing to claim), and the worker executing a run reads it there, at
+    once on the hint (engine/stop_hints.py), else at its next check.
     """
 
     def __init__(
@@ -128,6 +130,7 @@ class CeleryDispatcher:
         self._waiting: dict[str, float] = {}
         """Runs submitted here and maybe not claimed yet: when (monotonic)."""
         self._closing = threading.Event()
+        self._hints = StopHintPublisher(app, queue)
         self._publisher = threading.Thread(target=self._publish_loop, name="celery-publish")
         self._reserver = threading.Thread(target=self._reserve_loop, name="celery-reserve")
         for thread in (self._publisher, self._reserver):
@@ -149,6 +152,7 @@ class CeleryDispatcher:
         with self._lock:
             if run_id in self._pending:  # not published yet: it never will be
                 self._dropped.add(run_id)
+        self._hints.hint(run_id)  # the worker executing it checks the database at once
 
     def active_run_ids(self) -> set[str]:
         with self._lock:
@@ -232,3 +236,4 @@ class CeleryDispatcher:
             self._lock.notify_all()
         self._publisher.join(max(0.1, deadline - time.monotonic()))
         self._reserver.join(1.0)
+        self._hints.close(max(0.1, deadline - time.monotonic()))

@@ -51,11 +51,11 @@ from openfdi.engine.cdc import CdcRunSpec
 from openfdi.engine.celery_queue import RUN_TASK, broker_owner, celery_app
 from openfdi.engine.executor import LocalExecutor
 from openfdi.engine.spec import RunSpec
+from openfdi.engine.stop_hints import StopHintListener
 from openfdi.settings import Settings
 from openfdi.store import runs
 
 log = logging.getLogger(__name__)
-_STOP_CHECK_S = 0.1
 _WAIT_POLL_S = 0.05
 _LEASE_POLL_S = 0.5
 _HANDOFF_POLL_S = 0.01
@@ -80,18 +80,30 @@ class _WorkerProcess:
         self.executor.owner = broker_owner("step" if self.stepping else "run")
         self.lease_ms = self.executor.lease_ms
         self.closing = threading.Event()
+        self._check_now = threading.Event()
+        self._stop_check_s = settings.celery_stop_check_seconds
         self._stopper = threading.Thread(target=self._stop_loop, name="stop-check", daemon=True)
         self._stopper.start()
+        self._hints = StopHintListener(app, self.queue, self._hinted)
         log.info("celery worker %d executing runs as %s", os.getpid(), self.executor.owner)
 
     def _stop_loop(self) -> None:
         from openfdi.services.runs import stop_unwanted_runs
 
-        while not self.closing.wait(_STOP_CHECK_S):
+        while not self.closing.is_set():
+            self._check_now.wait(self._stop_check_s)
+            self._check_now.clear()
+            if self.closing.is_set():
+                return
             try:
                 stop_unwanted_runs(self.rt, self.executor)
             except Exception:  # a database hiccup: the next check
                 log.exception("checking for stopped runs failed")
+
+    def _hinted(self, run_ids: list[str]) -> None:
+        """A stop hint (engine/stop_hints.py): check at once if it names a run of ours."""
+        if not self.executor.active_run_ids().isdisjoint(run_ids):
+            self._check_now.set()
 
     def execute(self, run_id: str, after: int = 0) -> str:
         """Handle one delivery of the run's message; what happened, for the worker's log.
@@ -221,6 +233,8 @@ class _WorkerProcess:
 
     def close(self) -> None:
         self.closing.set()
+        self._check_now.set()
+        self._hints.close()
         self.rt.close()
 
 
