@@ -564,11 +564,10 @@ class CdcRunner:
             )
         self._position = position
         schemas = sorted({t.schema for t in tables})
-        stream = self._binlog = my_source.BinlogStream(
+        reader = BinlogReader(
             spec.source.content, spec.task_id, position, log_file, schemas,
-            list(gtids.values()),
+            list(gtids.values()), READ_WAIT_S,
         )  # fmt: skip
-        reader = BinlogReader(stream, READ_WAIT_S)
         reader.start()
         try:
             self._apply_binlog(reader, applier, tables, shapes, snapshots, end)
