@@ -169,21 +169,21 @@ def _follow(stream: BinlogStream, pipe: Connection, parent_pid: int) -> None:
 
 
 def serve(
-    pipe: Connection,
-    parent_pid: int,
-    content: Mapping[str, Any],
-    task_id: str,
-    position: int,
-    log_file: str | None,
-    schemas: Sequence[str],
-    gtids: Sequence[Gtid],
-    wait_s: float,
+    pipe: Connection, parent_pid: int, content: Mapping[str, Any], task_id: str, wait_s: float
 ) -> None:
-    """The child process's whole life (`BinlogReader.start` starts it)."""
+    """The child process's whole life (`BinlogReader.start` starts it): wait for where to read
+    from (`BinlogReader.follow`), then read and send until stopped."""
     _die_with_parent(parent_pid)
     # A Ctrl-C in a terminal reaches the whole process group: the parent decides when the
     # reader ends (its stop closes the pipe), not the keyboard.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    while not pipe.poll(wait_s):
+        if os.getppid() != parent_pid:
+            return
+    try:
+        position, log_file, schemas, gtids = pipe.recv()
+    except EOFError:  # stopped before it began
+        return
     stream: BinlogStream | None = None
     try:
         stream = BinlogStream(content, task_id, position, log_file, schemas, gtids)

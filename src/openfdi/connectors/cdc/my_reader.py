@@ -34,23 +34,14 @@ class BinlogReader:
     """The parent's side: `start`, then `next` until done, then `stop` (always)."""
 
     def __init__(
-        self,
-        content: Mapping[str, Any],
-        task_id: str,
-        position: int,
-        log_file: str | None,
-        schemas: Sequence[str],
-        gtids: Sequence[Gtid],
-        wait_s: float,
-        *,
-        join_s: float = 2.0,
+        self, content: Mapping[str, Any], task_id: str, wait_s: float, *, join_s: float = 2.0
     ) -> None:
-        """`BinlogStream`'s arguments (it is opened in the child); `wait_s`: how long the child
-        waits between its checks of the parent and the pipe; `join_s`: `stop`'s budget."""
-        self._args = (dict(content), task_id, position, log_file, list(schemas), list(gtids))
+        """`wait_s`: how long the child waits between its checks of the parent and the pipe;
+        `join_s`: `stop`'s budget."""
+        self._args = (dict(content), task_id)
         self.wait_s = wait_s
         self.join_s = join_s
-        self._position = position
+        self._position = 0
         self._tables: dict[tuple[str, str], TableName] = {}
         self._pipe: Connection | None = None
         self._process: BaseProcess | None = None
@@ -65,6 +56,8 @@ class BinlogReader:
         return self._process.pid if self._process is not None else None
 
     def start(self) -> None:
+        """Start the child: its interpreter comes up and imports the decoder (a few tenths of a
+        second, more on a busy machine) while the caller gets the position to `follow` from."""
         ours, theirs = _SPAWN.Pipe(duplex=True)
         process = _SPAWN.Process(
             target=my_process.serve,
@@ -75,6 +68,18 @@ class BinlogReader:
         process.start()
         theirs.close()  # the child's end lives in the child only: its exit is our EOF
         self._pipe, self._process = ours, process
+
+    def follow(
+        self, position: int, log_file: str | None, schemas: Sequence[str], gtids: Sequence[Gtid]
+    ) -> None:
+        """Read from `position` in `log_file`, or without a file from just after the MariaDB
+        `gtids` (`BinlogStream`'s arguments; the stream is opened in the child)."""
+        assert self._pipe is not None, "start() first"
+        self._position = position
+        try:
+            self._pipe.send((position, log_file, list(schemas), list(gtids)))
+        except OSError:
+            raise self._died() from None
 
     def next(self, timeout_s: float) -> Item | None:
         """The items read since the last call (many events' worth), or None after `timeout_s`
