@@ -66,6 +66,13 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
 def _gone_within(pid: int, seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while _alive(pid):
@@ -174,13 +181,15 @@ def test_stop_ends_a_child_blocked_on_a_full_pipe_within_its_budget(
 ) -> None:
     _run(maria, db, "CREATE TABLE w (id int PRIMARY KEY, v varchar(2000))")
     start = _now(maria)
-    _run(maria, db, "INSERT INTO w SELECT seq, REPEAT('w', 2000) FROM seq_1_to_20000")
+    _run(maria, db, "INSERT INTO w SELECT seq, REPEAT('w', 2000) FROM seq_1_to_40000")
     reader = _started(maria, db, start)
     assert reader.next(10)  # reading; the parent then takes nothing and the pipe fills
     time.sleep(1)
     pid = reader.pid
     assert pid is not None
     assert _alive(pid)
+    # Bounded: one message (BATCH_ITEMS rows) and the pipe's buffer, not the 40 MB in the log.
+    assert _rss_mb(pid) < 100, _rss_mb(pid)
     asked = time.monotonic()
     reader.stop()
     took = time.monotonic() - asked
@@ -200,30 +209,34 @@ def test_stop_of_an_idle_reader_is_quick(maria: BinlogMariaDB, db: str) -> None:
 
 
 PARENT = """
-import sys
+import subprocess
+import time
 from openfdi.connectors.cdc.my_reader import BinlogReader
 reader = BinlogReader({content!r}, "t-kill", 0.1)
 reader.start()
 reader.follow({position}, {log_file!r}, [{db!r}], [])
-print(reader.pid, flush=True)
-while True:
-    reader.next(0.1)
+# A process forked from the server (a prefork worker, say) keeps a copy of the parent's end
+# of the pipe: the child then sees no EOF when the parent dies, and must learn it otherwise.
+holder = subprocess.Popen(["sleep", "60"], pass_fds=[reader._pipe.fileno()])
+print(reader.pid, holder.pid, flush=True)
+time.sleep(60)  # takes nothing: a busy child fills the pipe and blocks sending
 """
 
 
-@pytest.mark.parametrize("busy", [False, True], ids=["idle", "reading"])
+@pytest.mark.parametrize("busy", [False, True], ids=["idle", "blocked-sending"])
 def test_the_child_does_not_outlive_a_parent_killed_with_sigkill(
     maria: BinlogMariaDB, db: str, busy: bool
 ) -> None:
     _run(maria, db, "CREATE TABLE w (id int PRIMARY KEY, v varchar(2000))")
     start = _now(maria)
-    if busy:  # the child is blocked sending when the parent goes
+    if busy:  # more than the pipe holds: the child is blocked sending when the parent goes
         _run(maria, db, "INSERT INTO w SELECT seq, REPEAT('w', 2000) FROM seq_1_to_20000")
     code = PARENT.format(content=maria.content(db), position=start[1], log_file=start[0], db=db)
     parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, cwd=ROOT)
+    holder = 0
     try:
         assert parent.stdout is not None
-        child = int(parent.stdout.readline())
+        child, holder = map(int, parent.stdout.readline().split())
         time.sleep(1)
         assert _alive(child)
         parent.send_signal(signal.SIGKILL)
@@ -233,6 +246,8 @@ def test_the_child_does_not_outlive_a_parent_killed_with_sigkill(
         if parent.poll() is None:
             parent.kill()
             parent.wait()
+        if holder:
+            os.kill(holder, signal.SIGKILL)
 
 
 def _drain(reader: BinlogReader, seconds: float) -> list[Any]:
