@@ -5,12 +5,13 @@ python-mysql-replication parses in pure Python; in a thread of the server it hel
 interpreter's lock most of the time, so parsing and applying shared one core's worth of Python.
 In a process of its own the parse has an interpreter, and a core, to itself.
 
-Inside the child two threads: one reads (`BinlogStream.read`, blocking on the replication
-connection) into a bounded hand-over list, the other sends what has gathered there as one
-message every few ms (or each `BATCH_ITEMS`), and between messages checks that it should go on:
-the parent still there (its pid; the kernel's parent-death signal is the first line of defence)
-and the pipe not closed (the parent's `stop`). A read of an idle log blocks up to the server's
-heartbeat: the sending thread is why no item waits for the next event to be sent.
+One thread reads and sends (`_follow`): a message goes with `BATCH_ITEMS`, or at a
+transaction's end once `GATHER_S` passed or the replication socket has nothing more waiting,
+so an idle log's last change is sent at once, not after the next event. A send blocks while
+the parent (the target) is slower: then the child reads nothing more, and its memory stays one
+message and the pipe's buffer. Between messages it checks the parent is still there (its pid;
+the kernel's parent-death signal is the first line of defence) and the pipe is open (the
+parent's `stop` closes it).
 
 On the wire the items are plain tuples (`encode`, `decode`), not the frozen dataclasses:
 pickling a slotted dataclass goes through its `__getstate__` and unpickling through
@@ -44,9 +45,6 @@ from openfdi.domain.cdc import TableName
 
 BATCH_ITEMS = 2_000
 """Items in one message at most."""
-PENDING_ITEMS = 10_000
-"""Items the child holds at most while the parent (the target) is slower: the reading thread
-waits past this. With the pipe's buffer and the parent's one batch, the memory bound."""
 GATHER_S = 0.005
 """A message holds what was read within this long (at most BATCH_ITEMS)."""
 _PR_SET_PDEATHSIG = 1
@@ -119,8 +117,9 @@ def rebuilt(kind: str, message: str, code: str | None) -> Exception:
 
 def _die_with_parent(parent_pid: int) -> None:
     """SIGKILL from the kernel when the parent goes, even by SIGKILL (Linux; elsewhere the pid
-    check between messages does it). The signal comes when the parent *thread* that started the
-    child ends: `BinlogReader` is started and stopped on the run's thread, so it outlives it."""
+    check between messages does it). Linux sends it when the parent *thread* that started the
+    child ends, not the process: `BinlogReader` is started and stopped on the run's thread,
+    which outlives the child."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent_pid:  # the parent died before the prctl
@@ -132,7 +131,7 @@ def _arriving(stream: BinlogStream) -> bool:
     (Bytes the connection's buffered reader already holds are not seen: then the batch goes a
     little early, never late.) python-mysql-replication keeps the connection private: should it
     rename it, this says False, and every transaction goes as a message of its own."""
-    conn = getattr(stream._reader, "_stream_connection", None)
+    conn = getattr(stream._reader, "_stream_connection", None)  # BinlogStream's library reader
     sock = getattr(conn, "_sock", None)
     if sock is None:
         return False
