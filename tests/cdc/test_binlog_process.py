@@ -280,3 +280,10 @@ def test_the_reader_process_imports_only_the_binlog_decoder() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
     )
     assert done.stdout.strip() == "[]", done.stdout
+
+
+def test_a_second_stop_has_nothing_to_do(maria: BinlogMariaDB, db: str) -> None:
+    reader = _started(maria, db, _now(maria))
+    reader.stop()
+    reader.stop()
+    assert reader.pid is None

@@ -142,10 +142,9 @@ def _arriving(stream: BinlogStream) -> bool:
 
 
 def _follow(stream: BinlogStream, pipe: Connection, parent_pid: int) -> None:
-    """Read and send until the parent stops (closes the pipe) or is gone. A message goes when
-    BATCH_ITEMS gathered, else at a transaction's end or an event of no interest (a GTID, a
-    heartbeat) once GATHER_S passed since its first item or nothing more is on its way: no item
-    waits for the next event of an idle log."""
+    """Read and send until the parent stops (closes the pipe) or is gone. A message goes with
+    BATCH_ITEMS, or once GATHER_S passed since its first item, or at a transaction's end when
+    nothing more is on its way: no item waits for the next event of an idle log."""
     batch: list[Wire] = []
     started = 0.0
     while True:
@@ -158,11 +157,11 @@ def _follow(stream: BinlogStream, pipe: Connection, parent_pid: int) -> None:
             if pipe.poll() or os.getppid() != parent_pid:
                 return
             continue
-        if len(batch) < BATCH_ITEMS and (
-            (items and not isinstance(items[-1], TxnCommit))  # the rest is on its way
-            or (time.monotonic() - started < GATHER_S and _arriving(stream))
-        ):
-            continue
+        if len(batch) < BATCH_ITEMS and time.monotonic() - started < GATHER_S:
+            if not items:
+                continue  # a GTID: its transaction follows (a heartbeat comes 0.2 s after all)
+            if not isinstance(items[-1], TxnCommit) or _arriving(stream):
+                continue  # the rest of the transaction, or the next one, is on its way
         pipe.send_bytes(pickle.dumps(batch, pickle.HIGHEST_PROTOCOL))
         batch = []
 

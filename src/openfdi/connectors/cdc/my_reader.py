@@ -119,7 +119,7 @@ class BinlogReader:
         then SIGKILL; returns within `join_s`."""
         if self._pipe is not None:
             self._pipe.close()
-        process = self._process
+        process, self._process = self._process, None  # a second stop has nothing to do
         if process is None:
             return
         deadline = time.monotonic() + self.join_s
