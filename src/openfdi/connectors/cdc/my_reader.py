@@ -36,8 +36,8 @@ class BinlogReader:
     def __init__(
         self, content: Mapping[str, Any], task_id: str, wait_s: float, *, join_s: float = 2.0
     ) -> None:
-        """`wait_s`: how long the child waits between its checks of the parent and the pipe;
-        `join_s`: `stop`'s budget."""
+        """`wait_s`: how often the child, until told where to read from (`follow`), checks
+        that its parent is still there; `join_s`: `stop`'s budget."""
         self._args = (dict(content), task_id)
         self.wait_s = wait_s
         self.join_s = join_s
@@ -115,8 +115,9 @@ class BinlogReader:
         )
 
     def stop(self) -> None:
-        """End the child: closing the pipe tells it (it exits within `wait_s`), then SIGTERM,
-        then SIGKILL; returns within `join_s`."""
+        """End the child: closing the pipe tells it (it exits at its next message, or on an
+        idle log after the server's next heartbeat, 0.2 s), then SIGTERM, then SIGKILL; returns
+        within `join_s`."""
         if self._pipe is not None:
             self._pipe.close()
         process, self._process = self._process, None  # a second stop has nothing to do
