@@ -287,3 +287,14 @@ def test_a_second_stop_has_nothing_to_do(maria: BinlogMariaDB, db: str) -> None:
     reader.stop()
     reader.stop()
     assert reader.pid is None
+
+
+def test_any_other_failure_of_the_child_arrives_named(maria: BinlogMariaDB, db: str) -> None:
+    """Not a connector error (a bug, a content the engine never checked): raised in the parent
+    as a RuntimeError naming the child's exception and its message, not as a hang or EOF."""
+    reader = _started(maria, db, _now(maria), port="not a port")
+    try:
+        with pytest.raises(RuntimeError, match="ValueError: invalid literal for int"):
+            _drain(reader, 20)
+    finally:
+        reader.stop()
