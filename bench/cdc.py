@@ -458,10 +458,12 @@ def many_tables(b: Bench, tables: int, rows: int) -> dict[str, float]:
     total = "SELECT " + " + ".join(f"(SELECT sum(v) FROM t{i})" for i in range(tables))
     wait(lambda: b.sql("m_dst", total) == [(tables * rows,)], 600, "every table's updates")
     seconds = time.monotonic() - started
-    b.stopped(task_id)
+    # Before the stop: a MariaDB source's reader process lives as long as its run.
     assert b.served.proc is not None
+    tree, others = tree_rss_mb(b.served.proc.pid)
+    b.stopped(task_id)
     return {"tables": tables, "rows": rows, "seconds": seconds,
-            "rss": peak_rss_mb(b.served.proc.pid)}  # fmt: skip
+            "rss": peak_rss_mb(b.served.proc.pid), "tree": tree, "others": others}  # fmt: skip
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -469,6 +471,34 @@ def peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes under `pid` now (a MariaDB source's binlog reader, multiprocessing's
+    resource tracker, worker processes), children before their own."""
+    found: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return [d for child in found for d in (child, *descendants(child))]
+
+
+def tree_rss_mb(pid: int) -> tuple[float, int]:
+    """The sum of the peak RSS (VmHWM) of `pid` and every process under it, and how many there
+    are besides it. An upper bound: pages shared between them count once in each."""
+    others = descendants(pid)
+    total = peak_rss_mb(pid)
+    for other in others:
+        try:
+            total += peak_rss_mb(other)
+        except OSError:  # ended meanwhile
+            continue
+    return total, len(others)
 
 
 def main() -> None:
@@ -537,7 +567,8 @@ def main() -> None:
             f"{s['plain_s'] / s['cdc_s']:.2f}x |",
             f"| {m['tables']} tables of {m['rows']:,} rows in one composite task: snapshot, "
             f"then every row updated | {m['seconds']:.2f} s; peak RSS {m['rss']:.0f} MB (VmHWM"
-            " after this step, the bench's first) | | |",
+            " after this step, the bench's first); with the processes under it, before the "
+            f"task stopped ({m['others']} of them: sum of their VmHWM) {m['tree']:.0f} MB | | |",
             f"| peak RSS of openfdi serve (VmHWM, whole bench) | {rss:.0f} MB | | |",
         ]
     )

@@ -519,6 +519,16 @@ class CdcRunner:
     # --- MySQL/MariaDB sources (the binlog) ---------------------------------------------------
 
     def _follow_binlog(self) -> None:
+        # The reader's process comes up (its interpreter, the decoder's imports) while the
+        # tables are checked and copied: started after, it held the first changes back.
+        reader = BinlogReader(self.spec.source.content, self.spec.task_id, READ_WAIT_S)
+        reader.start()
+        try:
+            self._follow_binlog_with(reader)
+        finally:
+            reader.stop()
+
+    def _follow_binlog_with(self, reader: BinlogReader) -> None:
         spec = self.spec
         applier = self._applier = _applier(spec)
         tables = {m.source: m for m in spec.mappings}
@@ -564,16 +574,8 @@ class CdcRunner:
             )
         self._position = position
         schemas = sorted({t.schema for t in tables})
-        stream = self._binlog = my_source.BinlogStream(
-            spec.source.content, spec.task_id, position, log_file, schemas,
-            list(gtids.values()),
-        )  # fmt: skip
-        reader = BinlogReader(stream, READ_WAIT_S)
-        reader.start()
-        try:
-            self._apply_binlog(reader, applier, tables, shapes, snapshots, end)
-        finally:
-            reader.stop()
+        reader.follow(position, log_file, schemas, list(gtids.values()))
+        self._apply_binlog(reader, applier, tables, shapes, snapshots, end)
 
     def _binlog_snapshot(
         self,
