@@ -103,7 +103,6 @@ class CdcRunner:
     interrupting: bool = False
     _stream: pg_source.ReplicationStream | None = None
     _applier: PgApplier | MyApplier | None = None
-    _binlog: my_source.BinlogStream | None = None
     _totals: _Totals = field(default_factory=_Totals)
     _position: int = 0
     _converters: dict[tuple[TableName, tuple[str, ...]], tuple[Any, ...]] = field(
@@ -188,9 +187,6 @@ class CdcRunner:
         if self._stream is not None:
             self._stream.close()
             self._stream = None
-        if self._binlog is not None:
-            self._binlog.close()
-            self._binlog = None
         if self._applier is not None:
             self._applier.rollback()
             self._applier.close()
