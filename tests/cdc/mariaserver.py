@@ -28,6 +28,11 @@ class BinlogMariaDB:
         self.dir = Path(tempfile.mkdtemp(prefix="openfdi-cdc-maria-"))
         self.data = self.dir / "data"
         self.socket = self.dir / "mariadb.sock"
+        # Its own temporary files' directory: with /tmp, the bootstrap of a server started at
+        # the same moment by another test process (or a killed server's leftovers) broke this
+        # one's ("Could not remove temporary table: '/tmp/#sql-temptable-…'").
+        self.tmp = self.dir / "tmp"
+        self.tmp.mkdir()
         self.port = _free_port()
         self.extra = extra
         self.proc: subprocess.Popen[bytes] | None = None
@@ -39,7 +44,8 @@ class BinlogMariaDB:
         if not (os.path.exists(MARIADBD) and os.path.exists(INSTALL_DB)):
             unavailable("MariaDB's mariadbd/mariadb-install-db binaries are not installed")
         if os.geteuid() == 0:
-            shutil.chown(self.dir, "mysql", "mysql")
+            for owned in (self.dir, self.tmp):
+                shutil.chown(owned, "mysql", "mysql")
         done = subprocess.run(
             [
                 INSTALL_DB,
@@ -48,6 +54,7 @@ class BinlogMariaDB:
                 "--auth-root-authentication-method=normal",
                 "--skip-test-db",
                 "--no-defaults",
+                f"--tmpdir={self.tmp}",
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -66,6 +73,7 @@ class BinlogMariaDB:
                 "--no-defaults",
                 *self._owner(),
                 f"--datadir={self.data}",
+                f"--tmpdir={self.tmp}",
                 f"--socket={self.socket}",
                 f"--port={self.port}",
                 "--bind-address=127.0.0.1",
