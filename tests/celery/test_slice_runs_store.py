@@ -16,6 +16,7 @@ from openfdi.domain.states import RunState, RunTrigger
 from openfdi.services import identity
 from openfdi.services.runtime import Runtime
 from openfdi.store import runs
+from openfdi.store.db import Database
 from openfdi.store.tables import RunRow
 from tests.conftest import make_settings
 from tests.store.test_store import _task
@@ -109,30 +110,39 @@ def test_of_two_children_ending_at_once_exactly_one_ends_the_parent(
     task_id = _task(runtime, creds)
     for attempt in range(40):
         parent, children = _family(runtime, task_id)
-        barrier = threading.Barrier(len(children))
-        ends: list[runs.ParentEnd | None] = []
-        errors: list[BaseException] = []
-
-        def end(claim: runs.Claim) -> None:
-            try:
-                moved = runs.Checkpoint(task_id, runs.Progress(5), None, [])
-                runs.commit_progress(db, claim, moved, 5)
-                barrier.wait()
-                ends.append(runs.finish(db, claim, RunState.SUCCEEDED, 100 + attempt))
-            except BaseException as exc:
-                errors.append(exc)
-
-        threads = [threading.Thread(target=end, args=(c,)) for c in children]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        ends, errors = _end_at_once(db, task_id, children, 100 + attempt)
         assert errors == []
         assert [e for e in ends if e is not None] == [
             runs.ParentEnd(parent.run_id, RunState.SUCCEEDED, 98 + attempt)
         ], attempt
         row = _row(runtime, parent.run_id)
         assert (row.state, row.data_count) == ("succeeded", 10)
+
+
+def _end_at_once(
+    db: Database, task_id: str, children: list[runs.Claim], now_ms: int
+) -> tuple[list[runs.ParentEnd | None], list[BaseException]]:
+    """Each child ends in a thread of its own, all released at once by a barrier: what each
+    `finish` said, and what any raised."""
+    barrier = threading.Barrier(len(children))
+    ends: list[runs.ParentEnd | None] = []
+    errors: list[BaseException] = []
+
+    def end(claim: runs.Claim) -> None:
+        try:
+            moved = runs.Checkpoint(task_id, runs.Progress(5), None, [])
+            runs.commit_progress(db, claim, moved, 5)
+            barrier.wait()
+            ends.append(runs.finish(db, claim, RunState.SUCCEEDED, now_ms))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=end, args=(c,)) for c in children]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return ends, errors
 
 
 def test_a_failed_slice_stops_its_siblings_and_fails_the_parent(runtime: Runtime, creds) -> None:  # type: ignore[no-untyped-def]

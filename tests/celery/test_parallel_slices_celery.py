@@ -1,0 +1,266 @@
+"""Parallel slices under the Celery executor (issue 15, item 5): a TIMING copy with `parallelism`
+is cut into key-range slices, each executed as a slice run (a child of the run) on whichever
+worker claims it, the run ending with its last slice. Real RabbitMQ, PostgreSQL metadata,
+`openfdi worker --executor celery` processes, a PostgreSQL source and target."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from huaweicloudsdkroma.v2 import ListMonitorLogRequest
+
+from openfdi.engine.celery_queue import RUN_TASK, celery_app
+from openfdi.services.runtime import Runtime
+from openfdi.settings import Settings
+from openfdi.store.tables import RunRow
+from tests.celery.conftest import Workers
+from tests.celery.support import (
+    copy_task,
+    datasource,
+    fill,
+    owner_pid,
+    pg,
+    rows_of,
+    run,
+    run_rows,
+    slow_target,
+    wait_for,
+)
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+ROWS = 100_000
+PARALLELISM = 4
+ACTIVE = ("starting", "running", "stopping")
+
+
+def _family(rt: Runtime, task: str) -> tuple[RunRow | None, list[RunRow]]:
+    """The task's one run and its slice runs (in slice order)."""
+    rows = run_rows(rt, [task])
+    parents = [r for r in rows if r.parent_run_id is None]
+    assert len(parents) <= 1, parents
+    children = sorted((r for r in rows if r.parent_run_id is not None), key=_slice)
+    return (parents[0] if parents else None), children
+
+
+def _slice(row: RunRow) -> int:
+    assert row.slice_index is not None
+    return row.slice_index
+
+
+def _ended(rt: Runtime, task: str) -> tuple[RunRow, list[RunRow]] | None:
+    parent, children = _family(rt, task)
+    if parent is None or parent.state in ACTIVE or any(c.state in ACTIVE for c in children):
+        return None
+    return parent, children
+
+
+def _running(rt: Runtime, task: str, count: int) -> list[RunRow] | None:
+    """The slice runs once `count` of them have committed rows."""
+    _, children = _family(rt, task)
+    busy = [c for c in children if c.state == "running" and c.data_count > 0]
+    return children if len(busy) >= count else None
+
+
+def _totals(schema: str, table: str) -> tuple[int, int]:
+    with pg(schema) as conn:
+        count, total = conn.execute(
+            f"SELECT count(*), coalesce(sum(id), 0) FROM {table}"
+        ).fetchone() or (0, 0)
+    return int(count), int(total)
+
+
+def _assert_sums(parent: RunRow, children: list[RunRow]) -> None:
+    for column in ("data_count", "dirty_data_count", "data_size_bytes", "read_ms", "write_ms"):
+        assert getattr(parent, column) == sum(getattr(c, column) for c in children), column
+
+
+def _runs_ended(rt: Runtime, task: str, count: int) -> list[RunRow] | None:
+    """The task's runs (not slice runs) once `count` have ended and none is active."""
+    rows = run_rows(rt, [task])
+    if any(r.state in ACTIVE for r in rows):
+        return None
+    top = [r for r in rows if r.parent_run_id is None]
+    return top if len(top) == count else None
+
+
+def _executed_by(workers: Workers, index: int, run_id: str) -> bool:
+    marker = f"run {run_id} (delivery "
+    return any(
+        marker in line and line.endswith(("): ended", "): step ended"))
+        for line in workers.output(index).splitlines()
+    )
+
+
+def _outcomes(workers: Workers, run_id: str) -> list[str]:
+    """What the workers did with each delivery of the run's messages (their logs)."""
+    marker = f"run {run_id} (delivery "
+    return [
+        line.split("): ", 1)[1].strip()
+        for index in range(len(workers.procs))
+        for line in workers.output(index).splitlines()
+        if marker in line
+    ]
+
+
+@pytest.mark.parametrize("step_seconds", [0.5])
+def test_slices_run_on_both_workers_and_the_run_sums_them(  # type: ignore[no-untyped-def]
+    runtime: Runtime, workers: Workers, sdk, creds, signed, base_path, pg_schema
+) -> None:
+    pids = workers.start(2, concurrency=2)
+    fill(pg_schema, ROWS)
+    slow_target(pg_schema, "dst", 0.2)  # each slice lasts seconds: all four are out at once
+    ds = datasource(signed, base_path, pg_schema)
+    task = copy_task(sdk, creds, ds, "dst", parallelism=PARALLELISM)
+    run(sdk, creds, task)
+    parent, children = wait_for(lambda: _ended(runtime, task), timeout=180)
+
+    assert (parent.state, parent.data_count) == ("succeeded", ROWS), parent.remarks
+    assert [c.slice_index for c in children] == list(range(PARALLELISM))
+    assert {c.state for c in children} == {"succeeded"}
+    assert {c.parent_run_id for c in children} == {parent.id}
+    _assert_sums(parent, children)
+    assert _totals(pg_schema, "dst") == (ROWS, ROWS * (ROWS + 1) // 2)
+    assert rows_of(pg_schema, "dst") == rows_of(pg_schema, "src")
+    # Executed on both workers: each slice run's last owner is one of them, and each worker's
+    # log shows slice runs (or steps of them) it executed.
+    assert {owner_pid(c.lease_owner) for c in children} <= set(pids)
+    executed = [{c.id for c in children if _executed_by(workers, index, c.id)} for index in (0, 1)]
+    assert all(executed), executed
+    # The parent's worker handed it over and let go of its message.
+    assert _outcomes(workers, parent.id) == ["handed to 4 slice runs"]
+    # Users see one run of the task.
+    logs = sdk.list_monitor_log(ListMonitorLogRequest(instance_id=creds.instance_id, task_id=task))
+    assert [(e.id, e.data_count) for e in logs.entities] == [(parent.id, ROWS)]
+    assert logs.total == 1
+    # The plan was marked done: the next run cuts a new one and copies it all again.
+    run(sdk, creds, task)
+    first, second = sorted(wait_for(lambda: _runs_ended(runtime, task, 2), timeout=180),
+                           key=lambda r: r.created_at)  # fmt: skip
+    assert (second.state, second.data_count) == ("succeeded", ROWS), second.remarks
+    assert first.id == parent.id
+    assert _totals(pg_schema, "dst") == (ROWS, ROWS * (ROWS + 1) // 2)
+
+
+@pytest.mark.parametrize("step_seconds", [0.0])
+def test_a_killed_workers_slice_is_taken_over_and_the_target_is_exact(  # type: ignore[no-untyped-def]
+    runtime: Runtime, workers: Workers, sdk, creds, signed, base_path, pg_schema
+) -> None:
+    """Steps off: each slice run holds its worker and its message to its end. Killing a worker
+    (SIGKILL) mid-copy sends its slices' messages back to the queue; the survivor takes them
+    over once their leases lapse, from the positions their target committed."""
+    victim, survivor = workers.start(2, concurrency=2)
+    fill(pg_schema, ROWS)
+    slow_target(pg_schema, "dst", 0.3)
+    ds = datasource(signed, base_path, pg_schema)
+    task = copy_task(sdk, creds, ds, "dst", parallelism=PARALLELISM)
+    run(sdk, creds, task)
+
+    def victims_slice_busy() -> list[str] | None:
+        _, children = _family(runtime, task)
+        busy = [
+            c.id
+            for c in children
+            if c.state == "running"
+            and c.data_count > 0
+            and c.lease_owner is not None
+            and owner_pid(c.lease_owner) == victim
+        ]
+        return busy or None
+
+    lost = wait_for(victims_slice_busy, timeout=60)
+    workers.kill(0)
+    parent, children = wait_for(lambda: _ended(runtime, task), timeout=180)
+
+    assert parent.state == "succeeded", parent.remarks
+    assert _totals(pg_schema, "dst") == (ROWS, ROWS * (ROWS + 1) // 2)
+    assert rows_of(pg_schema, "dst") == rows_of(pg_schema, "src")
+    _assert_sums(parent, children)
+    taken = [c for c in children if c.id in lost]
+    assert taken
+    for child in taken:  # claimed again (a new epoch) and ended by the survivor
+        assert child.state == "succeeded"
+        assert child.epoch >= 2
+        assert owner_pid(child.lease_owner) == survivor
+
+
+@pytest.mark.parametrize("step_seconds", [0.5])
+def test_duplicated_messages_of_the_slices_and_the_run_copy_nothing_twice(  # type: ignore[no-untyped-def]
+    runtime: Runtime,
+    workers: Workers,
+    celery_settings: Settings,
+    sdk,
+    creds,
+    signed,
+    base_path,
+    pg_schema,
+) -> None:
+    """Every message of the family published again while the slices execute (as a broker
+    delivering twice would): each extra delivery claims nothing, so every row is counted (and
+    written) once; the run's own message again only publishes the slices still queued."""
+    workers.start(2, concurrency=2)
+    fill(pg_schema, ROWS)
+    slow_target(pg_schema, "dst", 0.2)
+    ds = datasource(signed, base_path, pg_schema)
+    task = copy_task(sdk, creds, ds, "dst", parallelism=PARALLELISM)
+    run(sdk, creds, task)
+    children = wait_for(lambda: _running(runtime, task, 1), timeout=60)
+    parent, _ = _family(runtime, task)
+    assert parent is not None
+    app = celery_app(celery_settings)
+    with app.producer_or_acquire() as producer:
+        for run_id in [parent.id, *(c.id for c in children)] * 2:
+            app.send_task(RUN_TASK, args=(run_id,), queue=celery_settings.celery_queue,
+                          producer=producer)  # fmt: skip
+    parent, children = wait_for(lambda: _ended(runtime, task), timeout=180)
+
+    assert (parent.state, parent.data_count) == ("succeeded", ROWS), parent.remarks
+    assert sum(c.data_count for c in children) == ROWS
+    assert len(children) == PARALLELISM  # the run's extra deliveries created no slice run
+    assert _totals(pg_schema, "dst") == (ROWS, ROWS * (ROWS + 1) // 2)
+    for child in children:
+        # Every extra delivery of a slice's first message found it claimed or ended.
+        extra = [o for o in _outcomes(workers, child.id) if o not in ("step ended", "ended")]
+        assert extra, _outcomes(workers, child.id)
+        assert set(extra) <= {"claimed elsewhere", "already succeeded"}, extra
+    handed = {f"handed to {n} slice runs" for n in range(PARALLELISM + 1)}
+    outcomes = _outcomes(workers, parent.id)
+    assert len(outcomes) == 3, outcomes
+    assert set(outcomes) <= {*handed, "already succeeded"}, outcomes
+
+
+@pytest.mark.parametrize("step_seconds", [0.5])
+def test_a_stop_ends_the_run_and_its_slices_within_the_deadline(  # type: ignore[no-untyped-def]
+    runtime: Runtime, workers: Workers, sdk, creds, signed, base_path, pg_schema
+) -> None:
+    workers.start(2, concurrency=2)
+    fill(pg_schema, ROWS)
+    slow_target(pg_schema, "dst", 0.3)  # a copy of a minute or so
+    ds = datasource(signed, base_path, pg_schema)
+    task = copy_task(sdk, creds, ds, "dst", parallelism=PARALLELISM)
+    run(sdk, creds, task)
+    wait_for(lambda: _running(runtime, task, PARALLELISM), timeout=60)
+
+    asked = time.monotonic()
+    body = {"action_id": "stop", "list": [{"task_id": task}]}
+    reply = signed.post(f"{base_path}/batch-operation/tasks", json=body)
+    assert reply.status_code == 200, reply.text
+    parent, children = wait_for(lambda: _ended(runtime, task), timeout=10, interval=0.02)
+    took = time.monotonic() - asked
+
+    assert (parent.state, parent.remarks) == ("cancelled", "stopped")
+    assert {c.state for c in children} == {"cancelled"}
+    _assert_sums(parent, children)
+    assert took < 1.5, f"the run and its slices ended {took:.2f} s after the stop"
+    # What was committed stays, and the next run resumes every slice from its position.
+    copied, _ = _totals(pg_schema, "dst")
+    assert 0 < copied < ROWS
+    with pg(pg_schema) as conn:
+        conn.execute("DROP TRIGGER dst_slow ON dst")
+    run(sdk, creds, task)
+
+    runs_ = wait_for(lambda: _runs_ended(runtime, task, 2), timeout=120)
+    _, second = sorted(runs_, key=lambda r: r.created_at)
+    assert second.state == "succeeded", second.remarks
+    assert second.data_count == ROWS - copied
+    assert _totals(pg_schema, "dst") == (ROWS, ROWS * (ROWS + 1) // 2)
