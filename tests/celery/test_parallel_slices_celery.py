@@ -104,6 +104,7 @@ def _outcomes(workers: Workers, run_id: str) -> list[str]:
 
 
 @pytest.mark.parametrize("step_seconds", [0.5])
+@pytest.mark.parametrize("broker", ["amqp", "redis"])
 def test_slices_run_on_both_workers_and_the_run_sums_them(  # type: ignore[no-untyped-def]
     runtime: Runtime, workers: Workers, sdk, creds, signed, base_path, pg_schema
 ) -> None:
@@ -247,6 +248,7 @@ def test_a_stop_ends_the_run_and_its_slices_within_the_deadline(  # type: ignore
     assert reply.status_code == 200, reply.text
     parent, children = wait_for(lambda: _ended(runtime, task), timeout=10, interval=0.02)
     took = time.monotonic() - asked
+    print(f"the run and its {len(children)} slice runs ended {took:.3f} s after the stop")
 
     assert (parent.state, parent.remarks) == ("cancelled", "stopped")
     assert {c.state for c in children} == {"cancelled"}
@@ -264,3 +266,34 @@ def test_a_stop_ends_the_run_and_its_slices_within_the_deadline(  # type: ignore
     assert second.state == "succeeded", second.remarks
     assert second.data_count == ROWS - copied
     assert _totals(pg_schema, "dst") == (ROWS, ROWS * (ROWS + 1) // 2)
+
+
+@pytest.mark.parametrize("step_seconds", [0.0])
+def test_a_stop_cancels_the_slice_runs_still_queued_before_they_start(  # type: ignore[no-untyped-def]
+    runtime: Runtime, workers: Workers, sdk, creds, signed, base_path, pg_schema
+) -> None:
+    """One worker executing one message at a time: one slice run executes, the three others
+    wait in the queue. The stop ends those there and then; their messages, delivered later,
+    find them ended and start nothing."""
+    workers.start(1, concurrency=1)
+    fill(pg_schema, ROWS)
+    slow_target(pg_schema, "dst", 0.3)
+    ds = datasource(signed, base_path, pg_schema)
+    task = copy_task(sdk, creds, ds, "dst", parallelism=PARALLELISM)
+    run(sdk, creds, task)
+    wait_for(lambda: _running(runtime, task, 1), timeout=60)
+    body = {"action_id": "stop", "list": [{"task_id": task}]}
+    reply = signed.post(f"{base_path}/batch-operation/tasks", json=body)
+    assert reply.status_code == 200, reply.text
+    parent, children = wait_for(lambda: _ended(runtime, task), timeout=10, interval=0.02)
+
+    assert parent.state == "cancelled", parent.remarks
+    executed = [c for c in children if c.started_at is not None]
+    queued = [c for c in children if c.started_at is None]
+    assert len(executed) == 1
+    assert len(queued) == PARALLELISM - 1
+    for child in queued:
+        assert (child.state, child.remarks) == ("cancelled", "stopped before it started")
+    for child in queued:  # the worker gets to their messages after the stop: nothing to do
+        wait_for(lambda c=child: _outcomes(workers, c.id), timeout=10)
+        assert _outcomes(workers, child.id) == ["already cancelled"]
