@@ -5,12 +5,18 @@ worker claims it, the run ending with its last slice. Real RabbitMQ, PostgreSQL 
 
 from __future__ import annotations
 
+import json
+import socket
 import time
 
+import httpx
 import pytest
 from huaweicloudsdkroma.v2 import ListMonitorLogRequest
+from prometheus_client.parser import text_string_to_metric_families
 
+from openfdi.domain.scope import Scope
 from openfdi.engine.celery_queue import RUN_TASK, celery_app
+from openfdi.services import run_views
 from openfdi.services.runtime import Runtime
 from openfdi.settings import Settings
 from openfdi.store.tables import RunRow
@@ -297,3 +303,56 @@ def test_a_stop_cancels_the_slice_runs_still_queued_before_they_start(  # type: 
     for child in queued:  # the worker gets to their messages after the stop: nothing to do
         wait_for(lambda c=child: _outcomes(workers, c.id), timeout=10)
         assert _outcomes(workers, child.id) == ["already cancelled"]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _runs_counted(ports: list[int]) -> dict[str, float]:
+    """`openfdi_runs_total` of TIMING runs by outcome, summed over the workers' metrics."""
+    counted: dict[str, float] = {}
+    for port in ports:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == "openfdi_runs_total" and sample.labels["task_type"] == "TIMING":
+                    outcome = sample.labels["outcome"]
+                    counted[outcome] = counted.get(outcome, 0.0) + sample.value
+    return counted
+
+
+@pytest.mark.parametrize("step_seconds", [0.5])
+def test_refused_rows_of_the_slices_are_the_runs_and_the_run_is_counted_once(  # type: ignore[no-untyped-def]
+    runtime: Runtime, workers: Workers, sdk, creds, signed, base_path, pg_schema
+) -> None:
+    """The target refuses one row of each slice: the run's dirty-data lists the four, its counts
+    are the slices' sums; the workers' metrics count one run, not five."""
+    ports = [_free_port(), _free_port()]
+    for port in ports:
+        workers.start(1, concurrency=2, extra=("--metrics-port", str(port)))
+    rows = 20_000
+    fill(pg_schema, rows)
+    slow_target(pg_schema, "dst", 0.1)
+    refused = [2_500, 7_500, 12_500, 17_500]  # one in each quarter of the key range
+    with pg(pg_schema) as conn:
+        conn.execute(f"ALTER TABLE dst ADD CHECK (id NOT IN ({', '.join(map(str, refused))}))")
+    ds = datasource(signed, base_path, pg_schema)
+    task = copy_task(sdk, creds, ds, "dst", parallelism=PARALLELISM)
+    run(sdk, creds, task)
+    parent, children = wait_for(lambda: _ended(runtime, task), timeout=120)
+
+    assert parent.state == "succeeded", parent.remarks
+    assert [c.dirty_data_count for c in children] == [1, 1, 1, 1]
+    assert (parent.data_count, parent.dirty_data_count) == (rows - 4, 4)
+    _assert_sums(parent, children)
+    reply = signed.get(f"{base_path}/tasks/{task}/runs/{parent.id}/dirty-data")
+    assert reply.status_code == 200, reply.text
+    listed = sorted(json.loads(e["row"])[0] for e in reply.json()["entities"])
+    assert (reply.json()["total"], listed) == (4, refused)
+    assert _runs_counted(ports) == {"succeeded": 1.0}
+    # The console's progress of the task is the run's, not its last slice run's.
+    shown = run_views.progress(runtime, Scope(creds.project_id, creds.instance_id), task)
+    assert (shown.run_id, shown.rows, shown.dirty) == (parent.id, rows - 4, 4)
