@@ -15,10 +15,15 @@ from huaweicloudsdkroma.v2 import ListMonitorLogRequest
 from prometheus_client.parser import text_string_to_metric_families
 
 from openfdi.domain.scope import Scope
-from openfdi.engine.celery_queue import RUN_TASK, celery_app
+from openfdi.domain.states import RunState, RunTrigger
+from openfdi.engine.celery_queue import RUN_TASK, broker_owner, celery_app
+from openfdi.engine.executor import LocalExecutor
+from openfdi.engine.runner import EngineSettings
 from openfdi.services import run_views
+from openfdi.services.runs import build_spec
 from openfdi.services.runtime import Runtime
 from openfdi.settings import Settings
+from openfdi.store import runs
 from openfdi.store.tables import RunRow
 from tests.celery.conftest import Workers
 from tests.celery.support import (
@@ -356,3 +361,42 @@ def test_refused_rows_of_the_slices_are_the_runs_and_the_run_is_counted_once(  #
     # The console's progress of the task is the run's, not its last slice run's.
     shown = run_views.progress(runtime, Scope(creds.project_id, creds.instance_id), task)
     assert (shown.run_id, shown.rows, shown.dirty) == (parent.id, rows - 4, 4)
+
+
+@pytest.mark.parametrize("step_seconds", [0.5])
+def test_a_run_whose_worker_was_lost_before_publishing_its_slices_gets_them_published(  # type: ignore[no-untyped-def]
+    runtime: Runtime, workers: Workers, sdk, creds, signed, base_path, pg_schema
+) -> None:
+    """A worker cut the plan and created the slice runs, then was lost before publishing their
+    messages (here: an executor of this test process, with a broker's lease owner, that
+    publishes nothing). The run's message, delivered again, publishes them, and they run."""
+    fill(pg_schema, ROWS)
+    ds = datasource(signed, base_path, pg_schema)
+    task = copy_task(sdk, creds, ds, "dst", parallelism=PARALLELISM)
+    run_id = runs.create_run(runtime.db, task, RunTrigger.MANUAL, runtime.clock_ms())
+    lost = LocalExecutor(runtime.db, runtime.registry, runtime.clock_ms,
+                         settings=EngineSettings(), workers=1)  # fmt: skip
+    lost.owner = broker_owner("step")
+    ended: list[RunState | None] = []
+    try:
+        lost.submit(
+            run_id, lambda: build_spec(runtime, run_id, task), on_end=lambda s, _: ended.append(s)
+        )
+        wait_for(lambda: ended, timeout=30)
+    finally:
+        lost.shutdown()
+    assert ended == [RunState.RUNNING]
+    view = runs.lease_view(runtime.db, run_id)
+    assert view is not None
+    assert view.awaits_children
+    assert len(runs.queued_children(runtime.db, run_id)) == PARALLELISM
+
+    workers.start(2, concurrency=2)
+    app = celery_app(runtime.settings)
+    app.send_task(RUN_TASK, args=(run_id,), queue=runtime.settings.celery_queue)
+    parent, children = wait_for(lambda: _ended(runtime, task), timeout=120)
+    assert parent.id == run_id
+    assert (parent.state, parent.data_count) == ("succeeded", ROWS), parent.remarks
+    assert {c.state for c in children} == {"succeeded"}
+    assert _outcomes(workers, run_id) == [f"handed to {PARALLELISM} slice runs"]
+    assert _totals(pg_schema, "dst") == (ROWS, ROWS * (ROWS + 1) // 2)
