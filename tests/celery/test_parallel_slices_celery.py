@@ -155,12 +155,14 @@ def test_slices_run_on_both_workers_and_the_run_sums_them(  # type: ignore[no-un
 
 
 @pytest.mark.parametrize("step_seconds", [0.0])
+@pytest.mark.parametrize("broker", ["amqp", "redis"])
 def test_a_killed_workers_slice_is_taken_over_and_the_target_is_exact(  # type: ignore[no-untyped-def]
     runtime: Runtime, workers: Workers, sdk, creds, signed, base_path, pg_schema
 ) -> None:
     """Steps off: each slice run holds its worker and its message to its end. Killing a worker
-    (SIGKILL) mid-copy sends its slices' messages back to the queue; the survivor takes them
-    over once their leases lapse, from the positions their target committed."""
+    (SIGKILL) mid-copy sends its slices' messages back to the queue (RabbitMQ: at once; Redis:
+    after the visibility timeout); the survivor takes them over once their leases lapse, from
+    the positions their target committed."""
     victim, survivor = workers.start(2, concurrency=2)
     fill(pg_schema, ROWS)
     slow_target(pg_schema, "dst", 0.3)
