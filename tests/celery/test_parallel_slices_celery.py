@@ -402,3 +402,30 @@ def test_a_run_whose_worker_was_lost_before_publishing_its_slices_gets_them_publ
     assert {c.state for c in children} == {"succeeded"}
     assert _outcomes(workers, run_id) == [f"handed to {PARALLELISM} slice runs"]
     assert _totals(pg_schema, "dst") == (ROWS, ROWS * (ROWS + 1) // 2)
+
+
+@pytest.mark.parametrize("step_seconds", [0.5])
+def test_a_failed_slice_stops_the_others_and_fails_the_run_with_its_remarks(  # type: ignore[no-untyped-def]
+    runtime: Runtime, workers: Workers, sdk, creds, signed, base_path, pg_schema
+) -> None:
+    """The target refuses 5,000 rows of the last slice, more than the dirty-row limit (1,000):
+    that slice run fails, the others are stopped or done, and the run fails with the slice's
+    reason (the stop of the siblings: test_slice_runs_store.py)."""
+    workers.start(2, concurrency=2)
+    fill(pg_schema, ROWS)
+    with pg(pg_schema) as conn:  # no slow trigger: a refused slice is written again row-wise
+        conn.execute("CREATE TABLE dst (id bigint PRIMARY KEY, body text)")
+        conn.execute("ALTER TABLE dst ADD CHECK (id <= 90000 OR id > 95000)")
+    ds = datasource(signed, base_path, pg_schema)
+    task = copy_task(sdk, creds, ds, "dst", parallelism=PARALLELISM)
+    run(sdk, creds, task)
+    parent, children = wait_for(lambda: _ended(runtime, task), timeout=120)
+
+    assert parent.state == "failed", parent.remarks
+    failed = [c for c in children if c.state == "failed"]
+    assert [c.slice_index for c in failed] == [PARALLELISM - 1]
+    assert parent.remarks == f"slice {PARALLELISM - 1}: {failed[0].remarks}"
+    assert "rejected by the target" in parent.remarks
+    others = [c for c in children if c.state != "failed"]
+    assert {c.state for c in others} <= {"cancelled", "succeeded"}
+    _assert_sums(parent, children)
