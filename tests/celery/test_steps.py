@@ -180,6 +180,19 @@ def test_a_large_timing_copy_runs_as_steps_when_it_can_resume(  # type: ignore[n
         parallelism=2 if kind == "sliced" else 1,
     )
     run(sdk, creds, task)
+    if kind == "sliced":
+        # Its two slices execute as slice runs of the run (test_parallel_slices_celery.py),
+        # each as steps.
+        family = wait_for(lambda: ended(runtime, [task], count=3), timeout=90)
+        (done,) = [r for r in family if r.parent_run_id is None]
+        assert (done.state, done.data_count) == ("succeeded", 40_000), done.remarks
+        assert rows_of(pg_schema, "dst") == rows_of(pg_schema, "src")
+        assert _step_outcomes(workers, done.id) == ["handed to 2 slice runs"]
+        for part in (r for r in family if r.parent_run_id is not None):
+            outcomes = _step_outcomes(workers, part.id)
+            assert part.epoch >= 2, outcomes
+            assert sorted(outcomes) == ["ended"] + ["step ended"] * (part.epoch - 1)
+        return
     (done,) = wait_for(lambda: ended(runtime, [task]), timeout=90)
     assert (done.state, done.data_count) == ("succeeded", 40_000), done.remarks
     assert rows_of(pg_schema, "dst") == rows_of(pg_schema, "src")

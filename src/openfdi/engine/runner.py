@@ -14,6 +14,14 @@ A TIMING copy whose task asks for `parallelism` is cut into key-range slices cop
 on its own thread with its own connections, each committing and checkpointing on its own (see
 `engine/slices.py`); the run ends when every slice has, and fails when one does.
 
+Under the Celery executor (a lease owner under `runs.BROKER_OWNER_PREFIX`) the slices of such a
+copy execute on any workers: the run cuts (or resumes) its plan, committed in the target as
+ever, then hands itself to one child run per unfinished slice (`runs.create_children`) and
+returns RUNNING, executed by nobody while its children live; its worker publishes their
+messages. A child is claimed like any run and copies its one slice from the position its target
+keeps for it; the last child to end ends the run (store/runs.py), and, when every slice is
+done, marks the plan done in the target before (`_mark_plan_done`).
+
 Under the Celery executor a run may execute as bounded steps (`Runner.step_s`): past the budget,
 at the next batch boundary after the target's commit and the checkpoint, a run that resumes past
 what it committed (it follows its source, reads incrementally, or is sliced) returns RUNNING
@@ -194,6 +202,11 @@ class Runner:
     """A slice failed: the other slices stop at their next batch boundary."""
     _recording: threading.Lock = field(default_factory=threading.Lock)
     """Slices record their batches one at a time (totals, metadata checkpoint)."""
+    _spread: bool = False
+    """The run handed its slices to child runs (`_copy_sliced`): it returns RUNNING, and its
+    last child ends it."""
+    parent_end: runs.ParentEnd | None = None
+    """A slice run that ended its parent: how (store/runs.py `finish`)."""
 
     def __post_init__(self) -> None:
         if self.claim.progress is not None:  # a later step, or a takeover: one run, one count
@@ -224,8 +237,13 @@ class Runner:
             state = self._run()
         finally:
             BACKLOGS.forget(self.spec.task_id)
-        if state is not RunState.RUNNING:
-            RUNS.ended(self.spec.task_type.value, state.value, time.monotonic() - started)
+        kind = self.spec.task_type.value
+        if self.claim.parent_run_id is not None:  # a slice run: counted in its parent's end
+            if self.parent_end is not None:
+                end = self.parent_end
+                RUNS.ended(kind, end.state.value, end.elapsed_ms / 1000)
+        elif state is not RunState.RUNNING:
+            RUNS.ended(kind, state.value, time.monotonic() - started)
         return state
 
     def _step_over(self) -> bool:
@@ -254,6 +272,8 @@ class Runner:
         try:
             self._watermark = self._start_watermark()
             self._copy_retrying()
+            if self._spread:
+                return RunState.RUNNING  # its slices' runs go on, and the last ends it
             if self.stop_requested.is_set() and self.interrupting and self._steppable():
                 # Its worker shuts down, at a batch boundary: another takes the next step.
                 return RunState.RUNNING
@@ -286,12 +306,46 @@ class Runner:
                 extra={"run_id": self.claim.run_id, "task_id": self.spec.task_id},
             )
         try:
-            runs.finish(
-                self.db, self.claim, state, self.clock_ms(), remarks, status, last_batch=self._held
+            self.parent_end = runs.finish(
+                self.db,
+                self.claim,
+                state,
+                self.clock_ms(),
+                remarks,
+                status,
+                last_batch=self._held,
+                before_parent_ends=self._mark_plan_done,
             )
         except runs.FencedError:
             return RunState.INTERRUPTED
+        if self.parent_end is not None:
+            log.info(
+                "run %s of task %s ended %s with its last slice",
+                self.parent_end.run_id,
+                self.spec.task_id,
+                self.parent_end.state,
+                extra={"run_id": self.parent_end.run_id, "task_id": self.spec.task_id},
+            )
         return state
+
+    def _mark_plan_done(self, parent_state: RunState) -> None:
+        """Before the last slice run ends its parent SUCCEEDED: mark the plan done in the target
+        (as `_copy_sliced` does), so that the task's next run cuts a new one. Should that fail,
+        the parent ends all the same: the next run then resumes a plan whose every slice is
+        done, and copies nothing (the copy was whole)."""
+        if parent_state is not RunState.SUCCEEDED:
+            return  # the plan stays: the next run resumes every slice from its position
+        try:
+            target = self._open(self.spec.target.type, self.spec.target.content)
+            if not isinstance(target, Positions):
+                return
+            target.configure(self.spec.detail.target_message)
+            target.save_position(slices.plan_key(self.spec.task_id), json.dumps({"done": True}))
+            target.commit()
+        except Exception:
+            log.exception("run %s: marking its parent's slice plan done failed", self.claim.run_id)
+        finally:
+            self._close_connectors()
 
     def _with_restart_note(self, remarks: str) -> str:
         """A failed run of a started REALTIME task says when the supervisor tries again."""
@@ -409,6 +463,10 @@ class Runner:
             source_schema=schema.select(columns, renames=renames),
             keeps_committed=self._resumes_past_commits(),
         )
+        if self.claim.slice_index is not None:  # a slice run of a parallel copy
+            self._sliced = True
+            self._copy_child(source, target, self.claim.slice_index, tuple(columns), write_plan)
+            return
         # Under steps, a whole-table copy goes as one key-range slice: it then resumes past
         # what it committed, so it too executes as steps instead of holding its message.
         key = slices.split_key(
@@ -480,6 +538,24 @@ class Runner:
         self._aborted.clear()  # a retry's slices start afresh (from their positions)
         plan, states = self._slice_plan(source, target, key, write_plan)
         write_plan = _inserting(write_plan)  # the plan's transaction truncated the target
+        todo = [i for i, state in enumerate(states) if state is None or not state.done]
+        if todo and self._spreads():
+            children = runs.create_children(self.db, self.claim, todo, self.clock_ms())
+            if children is None:  # asked to stop meanwhile: the plan stays for the next run
+                self.stop_requested.set()
+                return
+            self._spread = True
+            log.info(
+                "run %s of task %s: %d of %d key-range slices of %s handed to slice runs %s",
+                self.claim.run_id,
+                self.spec.task_id,
+                len(todo),
+                len(plan.ranges),
+                key,
+                ", ".join(children),
+                extra={"run_id": self.claim.run_id, "task_id": self.spec.task_id},
+            )
+            return
         failures: list[BaseException] = []
         threads = [
             threading.Thread(
@@ -512,6 +588,51 @@ class Runner:
         target.save_position(slices.plan_key(self.spec.task_id), json.dumps({"done": True}))
         target.commit()
         self._commit(self._totals, None, [], ends_run=True)
+
+    def _spreads(self) -> bool:
+        """Whether this run's slices execute as child runs on any worker: a run (not a slice
+        run) of a copy asking for parallelism, claimed by a worker of a message broker."""
+        return (
+            self.claim.owner.startswith(runs.BROKER_OWNER_PREFIX)
+            and self.claim.parent_run_id is None
+            and self.spec.detail.parallelism > 1
+        )
+
+    def _copy_child(
+        self,
+        source: Connector,
+        target: Connector,
+        index: int,
+        columns: tuple[str, ...],
+        write_plan: WritePlan,
+    ) -> None:
+        """A slice run: the slice `index` of the plan its parent committed in the target, from
+        the position the target keeps for it (a takeover or a next step goes on from there)."""
+        if not isinstance(target, Positions):
+            raise TypeError("a slice run needs a target keeping positions")
+        del source  # each slice opens its own connections, as a slice thread does
+        task_id = self.spec.task_id
+        stored = target.load_position(slices.plan_key(task_id))
+        plan = slices.decode_plan(stored)
+        if plan is None:
+            if stored is not None and json.loads(stored) == {"done": True}:
+                return  # its family's last slice ended the plan: this one was done
+            raise ConnectorError(f"the key-range slice plan of task {task_id} is gone")
+        if index >= len(plan.ranges):
+            raise ConnectorError(f"the slice plan of task {task_id} has no slice {index}")
+        state = slices.decode_state(target.load_position(slices.slice_key(task_id, index)))
+        if state is not None and state.done:
+            return  # done before its run could end (a takeover after the last commit)
+        log.info(
+            "run %s of task %s: key-range slice %d of %d of %s",
+            self.claim.run_id,
+            task_id,
+            index,
+            len(plan.ranges),
+            plan.key,
+            extra={"run_id": self.claim.run_id, "task_id": task_id},
+        )
+        self._copy_slice(index, plan, state, columns, _inserting(write_plan))
 
     def _slice_plan(
         self, source: SqlConnector, target: Positions, key: str, write_plan: WritePlan

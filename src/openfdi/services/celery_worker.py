@@ -27,6 +27,15 @@ starts a second chain. A lost worker costs the step it was executing: that messa
 and takes the run over when the lease lapses. A stop between two steps ends the run there and
 then (store/runs.py `_stop`); a stop during a step, at its next batch boundary, as ever.
 
+Parallel slices (a TIMING copy's `parallelism`, engine/slices.py): the run's worker cuts or
+resumes the plan, committed in the target, and the run hands itself to one child run per
+unfinished slice (store/runs.py `create_children`). Its worker then publishes a message per
+child (the child's run id), and lets the run's message be acknowledged: the run holds no worker
+and no message while its children execute, each on whichever worker claims it, as any run
+(lease, epoch, steps, takeover of a lost worker's child). Should the worker be lost before it
+published them, the run's message comes back and publishes them (`_publish_children`); a child
+message delivered twice claims nothing the second time. The last child to end ends the run.
+
 With steps off (0), or for a composite (CDC) run, which executes whole, a run that follows its
 source never ends by itself: once claimed it goes on in a thread of the executor, and its
 message is acknowledged then. If its worker is lost, the supervisor closes it after the lease
@@ -124,6 +133,8 @@ class _WorkerProcess:
         view = runs.lease_view(self.rt.db, run_id)
         if view is None:
             return "gone"  # its task was deleted
+        if view.awaits_children:  # a delivery again after its slice runs were created
+            return self._publish_children(run_id)
         if view.state is RunState.RUNNING and not self._may_take(run_id, view, after):
             return "claimed elsewhere"
         if view.state not in (RunState.STARTING, RunState.RUNNING):
@@ -184,6 +195,9 @@ class _WorkerProcess:
                 return "following its source"
         state, claim = ended[0]
         if state is RunState.RUNNING and claim is not None:
+            view = runs.lease_view(self.rt.db, run_id)
+            if view is not None and view.awaits_children:
+                return self._publish_children(run_id)
             return self._next_step(claim)
         if described:
             return "ended"
@@ -222,6 +236,23 @@ class _WorkerProcess:
         if state is RunState.RUNNING:
             return "step ended"
         return f"step ended; {state.value}"
+
+    def _publish_children(self, run_id: str) -> str:
+        """Publish a message for each of the run's slice runs not claimed yet (another copy of
+        one already published is harmless: one claim wins). Should the broker fail, this
+        message goes back to the queue, and its next delivery publishes them."""
+        children = runs.queued_children(self.rt.db, run_id)
+        try:
+            with self.app.producer_or_acquire() as producer:
+                for child in children:
+                    self.app.send_task(
+                        RUN_TASK, args=(child,), task_id=child, queue=self.queue, producer=producer
+                    )
+        except Exception as exc:
+            log.warning("run %s: publishing its slice runs failed (%s)", run_id, exc)
+            self.closing.wait(_REQUEUE_PAUSE_S)
+            raise Reject("the slice runs could not be published", requeue=True) from exc
+        return f"handed to {len(children)} slice runs"
 
     def interrupt(self) -> None:
         """The worker is shutting down: end the runs now (interrupted, as `openfdi worker`

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import Select, or_, select
 
 from openfdi.domain.scope import Scope
 from openfdi.domain.states import ExecuteStatus, RunState
@@ -94,7 +94,10 @@ class Progress:
     remarks: str | None
 
 
-_LATEST_RUN = select(RunRow).where(RunRow.state != RunState.SKIPPED.value)
+_LATEST_RUN = select(RunRow).where(
+    RunRow.state != RunState.SKIPPED.value,
+    RunRow.parent_run_id.is_(None),  # a parallel copy's slice runs are parts of their run
+)
 
 
 def progress(rt: Runtime, scope: Scope, task_id: str) -> Progress:
@@ -110,7 +113,11 @@ def progress(rt: Runtime, scope: Scope, task_id: str) -> Progress:
         if not _incremental(task.task_detail):
             expected = session.scalar(
                 select(RunRow.data_count)
-                .where(RunRow.task_id == task.id, RunRow.state == RunState.SUCCEEDED.value)
+                .where(
+                    RunRow.task_id == task.id,
+                    RunRow.state == RunState.SUCCEEDED.value,
+                    RunRow.parent_run_id.is_(None),
+                )
                 .order_by(RunRow.created_at.desc(), RunRow.id.desc())
                 .limit(1)
             )
@@ -175,6 +182,11 @@ class RunView:
     dirty_rows: list[DirtyView]
 
 
+def _family(run_id: str) -> Select[str]:
+    """The run and its slice runs (a parallel copy's), whose rejected rows are the run's."""
+    return select(RunRow.id).where(or_(RunRow.id == run_id, RunRow.parent_run_id == run_id))
+
+
 def run_view(rt: Runtime, scope: Scope, task_id: str, run_id: str) -> RunView:
     """One run of the task with its refused rows (the first DIRTY_SHOWN); TaskNotFound when the
     task is not the caller's or the run is not the task's."""
@@ -185,7 +197,7 @@ def run_view(rt: Runtime, scope: Scope, task_id: str, run_id: str) -> RunView:
             raise TaskNotFound("The run does not exist.")
         dirty = session.scalars(
             select(DirtyRowRow)
-            .where(DirtyRowRow.run_id == run.id)
+            .where(DirtyRowRow.run_id.in_(_family(run.id)))
             .order_by(DirtyRowRow.id)
             .limit(DIRTY_SHOWN)
         ).all()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.orm import aliased
 
 from openfdi.domain.scope import Scope
@@ -182,7 +182,8 @@ def list_monitor_log(
     end_time: int | None,
 ) -> ListMonitorLogResponse:
     page = numbered_page(offset, limit)
-    where = [RunRow.task_id == task_id]
+    # A parallel copy's slice runs are parts of their run, which sums them: not runs here.
+    where = [RunRow.task_id == task_id, RunRow.parent_run_id.is_(None)]
     if begin_time is not None:
         where.append(RunRow.created_at >= begin_time)
     if end_time is not None:
@@ -207,7 +208,9 @@ def list_dirty_rows(
     page = numbered_page(offset, limit)
     with rt.db.read() as session:
         get_task_row(session, scope, task_id)
-        where = [DirtyRowRow.run_id == run_id, RunRow.task_id == task_id]
+        # A run's own rejected rows, and those of its slice runs (a parallel copy's).
+        mine = or_(RunRow.id == run_id, RunRow.parent_run_id == run_id)
+        where = [mine, RunRow.task_id == task_id]
         joined = select(DirtyRowRow).join(RunRow, RunRow.id == DirtyRowRow.run_id).where(*where)
         total = session.scalar(select(func.count()).select_from(joined.subquery())) or 0
         rows = session.scalars(

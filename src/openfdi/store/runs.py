@@ -4,10 +4,21 @@ runs whose lease expired.
 
 Every write by an executor names the epoch it claimed; a newer claim bumps the epoch, so a
 zombie executor (paused, partitioned, or presumed dead) can never move a run it no longer owns.
+
+Slice runs (the Celery executor's parallel copies, engine/slices.py): a run cut into key-range
+slices hands itself to one child run per unfinished slice (`create_children`), each claimed,
+leased and fenced like any run, and waits, executed by nobody, under `CHILDREN_OWNER`. Children
+are no runs of the task to single flight (tables.py), and every way a child ends (its `finish`,
+its hand-off when stopped, a stop, `expire_leases`) ends the parent in the same transaction when
+it was the last: the totals summed, SUCCEEDED only when every child did, FAILED with the failing
+slice's remarks when one failed (its siblings are stopped first). A family's rows are locked
+together, in id order as every statement locking several runs, so that of two children ending
+at once exactly one ends the parent.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import (
@@ -50,6 +61,9 @@ class Claim:
     owner: str
     progress: Progress | None = None
     """The run's totals when claimed: a step or a takeover goes on counting from them."""
+    parent_run_id: str | None = None
+    """A slice run's parent (None: a run of its own); `slice_index` is its slice."""
+    slice_index: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +136,16 @@ _CARRIED = RunRow.lease_owner.startswith(BROKER_OWNER_PREFIX, autoescape=True) &
 supervisor's REALTIME runs executed whole, whose message is acknowledged once they follow their
 source (they never end by themselves)."""
 _HANDED_OFF = (RunRow.state == RunState.RUNNING.value) & (RunRow.lease_owner == HANDOFF_OWNER)
+CHILDREN_OWNER = f"{BROKER_OWNER_PREFIX}slices"
+"""The lease owner of a run whose slices execute as child runs (`create_children`), without a
+lease: nobody executes it, and its last child ends it. Children wait for their first claim under
+it too (not NULL: no executor polling for unclaimed runs takes them)."""
+_AWAITS_CHILDREN = (
+    RunRow.parent_run_id.is_(None)
+    & RunRow.state.in_(_ACTIVE)
+    & (func.coalesce(RunRow.lease_owner, "") == CHILDREN_OWNER)
+)
+_IS_CHILD = RunRow.parent_run_id.is_not(None)
 
 _GUARD = and_(
     RunRow.id == bindparam("g_run_id"),
@@ -158,6 +182,8 @@ _CLAIM = (
         RunRow.data_size_bytes,
         RunRow.read_ms,
         RunRow.write_ms,
+        RunRow.parent_run_id,
+        RunRow.slice_index,
     )
 )
 # The owner too: a renewal racing the hand-off to the next step must not take the run back.
@@ -262,9 +288,9 @@ def claim(
         row = conn.execute(_CLAIM, params).first()
     if row is None:
         return None
-    epoch, rows, dirty, nbytes, read_ms, write_ms = (v or 0 for v in row)
+    epoch, rows, dirty, nbytes, read_ms, write_ms = (v or 0 for v in row[:6])
     progress = Progress(rows, dirty, nbytes, read_ms, write_ms)
-    return Claim(run_id, epoch, owner, progress)
+    return Claim(run_id, epoch, owner, progress, row.parent_run_id, row.slice_index)
 
 
 def reserve_unclaimed(
@@ -329,10 +355,15 @@ def hand_off(db: Database, claim_: Claim, now_ms: int) -> RunState:
     meanwhile ends `cancelled` instead. The state it is left in; FencedError if a newer claim
     owns it."""
     params = {**_guard(claim_), "p_owner": claim_.owner, "p_now": now_ms, "p_lapsed": now_ms - 1}
+    parent = claim_.parent_run_id
     with db.write_conn() as conn:
+        if parent is not None:
+            _lock_family(conn, parent)
         state = conn.execute(_HAND_OFF, params).scalar_one_or_none()
-    if state is None:
-        raise FencedError(claim_.run_id)
+        if state is None:
+            raise FencedError(claim_.run_id)
+        if parent is not None and state != RunState.RUNNING.value:
+            _close_parent(conn, parent, now_ms)  # a stopped slice: maybe the family's last
     return RunState(state)
 
 
@@ -364,11 +395,17 @@ def finish(
     position_status: str | None = None,
     *,
     last_batch: Checkpoint | None = None,
-) -> None:
+    before_parent_ends: Callable[[RunState], None] | None = None,
+) -> ParentEnd | None:
     """End the run in a final state; FencedError if a newer claim owns it.
 
     `last_batch`: the checkpoint of the run's last committed batch, written in the same
     transaction (a short scheduled run then costs one metadata commit fewer).
+
+    A slice run (`Claim.parent_run_id`) that fails stops its siblings; the last of a family to
+    end ends the parent as well (`_close_parent`), and says so: how the parent ended. Should it,
+    `before_parent_ends` is called first, with the parent's state, inside this transaction
+    (holding the family's rows): what must be written elsewhere before the parent ends.
     """
     if state.is_active:
         raise ValueError(f"{state} is not a final state")
@@ -379,11 +416,179 @@ def finish(
         "p_remarks": remarks,
         "p_status": position_status,
     }
+    parent = claim_.parent_run_id
     with db.write_conn() as conn:
+        if parent is not None:
+            _lock_family(conn, parent)
         if last_batch is not None:
             _write_checkpoint(conn, claim_, last_batch, now_ms)
         if conn.execute(_FINISH, params).rowcount != 1:
             raise FencedError(claim_.run_id)
+        if parent is None:
+            return None
+        if state is RunState.FAILED:  # the parent fails once the others have stopped
+            conn.execute(
+                _stop(RunRow.parent_run_id == parent, now_ms, now_ms + SIBLING_STOP_DEADLINE_MS)
+            )
+        return _close_parent(conn, parent, now_ms, before_parent_ends)
+
+
+SIBLING_STOP_DEADLINE_MS = 4_000
+"""How long the siblings of a failed slice run may stay `stopping` (the executor's stop
+deadline, its abandon margin and a second more, as a user's stop gets)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ParentEnd:
+    """How a slice run's parent ended, as the last of its children ended it."""
+
+    run_id: str
+    state: RunState
+    elapsed_ms: int
+
+
+def create_children(
+    db: Database, claim_: Claim, slice_indexes: list[int], now_ms: int
+) -> list[str] | None:
+    """Hand the claimed run to one child run per slice (their ids, in slice order), in one
+    transaction: the children wait `starting` for their messages' claims, and the run stays
+    `running` under `CHILDREN_OWNER` without a lease, executed by nobody, until its last child
+    ends it. None, creating nothing, when the run was asked to stop meanwhile; FencedError if
+    a newer claim owns it."""
+    params = {**_guard(claim_), "p_owner": claim_.owner}
+    with db.write_conn() as conn:
+        row = conn.execute(
+            update(RunRow)
+            .where(
+                _GUARD,
+                RunRow.state == RunState.RUNNING.value,
+                RunRow.lease_owner == bindparam("p_owner"),
+            )
+            .values(lease_owner=CHILDREN_OWNER, lease_expires_at=None)
+            .returning(RunRow.task_id, RunRow.trigger),
+            params,
+        ).first()
+        if row is None:
+            state = conn.scalar(select(RunRow.state).where(_GUARD), params)
+            if state == RunState.STOPPING.value:
+                return None
+            raise FencedError(claim_.run_id)
+        ids = [new_hex_id() for _ in slice_indexes]
+        if ids:
+            conn.execute(
+                insert(RunRow),
+                [
+                    {
+                        "id": child_id,
+                        "task_id": row.task_id,
+                        "trigger": row.trigger,
+                        "fire_time": None,
+                        "state": RunState.STARTING.value,
+                        "epoch": 0,
+                        "lease_owner": CHILDREN_OWNER,
+                        "created_at": now_ms,
+                        "parent_run_id": claim_.run_id,
+                        "slice_index": index,
+                    }
+                    for child_id, index in zip(ids, slice_indexes, strict=True)
+                ],
+            )
+    return ids
+
+
+def queued_children(db: Database, parent_run_id: str) -> list[str]:
+    """The parent's children no executor has claimed yet, in slice order: those whose messages
+    (maybe) were never published."""
+    query = (
+        select(RunRow.id)
+        .where(RunRow.parent_run_id == parent_run_id, RunRow.state == RunState.STARTING.value)
+        .order_by(RunRow.slice_index)
+    )
+    with db.lookup() as conn:
+        return list(conn.scalars(query))
+
+
+def _lock_family(conn: Connection, parent_run_id: str) -> None:
+    """Lock a parent and all its children, in id order (`_locked`): whatever ends one of them
+    and maybe the parent holds the whole family, so that two such transactions go one after
+    the other, and the second sees what the first committed."""
+    _locked(conn, or_(RunRow.id == parent_run_id, RunRow.parent_run_id == parent_run_id))
+
+
+def _close_parent(
+    conn: Connection,
+    parent_run_id: str,
+    now_ms: int,
+    before_ending: Callable[[RunState], None] | None = None,
+) -> ParentEnd | None:
+    """End the parent if none of its children is active any more (the caller holds the
+    family's rows): totals summed; FAILED with the first failed slice's remarks if one failed,
+    else CANCELLED if one was stopped, else INTERRUPTED if one was, else SUCCEEDED. How it
+    ended, or None if it goes on (or had ended)."""
+    head = conn.execute(
+        select(RunRow.state, RunRow.started_at, RunRow.created_at).where(
+            RunRow.id == parent_run_id, _AWAITS_CHILDREN
+        )
+    ).first()
+    if head is None:  # ended, or not a run waiting for children
+        return None
+    kids = conn.execute(
+        select(
+            RunRow.slice_index,
+            RunRow.state,
+            RunRow.remarks,
+            RunRow.position_status,
+            RunRow.data_count,
+            RunRow.dirty_data_count,
+            RunRow.data_size_bytes,
+            RunRow.read_ms,
+            RunRow.write_ms,
+        )
+        .where(RunRow.parent_run_id == parent_run_id)
+        .order_by(RunRow.slice_index)
+    ).all()
+    if any(k.state in _ACTIVE for k in kids):
+        return None
+    state, remarks, status = RunState.SUCCEEDED, None, None
+    for wanted in (RunState.FAILED, RunState.CANCELLED, RunState.INTERRUPTED):
+        first = next((k for k in kids if k.state == wanted.value), None)
+        if first is not None:
+            state, status = wanted, first.position_status
+            remarks = "stopped" if wanted is RunState.CANCELLED else first.remarks
+            if wanted is RunState.FAILED:
+                remarks = f"slice {first.slice_index}: {first.remarks}"
+            break
+    if before_ending is not None:
+        before_ending(state)
+    conn.execute(
+        update(RunRow)
+        .where(RunRow.id == parent_run_id)
+        .values(
+            state=state.value,
+            ended_at=now_ms,
+            remarks=remarks,
+            position_status=status,
+            data_count=sum(k.data_count or 0 for k in kids),
+            dirty_data_count=sum(k.dirty_data_count or 0 for k in kids),
+            data_size_bytes=sum(k.data_size_bytes or 0 for k in kids),
+            read_ms=sum(k.read_ms or 0 for k in kids),
+            write_ms=sum(k.write_ms or 0 for k in kids),
+            position="WRITER" if kids else RunRow.position,
+            lease_expires_at=None,
+            stop_deadline_at=None,
+        )
+    )
+    started = head.started_at or head.created_at
+    return ParentEnd(parent_run_id, state, max(0, now_ms - started))
+
+
+def _close_parents(conn: Connection, stopped: list[tuple[str, str | None]], now_ms: int) -> None:
+    """After a statement ended or stopped runs (their ids and parents): end the parents whose
+    last child that was (or that, waiting for children, have none active left)."""
+    parents = {parent for _, parent in stopped if parent is not None}
+    parents |= {run_id for run_id, parent in stopped if parent is None}
+    for parent in sorted(parents):
+        _close_parent(conn, parent, now_ms)
 
 
 def _stop(task_filter: ColumnElement[bool], now_ms: int, deadline_ms: int) -> Update:
@@ -426,23 +631,26 @@ def _stop(task_filter: ColumnElement[bool], now_ms: int, deadline_ms: int) -> Up
                 (idle, None), (stopping, RunRow.stop_deadline_at), else_=deadline_ms
             ),
         )
-        .returning(RunRow.id)
+        .returning(RunRow.id, RunRow.parent_run_id)
     )
 
 
 def request_stop(db: Database, task_id: str, now_ms: int, deadline_ms: int) -> list[str]:
-    """Stop the task's active run; its id (or nothing). See `_stop`."""
+    """Stop the task's active run; its id (or nothing). See `_stop` and `request_stop_many`."""
     with db.write_conn() as conn:
-        return list(conn.scalars(_stop(RunRow.task_id == task_id, now_ms, now_ms + deadline_ms)))
+        return request_stop_many(conn, [task_id], now_ms, deadline_ms)
 
 
 def request_stop_many(
     conn: Connection, task_ids: list[str], now_ms: int, deadline_ms: int
 ) -> list[str]:
-    """`request_stop` for several tasks, in the caller's transaction (a batch stop).
+    """`request_stop` for several tasks, in the caller's transaction (a batch stop); the ids of
+    the runs stopped (not of their slice runs).
 
     Their runs are locked first, in id order, as every statement locking several runs does
-    (`_locked`), so that two such transactions never wait for each other in a cycle.
+    (`_locked`), so that two such transactions never wait for each other in a cycle. A run
+    whose slices execute as child runs stops with them: its children still queued end at once,
+    the others go `stopping` with it; and it ends there and then if none is left active.
     """
     if not task_ids:
         return []
@@ -450,7 +658,9 @@ def request_stop_many(
     ids = _locked(conn, *active)
     if not ids:
         return []
-    return list(conn.scalars(_stop(RunRow.id.in_(ids), now_ms, now_ms + deadline_ms)))
+    stopped = conn.execute(_stop(RunRow.id.in_(ids), now_ms, now_ms + deadline_ms)).all()
+    _close_parents(conn, [(run_id, parent) for run_id, parent in stopped], now_ms)
+    return [run_id for run_id, parent in stopped if parent is None]
 
 
 def _locked(conn: Connection, *where: ColumnElement[bool], skip_locked: bool = False) -> list[str]:
@@ -489,35 +699,55 @@ def expire_leases(db: Database, now_ms: int, starting_grace_ms: int) -> list[str
         & RunRow.lease_expires_at.is_(None)
         & (RunRow.created_at < now_ms - starting_grace_ms)
     )
-    due = and_(RunRow.state.in_(_ACTIVE), or_(stop_overdue, lease_lapsed, never_claimed))
+    # A slice run waits in the broker for a free worker as long as it takes (its message is
+    # acknowledged late, and comes back if lost with its worker); its parent, executed by
+    # nobody, is ended by its last child.
+    never_claimed = never_claimed & RunRow.parent_run_id.is_(None)
+    due = and_(
+        RunRow.state.in_(_ACTIVE),
+        or_(stop_overdue, lease_lapsed, never_claimed),
+        func.coalesce(RunRow.lease_owner, "") != CHILDREN_OWNER,
+    )
     unclaimed = f"interrupted: no executor started the run within {starting_grace_ms // 1000} s"
     with db.write_conn() as conn:
         ids = _locked(conn, due, skip_locked=True)
         if not ids:
             return []
-        return list(
-            conn.scalars(
-                update(RunRow)
-                .where(RunRow.id.in_(ids), due)
-                .values(
-                    state=case(
-                        (stop_overdue, RunState.CANCELLED.value),
-                        else_=RunState.INTERRUPTED.value,
-                    ),
-                    epoch=RunRow.epoch + 1,
-                    ended_at=now_ms,
-                    remarks=case(
-                        (stop_overdue, "stopped at the stop deadline; its executor did not end it"),
-                        (lease_lapsed, "interrupted: the executor stopped renewing its lease"),
-                        else_=unclaimed,
-                    ),
-                    position_status=case((stop_overdue, "RUNTIME_CANCEL"), else_="INTERNAL_ERR"),
-                    lease_owner=None,
-                    lease_expires_at=None,
-                )
-                .returning(RunRow.id)
+        # A child ends with its parent locked too: a child whose parent another transaction
+        # holds is left to the next pass (skipped, never waited for: no cycle of waits).
+        kids = conn.execute(
+            select(RunRow.id, RunRow.parent_run_id).where(RunRow.id.in_(ids), _IS_CHILD)
+        ).all()
+        if kids:
+            parents = {parent for _, parent in kids}
+            held = set(_locked(conn, RunRow.id.in_(parents), skip_locked=True))
+            left = {kid for kid, parent in kids if parent not in held}
+            ids = [run_id for run_id in ids if run_id not in left]
+            if not ids:
+                return []
+        ended = conn.execute(
+            update(RunRow)
+            .where(RunRow.id.in_(ids), due)
+            .values(
+                state=case(
+                    (stop_overdue, RunState.CANCELLED.value),
+                    else_=RunState.INTERRUPTED.value,
+                ),
+                epoch=RunRow.epoch + 1,
+                ended_at=now_ms,
+                remarks=case(
+                    (stop_overdue, "stopped at the stop deadline; its executor did not end it"),
+                    (lease_lapsed, "interrupted: the executor stopped renewing its lease"),
+                    else_=unclaimed,
+                ),
+                position_status=case((stop_overdue, "RUNTIME_CANCEL"), else_="INTERNAL_ERR"),
+                lease_owner=None,
+                lease_expires_at=None,
             )
-        )
+            .returning(RunRow.id, RunRow.parent_run_id)
+        ).all()
+        _close_parents(conn, [(r.id, r.parent_run_id) for r in ended if r.parent_run_id], now_ms)
+        return [run_id for run_id, _ in ended]
 
 
 def commit_progress(db: Database, claim_: Claim, checkpoint: Checkpoint, now_ms: int) -> None:
@@ -531,6 +761,16 @@ def commit_progress(db: Database, claim_: Claim, checkpoint: Checkpoint, now_ms:
 
 def _write_checkpoint(conn: Connection, claim_: Claim, checkpoint: Checkpoint, now_ms: int) -> None:
     record_progress(conn, claim_, checkpoint.progress, "WRITER")
+    if checkpoint.dirty:
+        conn.execute(
+            insert(DirtyRowRow),
+            [
+                {"run_id": claim_.run_id, "row": row, "reason": reason, "created_at": now_ms}
+                for row, reason in checkpoint.dirty
+            ],
+        )
+    if claim_.parent_run_id is not None:
+        return  # a slice's position is in its target; the task's watermark is not its own
     params = {
         **_guard(claim_),
         "p_task_id": checkpoint.task_id,
@@ -540,14 +780,6 @@ def _write_checkpoint(conn: Connection, claim_: Claim, checkpoint: Checkpoint, n
     # Single flight: no other run of the task writes this row, so update-else-insert is safe.
     if conn.execute(_CHECKPOINT_MOVE, params).rowcount == 0:
         conn.execute(_CHECKPOINT_FIRST, params)
-    if checkpoint.dirty:
-        conn.execute(
-            insert(DirtyRowRow),
-            [
-                {"run_id": claim_.run_id, "row": row, "reason": reason, "created_at": now_ms}
-                for row, reason in checkpoint.dirty
-            ],
-        )
 
 
 def load_watermark(db: Database, task_id: str) -> str | None:
@@ -572,6 +804,11 @@ class LeaseView:
         """Between two steps: only the next step's message claims it (`claim`)."""
         return self.state is RunState.RUNNING and self.lease_owner == HANDOFF_OWNER
 
+    @property
+    def awaits_children(self) -> bool:
+        """Handed to its slice runs (`create_children`): its last child ends it."""
+        return self.state is RunState.RUNNING and self.lease_owner == CHILDREN_OWNER
+
 
 def lease_view(db: Database, run_id: str) -> LeaseView | None:
     query = select(
@@ -586,7 +823,7 @@ def failed_in_a_row(db: Database, task_id: str) -> int:
     """How many of the supervisor's latest ended runs of the task failed in a row: those since
     its last ended run that did not fail, and since the task was last changed (a change is a
     fresh start). Manual runs do not count: the supervisor ignores them."""
-    mine = RunRow.trigger == RunTrigger.SUPERVISOR.value
+    mine = (RunRow.trigger == RunTrigger.SUPERVISOR.value) & RunRow.parent_run_id.is_(None)
     not_failed = select(func.max(RunRow.created_at)).where(
         RunRow.task_id == task_id, mine, RunRow.state.not_in((RunState.FAILED.value, *_ACTIVE))
     )

@@ -1,7 +1,8 @@
 """Table definitions (SQLAlchemy 2 declarative). Row classes end in `Row`; times are epoch ms UTC.
 
 Single flight is enforced here, by the database: `ux_runs_active_task` allows at most one run per
-task in an active state, and `ux_runs_fire` makes a scheduled fire (task + fire time) unique.
+task in an active state (the slice runs of a parallel copy, children of one run, not counted),
+and `ux_runs_fire` makes a scheduled fire (task + fire time) unique.
 """
 
 from __future__ import annotations
@@ -142,6 +143,9 @@ class DispatchRow(Base):
 
 
 ACTIVE_STATES_SQL = "state IN ('starting', 'running', 'stopping')"
+ACTIVE_TOP_SQL = f"{ACTIVE_STATES_SQL} AND parent_run_id IS NULL"
+"""Single flight counts the runs users start, not the slice runs of a parallel copy."""
+CHILD_SQL = "parent_run_id IS NOT NULL"
 UNCLAIMED_SQL = "state = 'starting' AND lease_owner IS NULL"
 
 
@@ -154,8 +158,15 @@ class RunRow(Base):
             "ux_runs_active_task",
             "task_id",
             unique=True,
-            sqlite_where=text(ACTIVE_STATES_SQL),
-            postgresql_where=text(ACTIVE_STATES_SQL),
+            sqlite_where=text(ACTIVE_TOP_SQL),
+            postgresql_where=text(ACTIVE_TOP_SQL),
+        ),
+        # A parallel copy's slice runs, found from their parent (store/runs.py).
+        Index(
+            "ix_runs_parent_run_id",
+            "parent_run_id",
+            sqlite_where=text(CHILD_SQL),
+            postgresql_where=text(CHILD_SQL),
         ),
         UniqueConstraint("task_id", "fire_time", name="ux_runs_fire"),
         Index("ix_runs_task_created", "task_id", "created_at"),
@@ -188,6 +199,12 @@ class RunRow(Base):
     position: Mapped[str | None] = mapped_column(String(16), nullable=True)
     position_status: Mapped[str | None] = mapped_column(String(32), nullable=True)
     remarks: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # A slice run of a parallel copy under the Celery executor (engine/slices.py): the run it
+    # is a part of, and which key-range slice of that run's plan it copies. NULL: a run.
+    parent_run_id: Mapped[str | None] = mapped_column(
+        ForeignKey("runs.id", ondelete="CASCADE"), nullable=True
+    )
+    slice_index: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class IdempotencyRow(Base):
