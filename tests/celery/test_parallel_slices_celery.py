@@ -11,7 +11,7 @@ import time
 
 import httpx
 import pytest
-from huaweicloudsdkroma.v2 import ListMonitorLogRequest
+from huaweicloudsdkroma.v2 import ListMonitorLogRequest, ListTasksRequest
 from prometheus_client.parser import text_string_to_metric_families
 
 from openfdi.domain.scope import Scope
@@ -429,3 +429,6 @@ def test_a_failed_slice_stops_the_others_and_fails_the_run_with_its_remarks(  # 
     others = [c for c in children if c.state != "failed"]
     assert {c.state for c in others} <= {"cancelled", "succeeded"}
     _assert_sums(parent, children)
+    # The task shows its run's outcome, not that of its newest slice run (a stopped sibling).
+    listed = sdk.list_tasks(ListTasksRequest(instance_id=creds.instance_id, limit=100)).entities
+    assert [t.execute_status for t in listed if t.task_id == task] == ["ERROR"]

@@ -304,7 +304,9 @@ class Planner:
                 task_id: (run_id, created)
                 for task_id, run_id, created in session.connection().execute(
                     select(RunRow.task_id, RunRow.id, RunRow.created_at).where(
-                        RunRow.task_id.in_(task_ids), RunRow.state.in_(_ACTIVE)
+                        RunRow.task_id.in_(task_ids),
+                        RunRow.state.in_(_ACTIVE),
+                        RunRow.parent_run_id.is_(None),  # the run, not its slice runs
                     )
                 )
             }

@@ -28,11 +28,16 @@ def _latest_run(column: Any) -> Any:
     """Correlated scalar subquery: `column` of the task's most recent run (or NULL).
 
     A skipped fire is a monitor-log entry, not a run: it never hides the run in progress that
-    caused it, nor the last real outcome.
+    caused it, nor the last real outcome. Nor is a slice run (a part of a parallel copy's run,
+    created after it): the run speaks for its slices.
     """
     return (
         select(column)
-        .where(_latest.task_id == TaskRow.id, _latest.state != RunState.SKIPPED.value)
+        .where(
+            _latest.task_id == TaskRow.id,
+            _latest.state != RunState.SKIPPED.value,
+            _latest.parent_run_id.is_(None),
+        )
         .order_by(_latest.created_at.desc(), _latest.id.desc())
         .limit(1)
         .correlate(TaskRow)
