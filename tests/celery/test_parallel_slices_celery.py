@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from openfdi.domain.scope import Scope
 from openfdi.domain.states import RunState, RunTrigger
+from openfdi.engine import celery_queue
 from openfdi.engine.celery_queue import RUN_TASK, broker_owner, celery_app
 from openfdi.engine.executor import LocalExecutor
 from openfdi.engine.runner import EngineSettings
@@ -401,6 +402,38 @@ def test_a_run_whose_worker_was_lost_before_publishing_its_slices_gets_them_publ
     assert (parent.state, parent.data_count) == ("succeeded", ROWS), parent.remarks
     assert {c.state for c in children} == {"succeeded"}
     assert _outcomes(workers, run_id) == [f"handed to {PARALLELISM} slice runs"]
+    assert _totals(pg_schema, "dst") == (ROWS, ROWS * (ROWS + 1) // 2)
+
+
+def test_slice_runs_whose_messages_were_lost_are_published_again_by_the_server(  # type: ignore[no-untyped-def]
+    runtime: Runtime, workers: Workers, sdk, creds, signed, base_path, pg_schema, monkeypatch
+) -> None:
+    """A worker created the slice runs and published their messages, and the broker lost them
+    (here: never published, and the run's own message acknowledged). The server publishes the
+    slice runs still queued after REPUBLISH_AFTER_S (shortened here) again, and the run ends."""
+    monkeypatch.setattr(celery_queue, "REPUBLISH_AFTER_S", 1.0)
+    fill(pg_schema, ROWS)
+    ds = datasource(signed, base_path, pg_schema)
+    task = copy_task(sdk, creds, ds, "dst", parallelism=PARALLELISM)
+    run_id = runs.create_run(runtime.db, task, RunTrigger.MANUAL, runtime.clock_ms())
+    lost = LocalExecutor(runtime.db, runtime.registry, runtime.clock_ms,
+                         settings=EngineSettings(), workers=1)  # fmt: skip
+    lost.owner = broker_owner("step")
+    ended: list[RunState | None] = []
+    try:
+        lost.submit(
+            run_id, lambda: build_spec(runtime, run_id, task), on_end=lambda s, _: ended.append(s)
+        )
+        wait_for(lambda: ended, timeout=30)
+    finally:
+        lost.shutdown()
+    assert len(runs.queued_children(runtime.db, run_id)) == PARALLELISM
+
+    workers.start(2, concurrency=2)
+    parent, children = wait_for(lambda: _ended(runtime, task), timeout=120)
+    assert (parent.state, parent.data_count) == ("succeeded", ROWS), parent.remarks
+    assert {c.state for c in children} == {"succeeded"}
+    assert _outcomes(workers, run_id) == []  # the run's own message was never delivered again
     assert _totals(pg_schema, "dst") == (ROWS, ROWS * (ROWS + 1) // 2)
 
 

@@ -129,6 +129,8 @@ class CeleryDispatcher:
         self._publishing: list[str] = []
         self._waiting: dict[str, float] = {}
         """Runs submitted here and maybe not claimed yet: when (monotonic)."""
+        self._republished: dict[str, float] = {}
+        """Slice runs (published by workers) this server published again: when (monotonic)."""
         self._closing = threading.Event()
         self._hints = StopHintPublisher(app, queue)
         self._publisher = threading.Thread(target=self._publish_loop, name="celery-publish")
@@ -201,6 +203,7 @@ class CeleryDispatcher:
         while not self._closing.wait(interval):
             try:
                 self._reserve_waiting(time.monotonic() - interval)
+                self._republish_queued_slices()
             except Exception:  # a database hiccup: the next pass reserves them
                 log.exception("reserving runs waiting in the broker failed")
 
@@ -225,6 +228,28 @@ class CeleryDispatcher:
                     self._waiting[run_id] = time.monotonic()
                     self._pending.append(run_id)
                     self._lock.notify()
+
+    def _republish_queued_slices(self) -> None:
+        """Publish again the slice runs of parallel copies still unclaimed REPUBLISH_AFTER_S
+        after their creation, and every REPUBLISH_AFTER_S after: a worker published their
+        messages, and the broker may have lost them (a Redis without persistence restarted),
+        which would leave their run waiting for ever. Another copy is harmless: one claim
+        wins."""
+        stale_ms = self.clock_ms() - int(REPUBLISH_AFTER_S * 1000)
+        queued = set(runs.long_queued_children(self.db, stale_ms))
+        now = time.monotonic()
+        with self._lock:
+            for run_id in list(self._republished):
+                if run_id not in queued:
+                    del self._republished[run_id]  # claimed or ended since
+            for run_id in queued:
+                if now - self._republished.get(run_id, now - REPUBLISH_AFTER_S) < REPUBLISH_AFTER_S:
+                    continue
+                self._republished[run_id] = now
+                if run_id not in self._pending:
+                    log.warning("slice run %s still queued: its message published again", run_id)
+                    self._pending.append(run_id)
+            self._lock.notify()
 
     def shutdown(self, timeout_s: float = 5.0) -> None:
         """Publish what is pending (for up to `timeout_s`), then stop."""

@@ -508,6 +508,23 @@ def queued_children(db: Database, parent_run_id: str) -> list[str]:
         return list(conn.scalars(query))
 
 
+def long_queued_children(db: Database, created_before_ms: int, limit: int = 1000) -> list[str]:
+    """Slice runs of any run still unclaimed that were created before `created_before_ms`,
+    oldest first: those whose messages the broker may have lost."""
+    query = (
+        select(RunRow.id)
+        .where(
+            _IS_CHILD,
+            RunRow.state == RunState.STARTING.value,
+            RunRow.created_at < created_before_ms,
+        )
+        .order_by(RunRow.created_at, RunRow.id)
+        .limit(limit)
+    )
+    with db.lookup() as conn:
+        return list(conn.scalars(query))
+
+
 def _lock_family(conn: Connection, parent_run_id: str) -> None:
     """Lock a parent and all its children, in id order (`_locked`): whatever ends one of them
     and maybe the parent holds the whole family, so that two such transactions go one after
