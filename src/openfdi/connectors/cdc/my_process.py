@@ -29,6 +29,7 @@ import os
 import pickle
 import select
 import signal
+import sys
 import time
 import traceback
 from collections.abc import Mapping, Sequence
@@ -169,12 +170,8 @@ def _follow(stream: BinlogStream, pipe: Connection, parent_pid: int) -> None:
 def serve(
     pipe: Connection, parent_pid: int, content: Mapping[str, Any], task_id: str, wait_s: float
 ) -> None:
-    """The child process's whole life (`BinlogReader.start` starts it): wait for where to read
+    """The child process's life once it knows its source (`main`): wait for where to read
     from (`BinlogReader.follow`), then read and send until stopped."""
-    _die_with_parent(parent_pid)
-    # A Ctrl-C in a terminal reaches the whole process group: the parent decides when the
-    # reader ends (its stop closes the pipe), not the keyboard.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     while not pipe.poll(wait_s):
         if os.getppid() != parent_pid:
             return
@@ -194,3 +191,20 @@ def serve(
     finally:
         if stream is not None:
             stream.close()
+
+
+def main() -> None:
+    """The child's entry (`my_reader.BinlogReader.start`): `python -c "…main()" <fd> <pid>`,
+    the fd its end of the pipe, the pid its parent's. The parent sends the source's content,
+    the task id and the wait first (over the pipe: the content holds a password)."""
+    fd, parent_pid = int(sys.argv[1]), int(sys.argv[2])
+    _die_with_parent(parent_pid)
+    # A Ctrl-C in a terminal reaches the whole process group: the parent decides when the
+    # reader ends (its stop closes the pipe), not the keyboard.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    pipe = Connection(fd)
+    try:
+        content, task_id, wait_s = pipe.recv()
+    except EOFError:  # stopped before it began
+        return
+    serve(pipe, parent_pid, content, task_id, wait_s)

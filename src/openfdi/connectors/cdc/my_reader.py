@@ -2,21 +2,26 @@
 thread in batches: python-mysql-replication parses in pure Python, the larger half of the work,
 which then runs on another core while the run applies the previous changes to the target.
 
-The process is started with `spawn` (a fresh interpreter), never `fork`: the server is
-multi-threaded, and a forked child would inherit locks (the logging module's, the allocator's,
-a connection pool's) held by threads that do not exist in it, and hang on the first of them.
+The process is a fresh interpreter started with `subprocess` (`my_process.main`), never a
+`fork`: the server is multi-threaded, and a forked child would inherit locks (the logging
+module's, the allocator's, a connection pool's) held by threads that do not exist in it, and
+hang on the first of them. Not multiprocessing's `spawn` either: it also started a resource
+tracker process per server (12 MB) and made the child import the server's `__main__` (the
+CLI), for nothing the reader uses. The pipe is a socket pair, one end passed to the child;
+the source's content (its password) goes over it, never on the command line.
 """
 
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import pickle
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
 from typing import Any
 
 from openfdi.connectors.cdc import my_process
@@ -27,7 +32,7 @@ from openfdi.domain.cdc import TableName
 log = logging.getLogger(__name__)
 
 Item = list[RowChange | TxnCommit]
-_SPAWN = multiprocessing.get_context("spawn")
+_CHILD = "from openfdi.connectors.cdc.my_process import main; main()"
 
 
 class BinlogReader:
@@ -44,7 +49,7 @@ class BinlogReader:
         self._position = 0
         self._tables: dict[tuple[str, str], TableName] = {}
         self._pipe: Connection | None = None
-        self._process: BaseProcess | None = None
+        self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def position(self) -> int:
@@ -58,16 +63,21 @@ class BinlogReader:
     def start(self) -> None:
         """Start the child: its interpreter comes up and imports the decoder (a few tenths of a
         second, more on a busy machine) while the caller gets the position to `follow` from."""
-        ours, theirs = _SPAWN.Pipe(duplex=True)
-        process = _SPAWN.Process(
-            target=my_process.serve,
-            args=(theirs, os.getpid(), *self._args, self.wait_s),
-            name="openfdi-binlog-reader",
-            daemon=True,
-        )
-        process.start()
-        theirs.close()  # the child's end lives in the child only: its exit is our EOF
-        self._pipe, self._process = ours, process
+        ours, theirs = socket.socketpair()
+        with ours, theirs:
+            process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+                [sys.executable, "-c", _CHILD, str(theirs.fileno()), str(os.getpid())],
+                pass_fds=[theirs.fileno()],
+                stdin=subprocess.DEVNULL,
+            )
+            # The child's end lives in the child only (its exit is our EOF); ours becomes the
+            # Connection's.
+            pipe = Connection(ours.detach())
+        self._pipe, self._process = pipe, process
+        try:
+            pipe.send((*self._args, self.wait_s))
+        except OSError:
+            raise self._died() from None
 
     def follow(
         self, position: int, log_file: str | None, schemas: Sequence[str], gtids: Sequence[Gtid]
@@ -107,8 +117,10 @@ class BinlogReader:
 
     def _died(self) -> TransientConnectorError:
         assert self._process is not None
-        self._process.join(self.join_s)
-        code = self._process.exitcode
+        try:
+            code: int | None = self._process.wait(self.join_s)
+        except subprocess.TimeoutExpired:
+            code = None
         how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
         return TransientConnectorError(
             f"the binlog reader process (pid {self._process.pid}) ended without a word: {how}"
@@ -124,13 +136,17 @@ class BinlogReader:
         if process is None:
             return
         deadline = time.monotonic() + self.join_s
-        process.join(self.join_s / 2)
-        if process.exitcode is None:
+        if _ended(process, self.join_s / 2) is None:
             process.terminate()
-            process.join(max(0.0, deadline - time.monotonic()) / 2)
-        if process.exitcode is None:
-            log.warning("the binlog reader process %s ignored SIGTERM: killing it", process.pid)
-            process.kill()
-            process.join(max(0.0, deadline - time.monotonic()))
-        if process.exitcode is not None:
-            process.close()
+            if _ended(process, max(0.0, deadline - time.monotonic()) / 2) is None:
+                log.warning("the binlog reader process %s ignored SIGTERM: killing it", process.pid)
+                process.kill()
+                _ended(process, max(0.0, deadline - time.monotonic()))
+
+
+def _ended(process: subprocess.Popen[bytes], timeout_s: float) -> int | None:
+    """The process's exit status once it has ended within `timeout_s` (reaped), else None."""
+    try:
+        return process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        return None
