@@ -10,7 +10,6 @@ stops, and SIGTERM from the kernel should the server die without stopping them.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import signal
@@ -19,18 +18,16 @@ import sys
 import threading
 
 from openfdi.engine.metrics import MULTIPROCESS_ENV, reset_shared_dir
+from openfdi.lifetime import signal_on_parent_death
 from openfdi.settings import Settings
 
 log = logging.getLogger(__name__)
-_PR_SET_PDEATHSIG = 1
 _RESTART_DELAY_S = 1.0
 
 
 def die_with_parent(parent_pid: int) -> None:
-    """Ask Linux to send SIGTERM when the parent exits (even by SIGKILL); exit if it already has."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != parent_pid:
+    """SIGTERM from Linux when the parent exits (even by SIGKILL); exit if it already has."""
+    if signal_on_parent_death(parent_pid, signal.SIGTERM):
         sys.exit(0)
 
 

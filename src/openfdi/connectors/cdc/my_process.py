@@ -24,7 +24,6 @@ with constructors of their own do not unpickle.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import pickle
 import select
@@ -43,12 +42,12 @@ from openfdi.connectors.errors import (
     TransientConnectorError,
 )
 from openfdi.domain.cdc import TableName
+from openfdi.lifetime import signal_on_parent_death
 
 BATCH_ITEMS = 2_000
 """Items in one message at most."""
 GATHER_S = 0.005
 """A message holds what was read within this long (at most BATCH_ITEMS)."""
-_PR_SET_PDEATHSIG = 1
 
 Wire = tuple[Any, ...]
 """One item on the wire: a RowChange as (kind, schema, table, columns, new, old), a TxnCommit
@@ -114,17 +113,6 @@ def rebuilt(kind: str, message: str, code: str | None) -> Exception:
     if kind == "connector":
         return ConnectorError(message, code=code)
     return RuntimeError(f"the binlog reader process failed: {kind}: {message}")
-
-
-def _die_with_parent(parent_pid: int) -> None:
-    """SIGKILL from the kernel when the parent goes, even by SIGKILL (Linux; elsewhere the pid
-    check between messages does it). Linux sends it when the parent *thread* that started the
-    child ends, not the process: `BinlogReader` is started and stopped on the run's thread,
-    which outlives the child."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent_pid:  # the parent died before the prctl
-        os._exit(0)
 
 
 def _arriving(stream: BinlogStream) -> bool:
@@ -198,7 +186,10 @@ def main() -> None:
     the fd its end of the pipe, the pid its parent's. The parent sends the source's content,
     the task id and the wait first (over the pipe: the content holds a password)."""
     fd, parent_pid = int(sys.argv[1]), int(sys.argv[2])
-    _die_with_parent(parent_pid)
+    # SIGKILL from the kernel when the parent goes (elsewhere the pid check between messages
+    # does it). `BinlogReader` is started and stopped on the run's thread, which outlives us.
+    if signal_on_parent_death(parent_pid, signal.SIGKILL):
+        os._exit(0)
     # A Ctrl-C in a terminal reaches the whole process group: the parent decides when the
     # reader ends (its stop closes the pipe), not the keyboard.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
