@@ -474,8 +474,8 @@ def peak_rss_mb(pid: int) -> float:
 
 
 def descendants(pid: int) -> list[int]:
-    """The processes under `pid` now (a MariaDB source's binlog reader, multiprocessing's
-    resource tracker, worker processes), children before their own."""
+    """The processes under `pid` now (a MariaDB source's binlog reader, worker processes),
+    children before their own."""
     found: list[int] = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
