@@ -55,6 +55,17 @@ def maria() -> Iterator[BinlogMariaDB]:
         server.stop()
 
 
+@pytest.fixture
+def mdb(maria: BinlogMariaDB) -> Iterator[str]:
+    """A source database of the test's own on the session's MariaDB."""
+    name = f"src_{uuid.uuid4().hex[:10]}"
+    with maria.root() as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
+    yield name
+    with maria.root() as conn, conn.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS {name}")
+
+
 @dataclass
 class Ends:
     pg: LogicalPostgres

@@ -10,8 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +25,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def db(maria: BinlogMariaDB) -> Iterator[str]:
-    name = f"bp_{uuid.uuid4().hex[:10]}"
-    with maria.root() as conn, conn.cursor() as cur:
-        cur.execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
-    yield name
-    with maria.root() as conn, conn.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS {name}")
+def db(mdb: str) -> str:
+    """The test's own database on the session's MariaDB (conftest's `mdb`)."""
+    return mdb
 
 
 def _run(maria: BinlogMariaDB, db: str, *statements: str) -> None:

@@ -40,17 +40,6 @@ from tests.factories import unique
 DOC = Path(__file__).resolve().parents[2] / "docs" / "cdc.md"
 
 
-@pytest.fixture
-def mdb(maria: BinlogMariaDB) -> Iterator[str]:
-    """A source database of the test's own on the session's MariaDB."""
-    name = f"src_{uuid.uuid4().hex[:10]}"
-    with maria.root() as conn, conn.cursor() as cur:
-        cur.execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
-    yield name
-    with maria.root() as conn, conn.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS {name}")
-
-
 def _datasource(sdk, creds, kind: str, content: dict[str, str]) -> str:  # type: ignore[no-untyped-def]
     reply = sdk.create_datasource_info(
         CreateDatasourceInfoRequest(

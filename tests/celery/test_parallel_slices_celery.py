@@ -366,13 +366,12 @@ def test_refused_rows_of_the_slices_are_the_runs_and_the_run_is_counted_once(  #
     assert (shown.run_id, shown.rows, shown.dirty) == (parent.id, rows - 4, 4)
 
 
-@pytest.mark.parametrize("step_seconds", [0.5])
-def test_a_run_whose_worker_was_lost_before_publishing_its_slices_gets_them_published(  # type: ignore[no-untyped-def]
-    runtime: Runtime, workers: Workers, sdk, creds, signed, base_path, pg_schema
-) -> None:
-    """A worker cut the plan and created the slice runs, then was lost before publishing their
-    messages (here: an executor of this test process, with a broker's lease owner, that
-    publishes nothing). The run's message, delivered again, publishes them, and they run."""
+def _slice_runs_never_published(  # type: ignore[no-untyped-def]
+    runtime: Runtime, sdk, creds, signed, base_path: str, pg_schema: str
+) -> tuple[str, str]:
+    """A parallel copy's run (task, run id) whose worker cut the plan and created the slice
+    runs, then published nothing: an executor of this test process with a broker's lease owner,
+    which publishes no message, its run's own acknowledged (not in the broker at all)."""
     fill(pg_schema, ROWS)
     ds = datasource(signed, base_path, pg_schema)
     task = copy_task(sdk, creds, ds, "dst", parallelism=PARALLELISM)
@@ -389,6 +388,17 @@ def test_a_run_whose_worker_was_lost_before_publishing_its_slices_gets_them_publ
     finally:
         lost.shutdown()
     assert ended == [RunState.RUNNING]
+    return task, run_id
+
+
+@pytest.mark.parametrize("step_seconds", [0.5])
+def test_a_run_whose_worker_was_lost_before_publishing_its_slices_gets_them_published(  # type: ignore[no-untyped-def]
+    runtime: Runtime, workers: Workers, sdk, creds, signed, base_path, pg_schema
+) -> None:
+    """A worker cut the plan and created the slice runs, then was lost before publishing their
+    messages (here: an executor of this test process, with a broker's lease owner, that
+    publishes nothing). The run's message, delivered again, publishes them, and they run."""
+    task, run_id = _slice_runs_never_published(runtime, sdk, creds, signed, base_path, pg_schema)
     view = runs.lease_view(runtime.db, run_id)
     assert view is not None
     assert view.awaits_children
@@ -412,21 +422,7 @@ def test_slice_runs_whose_messages_were_lost_are_published_again_by_the_server( 
     (here: never published, and the run's own message acknowledged). The server publishes the
     slice runs still queued after REPUBLISH_AFTER_S (shortened here) again, and the run ends."""
     monkeypatch.setattr(celery_queue, "REPUBLISH_AFTER_S", 1.0)
-    fill(pg_schema, ROWS)
-    ds = datasource(signed, base_path, pg_schema)
-    task = copy_task(sdk, creds, ds, "dst", parallelism=PARALLELISM)
-    run_id = runs.create_run(runtime.db, task, RunTrigger.MANUAL, runtime.clock_ms())
-    lost = LocalExecutor(runtime.db, runtime.registry, runtime.clock_ms,
-                         settings=EngineSettings(), workers=1)  # fmt: skip
-    lost.owner = broker_owner("step")
-    ended: list[RunState | None] = []
-    try:
-        lost.submit(
-            run_id, lambda: build_spec(runtime, run_id, task), on_end=lambda s, _: ended.append(s)
-        )
-        wait_for(lambda: ended, timeout=30)
-    finally:
-        lost.shutdown()
+    task, run_id = _slice_runs_never_published(runtime, sdk, creds, signed, base_path, pg_schema)
     assert len(runs.queued_children(runtime.db, run_id)) == PARALLELISM
 
     workers.start(2, concurrency=2)
