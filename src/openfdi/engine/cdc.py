@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from openfdi.connectors.cdc import my_source, pg_source
+from openfdi.connectors.cdc import my_binlog, my_source, pg_source
 from openfdi.connectors.cdc.my_apply import MyApplier
 from openfdi.connectors.cdc.my_reader import BinlogReader
 from openfdi.connectors.cdc.pg_apply import STREAM_KEY, PgApplier
@@ -621,13 +621,13 @@ class CdcRunner:
     ) -> None:
         ops = self.spec.operations
         group: list[tuple[Change, Relation, TableName]] = []
-        txn: list[my_source.RowChange] = []
+        txn: list[my_binlog.RowChange] = []
         group_end = 0
         group_commit_us = 0
         group_started = time.monotonic()
         last_message = time.monotonic()
         relations: dict[tuple[TableName, tuple[str, ...]], Relation] = {}
-        gtids: dict[int, my_source.Gtid] = {}
+        gtids: dict[int, my_binlog.Gtid] = {}
         """The group's last GTID of each domain, saved with its commit."""
 
         def more() -> list[tuple[str, int]]:
@@ -638,7 +638,7 @@ class CdcRunner:
             got = reader.next(READ_WAIT_S)
             self._totals.read_ms += (time.monotonic() - read_started) * 1000
             for item in got or ():
-                if isinstance(item, my_source.RowChange):
+                if isinstance(item, my_binlog.RowChange):
                     if item.kind != "TRUNCATE":
                         self._totals.read += 1
                     wanted = "DELETE" if item.kind == "TRUNCATE" else item.kind
@@ -688,7 +688,7 @@ class CdcRunner:
 
     def _binlog_change(
         self,
-        change: my_source.RowChange,
+        change: my_binlog.RowChange,
         tables: dict[TableName, TableMapping],
         shapes: dict[TableName, my_source.SourceTable],
         relations: dict[tuple[TableName, tuple[str, ...]], Relation],

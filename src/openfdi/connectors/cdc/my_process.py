@@ -1,9 +1,9 @@
 """The binlog reader's own process: it opens the `BinlogStream`, reads and converts its events,
 and sends the items to the parent (`my_reader.BinlogReader`) in batches over a pipe.
 
-python-mysql-replication parses in pure Python; in a thread of the server it held the
-interpreter's lock most of the time, so parsing and applying shared one core's worth of Python.
-In a process of its own the parse has an interpreter, and a core, to itself.
+The decode is pure Python (my_binlog.py); in a thread of the server it would hold the
+interpreter's lock much of the time, so reading and applying would share one core's worth of
+Python. In a process of its own the decode has an interpreter, and a core, to itself.
 
 One thread reads and sends (`_follow`): a message goes with `BATCH_ITEMS`, or at a
 transaction's end once `GATHER_S` passed or the replication socket has nothing more waiting,
@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
-import select
 import signal
 import sys
 import time
@@ -35,7 +34,8 @@ from collections.abc import Mapping, Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
-from openfdi.connectors.cdc.my_source import BinlogStream, Gtid, RowChange, TxnCommit
+from openfdi.connectors.cdc.my_binlog import Gtid, RowChange, TxnCommit
+from openfdi.connectors.cdc.my_source import BinlogStream
 from openfdi.connectors.errors import (
     ConnectorError,
     TerminalConnectorError,
@@ -115,21 +115,6 @@ def rebuilt(kind: str, message: str, code: str | None) -> Exception:
     return RuntimeError(f"the binlog reader process failed: {kind}: {message}")
 
 
-def _arriving(stream: BinlogStream) -> bool:
-    """True when more of the log is on its way now: the replication socket has bytes waiting.
-    (Bytes the connection's buffered reader already holds are not seen: then the batch goes a
-    little early, never late.) python-mysql-replication keeps the connection private: should it
-    rename it, this says False, and every transaction goes as a message of its own."""
-    conn = getattr(stream._reader, "_stream_connection", None)  # BinlogStream's library reader
-    sock = getattr(conn, "_sock", None)
-    if sock is None:
-        return False
-    try:
-        return bool(select.select([sock], [], [], 0)[0])
-    except (OSError, ValueError):  # closed under us: the next read says why
-        return False
-
-
 def _follow(stream: BinlogStream, pipe: Connection, parent_pid: int) -> None:
     """Read and send until the parent stops (closes the pipe) or is gone. A message goes with
     BATCH_ITEMS, or once GATHER_S passed since its first item, or at a transaction's end when
@@ -149,7 +134,7 @@ def _follow(stream: BinlogStream, pipe: Connection, parent_pid: int) -> None:
         if len(batch) < BATCH_ITEMS and time.monotonic() - started < GATHER_S:
             if not items:
                 continue  # a GTID: its transaction follows (a heartbeat comes 0.2 s after all)
-            if not isinstance(items[-1], TxnCommit) or _arriving(stream):
+            if not isinstance(items[-1], TxnCommit) or stream.arriving():
                 continue  # the rest of the transaction, or the next one, is on its way
         pipe.send_bytes(pickle.dumps(batch, pickle.HIGHEST_PROTOCOL))
         batch = []

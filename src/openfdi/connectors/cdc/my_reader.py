@@ -25,7 +25,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from openfdi.connectors.cdc import my_process
-from openfdi.connectors.cdc.my_source import Gtid, RowChange, TxnCommit
+from openfdi.connectors.cdc.my_binlog import Gtid, RowChange, TxnCommit
 from openfdi.connectors.errors import TransientConnectorError
 from openfdi.domain.cdc import TableName
 

@@ -1,5 +1,5 @@
 """The MySQL/MariaDB log reader of a composite task: the server check, the consistent snapshot a
-table is copied under, and the binary log's row events (python-mysql-replication).
+table is copied under, and the binary log's replication stream (decoded by my_binlog.py).
 
 A position is a binlog file and the offset after a transaction's commit event. It is kept as one
 integer, `(file number << 32) | offset` (a binlog file holds at most 4 GiB), so that positions
@@ -13,7 +13,8 @@ as WKB.
 from __future__ import annotations
 
 import contextlib
-import re
+import select
+import struct
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,23 +22,15 @@ from typing import TYPE_CHECKING, Any
 
 import pymysql  # type: ignore[import-untyped]
 import pymysql.cursors  # type: ignore[import-untyped]
-from pymysqlreplication import BinLogStreamReader  # type: ignore[import-untyped]
-from pymysqlreplication.constants import FIELD_TYPE  # type: ignore[import-untyped]
-from pymysqlreplication.event import (  # type: ignore[import-untyped]
-    FormatDescriptionEvent,
-    HeartbeatLogEvent,
-    MariadbGtidEvent,
-    QueryEvent,
-    RotateEvent,
-    XidEvent,
-)
-from pymysqlreplication.row_event import (  # type: ignore[import-untyped]
-    DeleteRowsEvent,
-    UpdateRowsEvent,
-    WriteRowsEvent,
-)
 
 from openfdi.connectors.cdc import my_values
+from openfdi.connectors.cdc.my_binlog import (
+    BinlogDecoder,
+    Gtid,
+    RowChange,
+    TxnCommit,
+    encode_position,
+)
 from openfdi.connectors.errors import (
     ConnectorError,
     TerminalConnectorError,
@@ -203,10 +196,6 @@ def list_tables_with_keys(conn: Any, schema: str) -> list[tuple[TableName, bool]
 # --- positions -------------------------------------------------------------------------------
 
 
-def encode_position(log_file: str, offset: int) -> int:
-    return (int(log_file.rsplit(".", 1)[1]) << 32) | offset
-
-
 def position_text(position: int, base: str = "") -> str:
     number, offset = position >> 32, position & 0xFFFF_FFFF
     return f"{base}.{number:06d}:{offset}" if base else f"{number:06d}:{offset}"
@@ -311,40 +300,6 @@ def read_table(
 
 # --- the stream ------------------------------------------------------------------------------
 
-
-@dataclass(frozen=True, slots=True)
-class RowChange:
-    kind: str
-    table: TableName
-    columns: tuple[str, ...]
-    """The event's column names (the table's shape when the change was logged)."""
-    new: tuple[Any, ...] | None
-    old: tuple[Any, ...] | None
-
-
-@dataclass(frozen=True, slots=True)
-class TxnCommit:
-    position: int
-    """After the commit event: where the next transaction starts."""
-    commit_time_us: int
-    gtid: Gtid | None = None
-    """The transaction's MariaDB GTID, when the server logs them (MariaDB 10.0+ always)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Gtid:
-    """A MariaDB GTID, domain-server-sequence. A server's binlog holds each domain's
-    transactions in sequence order, so the last applied GTID of each domain (its
-    `gtid_slave_pos`) says where to resume in whatever file the server keeps them now."""
-
-    domain: int
-    server: int
-    seq: int
-
-    def __str__(self) -> str:
-        return f"{self.domain}-{self.server}-{self.seq}"
-
-
 GTID_ROW = "gtid "
 """Offsets rows named `gtid <domain>-<server>` hold that domain's last applied sequence."""
 
@@ -371,23 +326,21 @@ def server_id_of(task_id: str) -> int:
     return 1_000_000 + zlib.crc32(task_id.encode()) % 2_000_000_000
 
 
-_EVENTS = [
-    WriteRowsEvent,
-    UpdateRowsEvent,
-    DeleteRowsEvent,
-    XidEvent,
-    QueryEvent,
-    RotateEvent,
-    HeartbeatLogEvent,
-    MariadbGtidEvent,
-]
-
-
-_RESUME_FLAG = "_BinLogStreamReader__resume_stream"
+COM_BINLOG_DUMP = 0x12
+DUMP_NON_BLOCK = 0x01
+"""A dump flag: the server ends the stream (an EOF packet) at the log's end, not waits."""
+STREAM_READ_TIMEOUT_S = 30
+"""A stream that sends nothing, not even its heartbeat (every HEARTBEAT_S), this long is dead."""
+_PYMYSQL_PRIVATE = ("_execute_command", "_read_packet", "_sock")
+"""pymysql has no public call to send a replication command or read a raw packet; these are
+the ones python-mysql-replication also relies on. Checked when a stream opens, so that a
+pymysql that renamed them fails with this module's name, not an AttributeError mid-stream."""
 
 
 class BinlogStream:
-    """One replication connection reading the binlog from a position."""
+    """One replication connection reading the binlog from a position, decoded by openfdi's
+    own decoder (my_binlog.py); pymysql makes the connection (its handshake and
+    authentication) and frames the packets."""
 
     def __init__(
         self,
@@ -397,141 +350,102 @@ class BinlogStream:
         log_file: str | None,
         schemas: Sequence[str],
         gtids: Sequence[Gtid] = (),
+        *,
+        server_id: int | None = None,
+        blocking: bool = True,
     ) -> None:
         """From `position` in `log_file`, or, without a file (the one of the position is
-        gone), from just after the MariaDB GTIDs `gtids` wherever the server holds them."""
+        gone), from just after the MariaDB GTIDs `gtids` wherever the server holds them.
+        Blocking, it waits for new events at the log's end; else `read` gives None there."""
         self.position = position
-        self._gtid: Gtid | None = None
-        where: dict[str, Any] = (
-            {"resume_stream": True, "log_file": log_file, "log_pos": position & 0xFFFF_FFFF}
-            if log_file is not None
-            else {"auto_position": ",".join(map(str, gtids)), "is_mariadb": True}
-        )
         with mapped_errors("cannot open the binlog stream"):
-            self._reader = BinLogStreamReader(
-                connection_settings={**connection_params(content), "charset": "utf8mb4"},
-                server_id=server_id_of(task_id),
-                blocking=True,
-                slave_heartbeat=HEARTBEAT_S,
-                only_events=_EVENTS,
-                only_schemas=list(schemas),
-                freeze_schema=True,
-                **where,
+            self._conn = pymysql.connect(
+                **connection_params(content),
+                charset="utf8mb4",
+                autocommit=True,
+                connect_timeout=CONNECT_TIMEOUT_S,
+                read_timeout=STREAM_READ_TIMEOUT_S,
             )
+            try:
+                missing = [a for a in _PYMYSQL_PRIVATE if not hasattr(self._conn, a)]
+                if missing:
+                    raise TerminalConnectorError(
+                        f"pymysql changed ({', '.join(missing)}): review my_source.BinlogStream"
+                    )
+                checksum = self._prepare(gtids if log_file is None else ())
+                offset = position & 0xFFFF_FFFF if log_file is not None else 4
+                self._conn._execute_command(
+                    COM_BINLOG_DUMP,
+                    struct.pack(
+                        "<IHI",
+                        offset,
+                        0 if blocking else DUMP_NON_BLOCK,
+                        server_id if server_id is not None else server_id_of(task_id),
+                    )
+                    + (log_file or "").encode(),
+                )
+            except BaseException:
+                self.close()
+                raise
+        self._decoder = BinlogDecoder(schemas, log_file or "", checksum)
+
+    def _prepare(self, gtids: Sequence[Gtid]) -> bool:
+        """The session settings of a replica: checksums as the server writes them, the
+        heartbeat, MariaDB's GTID events, where to begin by GTID. Whether events carry a
+        checksum."""
+        with self._conn.cursor() as cur:
+            cur.execute("SELECT @@global.binlog_checksum")
+            row = cur.fetchone()
+            checksum = row is not None and str(row[0]).upper() != "NONE"
+            cur.execute("SET @master_binlog_checksum = @@global.binlog_checksum")
+            cur.execute("SET @master_heartbeat_period = %s", (int(HEARTBEAT_S * 1e9),))
+            # 4: this replica understands MariaDB's GTID events (MySQL ignores it).
+            cur.execute("SET @mariadb_slave_capability = 4")
+            if gtids:
+                cur.execute("SET @slave_connect_state = %s", (",".join(map(str, gtids)),))
+                cur.execute("SET @slave_gtid_strict_mode = 0, @slave_gtid_ignore_duplicates = 0")
+        return checksum
+
+    @property
+    def log_file(self) -> str:
+        """The file the stream reads now."""
+        return self._decoder.log_file
+
+    @property
+    def began_ms(self) -> int | None:
+        """When the server began the file the stream reads (its format description's time)."""
+        return self._decoder.first_timestamp_ms
 
     def read(self) -> list[RowChange | TxnCommit] | None:
-        """The next event's changes or commit ([] for one of no interest)."""
+        """The next event's changes or commit ([] for one of no interest); None at the log's
+        end when not blocking."""
         try:
-            event = self._reader.fetchone()
+            packet = self._conn._read_packet()
         except (pymysql.err.MySQLError, OSError, EOFError, AttributeError) as exc:
             raise _broken(exc) from exc
-        except Exception as exc:
-            if "purged" in str(exc).lower() or "1236" in str(exc):
-                raise _broken(exc) from exc
-            raise
-        if event is None:
+        data = packet.get_all_data()
+        if data[0] == 0xFE and len(data) < 9:  # the end of a non-blocking dump
             return None
-        if isinstance(event, RotateEvent) and self._reader.auto_position:
-            # Where the GTIDs led is now a file and an offset, which the reader keeps: should
-            # it reconnect on its own, it goes on from there, not from the GTIDs again.
-            # (The reader's resume flag is private: checked, so that a library that renamed it
-            # fails here rather than resume from the file's start.)
-            if not hasattr(self._reader, _RESUME_FLAG):
-                raise TerminalConnectorError(
-                    "python-mysql-replication changed: review BinlogStream's GTID resume"
-                )
-            self._reader.auto_position = None
-            self._reader.is_mariadb = False
-            setattr(self._reader, _RESUME_FLAG, True)
-        if isinstance(event, MariadbGtidEvent):
-            self._gtid = Gtid(int(event.domain_id), int(event.server_id), int(event.gtid_seq_no))
-            return []
-        log_pos = int(event.packet.log_pos)
-        if isinstance(event, XidEvent) or (
-            isinstance(event, QueryEvent) and _query_text(event) == "COMMIT"
-        ):
-            position = encode_position(str(self._reader.log_file), log_pos)
-            self.position = position
-            gtid, self._gtid = self._gtid, None
-            return [TxnCommit(position, int(event.timestamp) * 1_000_000, gtid)]
-        if isinstance(event, (WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent)):
-            table = TableName(str(event.schema), str(event.table))
-            columns = tuple(str(c.name) for c in event.columns)
-            sets = [
-                (i, list(c.set_values or ()))
-                for i, c in enumerate(event.columns)
-                if c.type == FIELD_TYPE.SET
-            ]
-            out: list[RowChange | TxnCommit] = []
-            if isinstance(event, WriteRowsEvent):
-                for row in event.rows:
-                    values = _values(row["values"], row["none_sources"], sets)
-                    out.append(RowChange("INSERT", table, columns, values, None))
-            elif isinstance(event, DeleteRowsEvent):
-                for row in event.rows:
-                    values = _values(row["values"], row["none_sources"], sets)
-                    out.append(RowChange("DELETE", table, columns, None, values))
-            else:
-                for row in event.rows:
-                    out.append(
-                        RowChange(
-                            "UPDATE",
-                            table,
-                            columns,
-                            _values(row["after_values"], row["after_none_sources"], sets),
-                            _values(row["before_values"], row["before_none_sources"], sets),
-                        )
-                    )
-            return out
-        if isinstance(event, QueryEvent):
-            truncated = _truncated_table(_query_text(event), _text(event.schema))
-            if truncated is not None:
-                return [RowChange("TRUNCATE", truncated, (), None, None)]
-        return []
+        items = self._decoder.feed(data)
+        if items and isinstance(items[-1], TxnCommit):
+            self.position = items[-1].position
+        return items
+
+    def arriving(self) -> bool:
+        """True when more of the log is on its way now: the socket has bytes waiting. (Bytes
+        pymysql's buffered reader already holds are not seen: a caller batching on it sends a
+        little early, never late.)"""
+        sock = getattr(self._conn, "_sock", None)
+        if sock is None:
+            return False
+        try:
+            return bool(select.select([sock], [], [], 0)[0])
+        except (OSError, ValueError):  # closed under us: the next read says why
+            return False
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
-            self._reader.close()
-
-
-def _values(
-    row: dict[str, Any], none_sources: dict[str, str], sets: list[tuple[int, list[str]]]
-) -> tuple[Any, ...]:
-    """A row image's values; a SET's as the server prints it (members in definition order),
-    not the decoder's Python set, whose empty set is None like a NULL (told apart by the
-    decoder's `none_sources`)."""
-    values = tuple(row.values())
-    if not sets:
-        return values
-    out, names = list(values), list(row)
-    for i, members in sets:
-        value = out[i]
-        if value is None:
-            if none_sources.get(names[i]) == "empty set":
-                out[i] = ""
-        elif isinstance(value, set):
-            out[i] = ",".join(m for m in members if m in value)
-    return tuple(out)
-
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value or "")
-
-
-def _query_text(event: Any) -> str:
-    text = _text(event.query).strip()
-    return text.upper() if len(text) < 16 else text
-
-
-_TRUNCATE = re.compile(r"^\s*TRUNCATE\s+(?:TABLE\s+)?(?:`?(\w+)`?\.)?`?(\w+)`?\s*$", re.I)
-
-
-def _truncated_table(text: str, schema: str) -> TableName | None:
-    """The table a TRUNCATE statement empties (logged as a statement, even with ROW format)."""
-    found = _TRUNCATE.match(text)
-    if found is None:
-        return None
-    return TableName(found.group(1) or schema, found.group(2))
+            self._conn.close()
 
 
 def _broken(exc: BaseException) -> Exception:
@@ -543,6 +457,10 @@ def _broken(exc: BaseException) -> Exception:
             "update_multi_tasks to copy the tables again"
         )
     return TransientConnectorError(f"the binlog stream broke: {exc}")
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value or "")
 
 
 # --- a position by date -------------------------------------------------------------------------
@@ -557,29 +475,22 @@ class LogTooShort(ConnectorError):
         self.begins_ms = begins_ms
 
 
-def _scanner(content: Mapping[str, Any], server_id: int, log_file: str, events: list[Any]) -> Any:
-    with mapped_errors("cannot read the source's binary log"):
-        return BinLogStreamReader(
-            connection_settings={**connection_params(content), "charset": "utf8mb4"},
-            server_id=server_id,
-            resume_stream=True,
-            log_file=log_file,
-            log_pos=4,
-            blocking=False,
-            only_events=events,
-        )
+def _scan(content: Mapping[str, Any], server_id: int, log_file: str) -> BinlogStream:
+    """A non-blocking stream of `log_file` and the files after it, no table's rows decoded."""
+    return BinlogStream(content, "", 4, log_file, (), server_id=server_id, blocking=False)
 
 
 def _file_begins_ms(content: Mapping[str, Any], server_id: int, log_file: str) -> int:
     """When the server began the file: the time of its format description event."""
-    reader = _scanner(content, server_id, log_file, [FormatDescriptionEvent])
+    stream = _scan(content, server_id, log_file)
     try:
-        with mapped_errors(f"cannot read the source's binary log {log_file}"):
-            for event in reader:
-                if isinstance(event, FormatDescriptionEvent) and event.timestamp:
-                    return int(event.timestamp) * 1000
+        while stream.began_ms is None:
+            if stream.read() is None:
+                break
+        if stream.began_ms is not None:
+            return stream.began_ms
     finally:
-        reader.close()
+        stream.close()
     raise TerminalConnectorError(f"the source's binary log {log_file} has no start event")
 
 
@@ -604,19 +515,18 @@ def position_at(content: Mapping[str, Any], task_id: str, when_ms: int) -> tuple
     if begins[logs[0]] > when_ms:
         raise LogTooShort(logs[0], begins[logs[0]])
     start = [log for log in logs if begins[log] < when_ms] or logs[:1]
-    reader = _scanner(content, server_id, start[-1], [XidEvent, QueryEvent])
+    stream = _scan(content, server_id, start[-1])
     previous, previous_file = encode_position(start[-1], 4), start[-1]
     try:
-        with mapped_errors("cannot read the source's binary log"):
-            for event in reader:
-                if not isinstance(event, XidEvent) and _query_text(event) != "COMMIT":
+        while (items := stream.read()) is not None:
+            for item in items:
+                if not isinstance(item, TxnCommit):
                     continue
-                if int(event.timestamp) * 1000 >= when_ms - when_ms % 1000:
-                    break
-                previous_file = str(reader.log_file)
-                previous = encode_position(previous_file, int(event.packet.log_pos))
+                if item.commit_time_us // 1000 >= when_ms - when_ms % 1000:
+                    return previous, f"{previous_file}:{previous & 0xFFFF_FFFF}"
+                previous, previous_file = item.position, stream.log_file
     finally:
-        reader.close()
+        stream.close()
     return previous, f"{previous_file}:{previous & 0xFFFF_FFFF}"
 
 

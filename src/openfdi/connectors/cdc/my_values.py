@@ -1,16 +1,12 @@
 """One value form per MySQL column type, whichever path a value took: the snapshot (asyncmy reads
-the server's text protocol) and the binlog stream (python-mysql-replication decodes the row
-image) give different Python values for the same stored value, and the stream's decoder gets
-some wrong. Each column gets one converter that takes either and gives what both appliers write
-exactly (docs/cdc.md, "Values"):
+the server's text protocol) and the binlog stream (my_binlog.py decodes the row image) give
+different Python values for the same stored value. Each column gets one converter that takes
+either and gives what both appliers write exactly (docs/cdc.md, "Values"):
 
 - decimal: its digits, never an exponent (both give Decimal);
-- time: `[-]HHH:MM:SS[.ffffff]` text (both give timedelta; the stream's decoder got a negative
-  time with a fraction wrong: `_read_time2` decodes it instead);
-- year: int, 0 for `0000` (the stream's decoder gives 1900 for it);
-- bit(n): n binary digits, PostgreSQL's bit text (the snapshot gives bytes);
-- set: the members in definition order, comma-separated, '' for the empty set (the stream's
-  decoder gives a Python set, and None for the empty set: `BinlogStream.read` fixes both);
+- time: `[-]HHH:MM:SS[.ffffff]` text (both give timedelta);
+- bit(n): n binary digits, PostgreSQL's bit text (both give the bytes);
+- set: the members in definition order, comma-separated, '' for the empty set (both give it);
 - binary(n): n bytes (the binlog strips trailing zero bytes);
 - geometry types: WKB, or EWKB (PostGIS' form, the SRID inside) when the SRID is not 0 (both
   give MySQL's stored form: 4 bytes SRID, then WKB);
@@ -18,8 +14,8 @@ exactly (docs/cdc.md, "Values"):
   double, 0.10000000149011612 for 0.1);
 - json: its text (MariaDB's json is text; MySQL's binary json arrives parsed);
 - date, datetime, timestamp: the value (both give datetime); a zero or partial date as NULL
-  (the snapshot gives its text, the stream None, or the epoch for a zero timestamp);
-- the rest: ints, doubles and text as the drivers give them.
+  (the snapshot gives its text, the stream None);
+- the rest (year included, 0 for `0000`): ints, doubles and text as the drivers give them.
 """
 
 from __future__ import annotations
@@ -31,9 +27,6 @@ import struct
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
-
-from pymysqlreplication.constants import FIELD_TYPE  # type: ignore[import-untyped]
-from pymysqlreplication.row_event import RowsEvent  # type: ignore[import-untyped]
 
 Converter = Callable[[Any], Any]
 _F32 = struct.Struct("<f")
@@ -112,11 +105,6 @@ def _bits(width: int) -> Converter:
     return convert
 
 
-def _year(value: Any) -> Any:
-    # YEAR holds 1901-2155 or 0 (`0000`); the stream's decoder adds 1900 to the stored 0.
-    return 0 if value == 1900 else value
-
-
 def _single(value: Any) -> Any:
     return single_text(value) if isinstance(value, float) else value
 
@@ -129,20 +117,11 @@ def _time(value: Any) -> Any:
     return time_text(value) if isinstance(value, dt.timedelta) else text_value(value)
 
 
-_EPOCH = dt.datetime(1970, 1, 1)
-
-
 def _date(value: Any) -> Any:
     # A zero or partial date ('0000-00-00', '2020-00-00', storable under a lax sql_mode) has
     # no value in PostgreSQL or Python: the snapshot's driver gives its text, the stream's
     # decoder None. Both go as NULL.
     return None if isinstance(value, str) else value
-
-
-def _timestamp(value: Any) -> Any:
-    # A zero timestamp is stored as 0 seconds, which the stream's decoder reads as the epoch;
-    # the epoch itself is below a TIMESTAMP's range (it starts at 00:00:01).
-    return None if isinstance(value, str) or value == _EPOCH else value
 
 
 def geometry_wkb(value: Any) -> Any:
@@ -185,8 +164,6 @@ def converter(data_type: str, column_type: str) -> Converter | None:
         return _binary
     if kind == "bit":
         return _bits(int(width.group(1)) if width else 1)
-    if kind == "year":
-        return _year
     if kind == "float":
         return _single
     if kind == "decimal":
@@ -195,10 +172,8 @@ def converter(data_type: str, column_type: str) -> Converter | None:
         return _time
     if kind in GEOMETRY_TYPES:
         return geometry_wkb
-    if kind in ("date", "datetime"):
+    if kind in ("date", "datetime", "timestamp"):
         return _date
-    if kind == "timestamp":
-        return _timestamp
     if kind in NATIVE_TYPES:
         return None
     return text_value
@@ -206,46 +181,9 @@ def converter(data_type: str, column_type: str) -> Converter | None:
 
 NATIVE_TYPES = frozenset(
     {
-        "tinyint", "smallint", "mediumint", "int", "bigint", "double", "char", "varchar",
+        "tinyint", "smallint", "mediumint", "int", "bigint", "year", "double", "char", "varchar",
         "tinytext", "text", "mediumtext", "longtext",
     }
 )  # fmt: skip
 """Types whose values the drivers read as what both appliers write exactly as they are (int,
 float, date, datetime, str): a snapshot passes them on unconverted."""
-
-
-# --- the stream decoder's TIME2 ---------------------------------------------------------------
-
-
-def _read_time2(self: Any, column: Any) -> dt.timedelta:
-    """TIME(fsp) as the binlog stores it: one big-endian integer of 3 + ceil(fsp/2) bytes,
-    offset by its top bit, whose magnitude is hour(10 bits) minute(6) second(6) then the
-    fraction. python-mysql-replication negates the integer and the fraction apart, which is
-    off by up to a second for a negative time with a fraction (-12:34:56.000001 came out as
-    -12:34:56.999999)."""
-    frac_bytes = (column.fsp + 1) // 2
-    size = 3 + frac_bytes
-    raw = int.from_bytes(self.packet.read(size), "big") - (1 << (size * 8 - 1))
-    sign, raw = (-1 if raw < 0 else 1), abs(raw)
-    whole, frac = raw >> (frac_bytes * 8), raw & ((1 << (frac_bytes * 8)) - 1)
-    micro = frac * (1, 10_000, 100, 1)[frac_bytes]
-    value = dt.timedelta(
-        hours=(whole >> 12) & 0x3FF,
-        minutes=(whole >> 6) & 0x3F,
-        seconds=whole & 0x3F,
-        microseconds=micro,
-    )
-    return -value if sign < 0 else value
-
-
-def patch_decoder() -> None:
-    """Replace the stream decoder's TIME2 reading (a private method, hence the check that the
-    library still has it: an upgrade that renames it fails loudly here, not with wrong
-    values)."""
-    name = "_RowsEvent__read_time2"
-    if not hasattr(RowsEvent, name) or FIELD_TYPE.TIME2 != 19:
-        raise RuntimeError("python-mysql-replication changed: review my_values.patch_decoder")
-    setattr(RowsEvent, name, _read_time2)
-
-
-patch_decoder()
