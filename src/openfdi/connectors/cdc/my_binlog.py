@@ -643,7 +643,17 @@ class BinlogDecoder:
 
     def feed(self, packet: bytes) -> list[Item]:
         """One event as the server sent it (the OK byte, then the event): its items, [] for an
-        event of no interest."""
+        event of no interest. An event it cannot decode is a TerminalConnectorError saying
+        where, never another exception: resuming would meet the same bytes again."""
+        try:
+            return self._decode(packet)
+        except (ValueError, IndexError, KeyError, StopIteration, struct.error) as exc:
+            raise TerminalConnectorError(
+                f"cannot decode the binlog event after {self.log_file}:"
+                f"{self.position & 0xFFFF_FFFF}: {exc!r}"
+            ) from exc
+
+    def _decode(self, packet: bytes) -> list[Item]:
         timestamp, kind, server_id, _, log_pos, _ = HEADER.unpack_from(packet, 1)
         end = len(packet) - self._checksum
         if kind == FORMAT_DESCRIPTION:
