@@ -22,6 +22,7 @@ BIT as bytes, SET as its members' text, a zero date as None); docs/cdc.md "Value
 
 from __future__ import annotations
 
+import codecs
 import datetime as dt
 import re
 import struct
@@ -29,13 +30,16 @@ import zlib
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pymysqlreplication.constants.CHARSET import charset_by_id  # type: ignore[import-untyped]
 from pymysqlreplication.json_binary import parse_json  # type: ignore[import-untyped]
 
 from openfdi.connectors.errors import TerminalConnectorError
 from openfdi.domain.cdc import TableName
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer  # collections.abc.Buffer from Python 3.12
 
 # --- what the decoder gives ----------------------------------------------------------------------
 
@@ -593,8 +597,36 @@ class _Shape:
         if column.collation is None or column.collation == BINARY_COLLATION:
             return None if column.collation == BINARY_COLLATION else "utf-8"
         found = charset_by_id(column.collation, "mariadb" if self.mariadb else "mysql")
-        return str(found.encoding) if found is not None else "utf-8"
+        if found is None:
+            return "utf-8"
+        return MYSQL_LATIN1 if found.name == "latin1" else str(found.encoding)
 
+
+MYSQL_LATIN1 = "openfdi_mysql_latin1"
+"""MySQL's latin1: Windows-1252, whose five unassigned bytes (0x81, 0x8D, 0x8F, 0x90, 0x9D)
+MySQL maps to the C1 controls of the same number; Python's cp1252 refuses them."""
+_LATIN1_CHARS = "".join(
+    chr(b) if b in (0x81, 0x8D, 0x8F, 0x90, 0x9D) else bytes([b]).decode("cp1252")
+    for b in range(256)
+)
+
+
+def _mysql_latin1(name: str) -> codecs.CodecInfo | None:
+    """The codec search function of MYSQL_LATIN1 (a charmap codec: decoded in C)."""
+    if name != MYSQL_LATIN1:
+        return None
+    encoding_map = codecs.charmap_build(_LATIN1_CHARS)
+
+    def decode(data: Buffer, errors: str = "strict", /) -> tuple[str, int]:
+        return codecs.charmap_decode(data, errors, _LATIN1_CHARS)
+
+    def encode(text: str, errors: str = "strict", /) -> tuple[bytes, int]:
+        return codecs.charmap_encode(text, errors, encoding_map)
+
+    return codecs.CodecInfo(encode, decode, name=MYSQL_LATIN1)
+
+
+codecs.register(_mysql_latin1)
 
 _SIMPLE: dict[int, Callable[[int], Reader]] = {
     YEAR: lambda _: _year,
