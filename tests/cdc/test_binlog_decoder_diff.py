@@ -13,6 +13,7 @@ and after images are decoded), moved to other keys in one multi-row event and pa
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import json
 import struct
 import uuid
@@ -34,7 +35,7 @@ from pymysqlreplication.row_event import (  # type: ignore[import-untyped]
     WriteRowsEvent,
 )
 
-from openfdi.connectors.cdc import my_source, my_values
+from openfdi.connectors.cdc import my_source
 from openfdi.connectors.cdc.my_source import BinlogStream, RowChange, SourceTable, TxnCommit
 from openfdi.domain.cdc import TableName
 from tests.cdc.mariaserver import BinlogMariaDB
@@ -143,6 +144,16 @@ _POINTS = st.builds(_point, _COORD, _COORD, st.sampled_from([0, 4326, 3857]))
 _TS_LO, _TS_HI = dt.datetime(1970, 1, 1, 0, 0, 1), dt.datetime(2038, 1, 19, 3, 14, 7, 999_999)
 _DT_LO, _DT_HI = dt.datetime(1000, 1, 1), dt.datetime(9999, 12, 31, 23, 59, 59, 999_999)
 
+# Addresses with runs of zero words (which MariaDB shortens its own way), IPv4-mapped and
+# IPv4-compatible ones, and any.
+_WORDS = st.lists(st.sampled_from([0, 0, 1, 0xFFFF, 0x1234]), min_size=8, max_size=8)
+_INET6 = st.one_of(
+    st.ip_addresses(v=6),
+    _WORDS.map(lambda w: ipaddress.IPv6Address(b"".join(x.to_bytes(2, "big") for x in w))),
+    st.ip_addresses(v=4).map(lambda v: ipaddress.IPv6Address(f"::ffff:{v}")),
+    st.ip_addresses(v=4).map(lambda v: ipaddress.IPv6Address(b"\0" * 12 + v.packed)),
+).map(lambda v: lit(str(v)))
+
 COLUMNS: tuple[Col, ...] = (
     Col("i8", "tinyint", _ints(-(2**7), 2**7 - 1)),
     Col("u8", "tinyint unsigned", _ints(0, 2**8 - 1)),
@@ -189,8 +200,9 @@ COLUMNS: tuple[Col, ...] = (
     Col("b64", "bit(64)", _bits(64)),
     Col("j", "json", _JSON.map(lambda v: lit(json.dumps(v, ensure_ascii=False)))),
     Col("g", "geometry", _POINTS),
-    Col("ip", "inet6", st.ip_addresses(v=6).map(lambda v: lit(str(v)))),
+    Col("ip", "inet6", _INET6),
     Col("uu", "uuid", st.uuids().map(lambda v: lit(str(v)))),
+    Col("ip4", "inet4", st.ip_addresses(v=4).map(lambda v: lit(str(v)))),
 )
 NAMES = tuple(c.name for c in COLUMNS)
 DDL = "CREATE TABLE t (id int PRIMARY KEY, " + ", ".join(f"{c.name} {c.ddl}" for c in COLUMNS) + ")"
@@ -271,6 +283,8 @@ def _extreme(col: Col, low: bool) -> Literal:
             return "'::'" if low else "'ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff'"
         case "uuid":
             return lit(str(uuid.UUID(int=0 if low else 2**128 - 1)))
+        case "inet4":
+            return "'0.0.0.0'" if low else "'255.255.255.255'"
     raise AssertionError(f"no extreme for {col.ddl}")
 
 
@@ -301,6 +315,7 @@ ZEROS: dict[str, Literal] = {
     "g": "POINT(0, 0)",
     "ip": "'::ffff:1.2.3.4'",
     "uu": lit("00000000-0000-0000-0000-000000000001"),
+    "ip4": "'0.0.0.1'",
 }
 ODD: dict[str, Literal] = {
     "dt6": "'2026-06-07 08:09:10.000001'",
@@ -328,6 +343,7 @@ ODD: dict[str, Literal] = {
     "g": "ST_GeomFromText('POINT(1 2)', 4326)",
     "ip": "'1::'",  # trailing zero bytes, stripped in the binlog
     "uu": lit("12345678-1234-1234-8234-123456789abc"),  # a version 1 UUID
+    "ip4": "'10.0.0.0'",  # trailing zero bytes, stripped in the binlog
 }
 EXTREME_ROWS: tuple[Row, ...] = (
     _every(lambda c: _extreme(c, low=True)),
@@ -373,24 +389,12 @@ def _values_of(row: Row) -> str:
     return ", ".join(row.get(n, "NULL") for n in NAMES)
 
 
-STORED_16 = ("ip", "uu")
-"""inet6 and uuid: my_values has no converter of their own, and its fallback (text_value)
-decodes the 16 stored bytes the binlog carries as UTF-8, which fails (or, for bytes that happen
-to be UTF-8, gives the wrong text), while a SELECT gives the server's text form. Here both are
-compared as the 16 bytes, by binary(16)'s converter (the binlog strips trailing zero bytes) and
-the server's CAST(... AS BINARY(16)): what the decoder must get right is the bytes."""
-_STORED_16 = my_values.converter("binary", "binary(16)") or my_values.text_value
-
-
 def _converted(
     table: SourceTable, columns: tuple[str, ...], values: Sequence[Any] | None
 ) -> tuple[Any, ...] | None:
     if values is None:
         return None
-    converters = [
-        _STORED_16 if name in STORED_16 else convert
-        for name, convert in zip(columns, table.converters_of(columns), strict=True)
-    ]
+    converters = table.converters_of(columns)
     return tuple(convert(v) for convert, v in zip(converters, values, strict=True))
 
 
@@ -432,7 +436,8 @@ def _oracle_image(
     server's SELECT checks): the library gives a SET as a Python set, and None for the empty
     set (told from NULL by `none_sources`), where the server's text is the members in
     definition order, '' for none; the year 0000 as 1900; the zero TIMESTAMP as the epoch
-    (which is below a TIMESTAMP's range), where openfdi gives None as for every zero date."""
+    (which is below a TIMESTAMP's range), where openfdi gives None as for every zero date; an
+    empty binary value as ''."""
     out = []
     for name, value in values.items():
         if name in sets:
@@ -444,6 +449,8 @@ def _oracle_image(
             value = 0
         elif _KINDS.get(name) == "timestamp" and value == _EPOCH:
             value = None
+        elif _KINDS.get(name) in ("inet6", "uuid", "inet4") and value == "":
+            value = b""  # all zero bytes, stripped: the library gives '' for no bytes
         out.append(value)
     return out
 
@@ -517,10 +524,7 @@ def _server_rows(conn: Any, table: SourceTable) -> dict[int, tuple[Any, ...]]:
     """The rows as MariaDB returns them (UTC), through the same converters, by id."""
     # A FLOAT is selected as the double it holds: MariaDB prints a float with 6 significant
     # digits, not the 4 bytes' shortest text, so its text would lose what the binlog carries.
-    select = ", ".join(
-        "CAST(f AS DOUBLE)" if n == "f" else f"CAST({n} AS BINARY(16))" if n in STORED_16 else n
-        for n in table.columns
-    )
+    select = ", ".join("CAST(f AS DOUBLE)" if n == "f" else n for n in table.columns)
     with conn.cursor() as cur:
         cur.execute(f"SELECT {select} FROM t ORDER BY id")
         found = [_converted(table, table.columns, r) for r in cur.fetchall()]

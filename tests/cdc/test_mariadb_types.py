@@ -9,6 +9,7 @@ decimals, timestamps with microseconds, JSON text with exponents and emoji, ever
 
 from __future__ import annotations
 
+import ipaddress
 import struct
 import uuid
 from collections.abc import Iterator
@@ -252,6 +253,66 @@ def test_every_type_from_mariadb_into_mariadb_is_exact_by_snapshot_and_stream(  
         _changes(maria, source_db)
         wait_for(lambda: 500 in _maria_rows(maria, target_db))
         wait_for(lambda: _maria_rows(maria, target_db) == _maria_rows(maria, source_db))
+    finally:
+        start_stop(sdk, creds, task_id, "stop")
+
+
+ADDRESSES = (
+    ("'ffffffff-ffff-ffff-ffff-ffffffffffff'", "'ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff'",
+     "'255.255.255.255'"),
+    ("'00000000-0000-0000-0000-000000000000'", "'::'", "'0.0.0.0'"),
+    ("'12345678-1234-1234-8234-123456789000'", "'::ffff:1.2.3.4'", "'10.0.0.0'"),
+    ("'6ccd780c-baba-1026-9564-5b8c656024db'", "'1:0:2:3:4:5:6:0'", "'0.0.0.1'"),
+    ("NULL", "'::1.2.3.4'", "NULL"),
+)  # fmt: skip
+"""UUIDs (a version 1 among them, which MariaDB stores reordered) and addresses whose stored
+bytes end in zeros (the binlog drops them), IPv4-mapped and -compatible ones."""
+
+
+def test_uuid_inet6_and_inet4_arrive_as_their_values_by_snapshot_and_stream(  # type: ignore[no-untyped-def]
+    sdk, creds, ends: Ends, maria: BinlogMariaDB, source_db: str
+) -> None:
+    """The binlog carries these MariaDB types as their stored bytes, a SELECT as their text:
+    both paths give PostgreSQL's uuid and inet the same values, MariaDB's own."""
+    _run(maria, source_db, "CREATE TABLE a (id int PRIMARY KEY, u uuid, ip inet6, ip4 inet4)")
+    _run(maria, source_db, *(f"INSERT INTO a VALUES ({i}, {', '.join(r)})"
+                             for i, r in enumerate(ADDRESSES, 1)))  # fmt: skip
+    with ends.dst_conn() as dst:
+        dst.execute("CREATE TABLE a (id int PRIMARY KEY, u uuid, ip inet, ip4 inet)")
+    task_id, _ = _task_between(
+        sdk,
+        creds,
+        _datasource(sdk, creds, "MYSQL", maria.content(source_db)),
+        _datasource(sdk, creds, "POSTGRESQL", ends.pg.content(ends.dst)),
+    )
+
+    def source() -> dict[int, tuple[Any, ...]]:
+        with maria.connect(source_db) as conn, conn.cursor() as cur:
+            cur.execute("SELECT id, u, ip, ip4 FROM a ORDER BY id")
+            return {
+                r[0]: (
+                    None if r[1] is None else uuid.UUID(r[1]),
+                    ipaddress.ip_address(r[2]),
+                    None if r[3] is None else ipaddress.ip_address(r[3]),
+                )
+                for r in cur.fetchall()
+            }
+
+    def target() -> dict[int, tuple[Any, ...]]:
+        with ends.dst_conn() as dst:
+            rows = dst.execute("SELECT id, u, ip, ip4 FROM a ORDER BY id").fetchall()
+        return {r[0]: tuple(r[1:]) for r in rows}
+
+    start_stop(sdk, creds, task_id, "start")
+    try:
+        wait_for(lambda: len(target()) == len(ADDRESSES))
+        _run(maria, source_db, "INSERT INTO a SELECT id + 100, u, ip, ip4 FROM a")
+        wait_for(lambda: len(target()) == 2 * len(ADDRESSES))
+        got, want = target(), source()
+        assert got == want
+        for i in range(1, len(ADDRESSES) + 1):
+            assert got[i] == got[100 + i], f"row {i}: snapshot and stream differ"
+        assert str(got[104][1]) == "1:0:2:3:4:5:6:0"
     finally:
         start_stop(sdk, creds, task_id, "stop")
 

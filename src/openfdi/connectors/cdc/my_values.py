@@ -12,6 +12,8 @@ either and gives what both appliers write exactly (docs/cdc.md, "Values"):
   give MySQL's stored form: 4 bytes SRID, then WKB);
 - float: the shortest text that reads back to the same 4 bytes (the stream gives the 4 bytes'
   double, 0.10000000149011612 for 0.1);
+- uuid, inet6, inet4 (MariaDB): their text as the server shows it (the stream gives their
+  stored bytes);
 - json: its text (MariaDB's json is text; MySQL's binary json arrives parsed);
 - date, datetime, timestamp: the value (both give datetime); a zero or partial date as NULL
   (the snapshot gives its text, the stream None);
@@ -24,6 +26,7 @@ import datetime as dt
 import json
 import re
 import struct
+import uuid
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -150,6 +153,49 @@ def geometry_stored(value: Any) -> Any:
     return b"\0\0\0\0" + value
 
 
+def _stored(width: int, text: Callable[[bytes], str]) -> Converter:
+    """A MariaDB type stored as `width` bytes (the binlog drops their trailing zero bytes) and
+    shown as text (what the snapshot's driver gives): the text."""
+
+    def convert(value: Any) -> Any:
+        return text(value.ljust(width, b"\0")) if isinstance(value, bytes) else value
+
+    return convert
+
+
+def inet6_text(stored: bytes) -> str:
+    """An INET6 as MariaDB shows it: hex words, the longest run of zero words (the first of
+    equal ones, even a single word) as `::`; an IPv4-compatible (`::1.2.3.4`) or IPv4-mapped
+    (`::ffff:1.2.3.4`) address with its last 4 bytes in dotted form. (Python's ipaddress
+    follows RFC 5952, which never shortens a single zero word.)"""
+    words = [int.from_bytes(stored[i : i + 2], "big") for i in range(0, 16, 2)]
+    run, start, i = 0, -1, 0
+    while i < 8:
+        j = i
+        while j < 8 and words[j] == 0:
+            j += 1
+        if j - i > run:
+            run, start = j - i, i
+        i = max(j, i + 1)
+    dotted = ".".join(str(b) for b in stored[12:])
+    if start == 0 and run == 6:
+        return f"::{dotted}"
+    if start == 0 and run == 5 and words[5] == 0xFFFF:
+        return f"::ffff:{dotted}"
+    text = [format(w, "x") for w in words]
+    if start < 0:
+        return ":".join(text)
+    return ":".join(text[:start]) + "::" + ":".join(text[start + run :])
+
+
+_ADDRESS_TYPES = {
+    "uuid": _stored(16, lambda b: str(uuid.UUID(bytes=b))),
+    "inet6": _stored(16, inet6_text),
+    "inet4": _stored(4, lambda b: ".".join(str(x) for x in b)),
+}
+"""MariaDB's UUID, INET6 and INET4: the binlog carries their bytes, a SELECT their text."""
+
+
 _WIDTH = re.compile(r"\((\d+)")
 
 
@@ -174,6 +220,8 @@ def converter(data_type: str, column_type: str) -> Converter | None:
         return geometry_wkb
     if kind in ("date", "datetime", "timestamp"):
         return _date
+    if kind in _ADDRESS_TYPES:
+        return _ADDRESS_TYPES[kind]
     if kind in NATIVE_TYPES:
         return None
     return text_value
