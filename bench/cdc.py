@@ -28,7 +28,8 @@ The markdown table is printed and written to bench/results/cdc.md.
 `--source mariadb` measures a MariaDB binlog source into the same PostgreSQL target (its own
 mariadbd with a ROW binlog, tests/cdc/mariaserver.py): the same three measures, the catch-up
 beside python-mysql-replication's raw `BinLogStreamReader` loop over the same binlog range (the
-floor of merely parsing the events in Python), the snapshot beside a plain copy task from the
+published Python way of reading a binlog: parsing the events, applying nothing; openfdi decodes
+with its own decoder, my_binlog.py), the snapshot beside a plain copy task from the
 same MariaDB table; written to bench/results/cdc-mariadb.md.
 """
 

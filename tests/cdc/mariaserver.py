@@ -88,6 +88,7 @@ class BinlogMariaDB:
                 "--skip-name-resolve",
                 "--innodb-flush-log-at-trx-commit=1",
                 "--sync-binlog=1",
+                "--max-allowed-packet=64M",  # rows of more than 16 MiB: events of 2 packets
                 f"--log-error={self.dir / 'error.log'}",
                 *self.extra,
             ],

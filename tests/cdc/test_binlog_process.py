@@ -138,6 +138,29 @@ def test_the_process_hands_over_the_items_of_the_stream_in_order(
     assert messages < len(commits) / 5, "many items a message"
 
 
+def test_an_event_of_more_than_16_mib_arrives_whole(maria: BinlogMariaDB, db: str) -> None:
+    """A row of 20 MiB is an event the server splits over two protocol packets (16 MiB at
+    most each), which the stream joins again; the rows either side of it arrive too."""
+    big = bytes(range(256)) * (20 * 4096)
+    _run(maria, db, "CREATE TABLE g (id int PRIMARY KEY, data longblob)")
+    start = _now(maria)
+    with maria.connect(db) as conn, conn.cursor() as cur:
+        cur.execute("INSERT INTO g VALUES (1, 'before')")
+        cur.execute("INSERT INTO g VALUES (2, %s)", (big,))
+        cur.execute("INSERT INTO g VALUES (3, 'after')")
+    end = _now(maria)[1]
+    stream = BinlogStream(maria.content(db), f"t-{db}", start[1], start[0], [db])
+    rows: list[RowChange] = []
+    try:
+        while stream.position < end:
+            rows.extend(i for i in stream.read() or () if isinstance(i, RowChange))
+    finally:
+        stream.close()
+    assert [r.new[0] for r in rows if r.new] == [1, 2, 3]
+    assert rows[1].new is not None
+    assert rows[1].new[1] == big
+
+
 def test_a_purged_position_fails_terminally_with_what_to_do(maria: BinlogMariaDB, db: str) -> None:
     reader = _started(maria, db, ("binlog.999999", my_binlog.encode_position("binlog.999999", 4)))
     try:

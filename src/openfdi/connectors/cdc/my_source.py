@@ -331,13 +331,50 @@ DUMP_NON_BLOCK = 0x01
 """A dump flag: the server ends the stream (an EOF packet) at the log's end, not waits."""
 STREAM_READ_TIMEOUT_S = 30
 """A stream that sends nothing, not even its heartbeat (every HEARTBEAT_S), this long is dead."""
-_PYMYSQL_PRIVATE = ("_execute_command", "_sock", "_rfile")
-"""pymysql has no public call to send a replication command or to read the socket under it;
+_PYMYSQL_PRIVATE = ("_execute_command", "_sock")
+"""pymysql has no public call to send a replication command or to reach the socket under it;
 these are what the stream uses (python-mysql-replication uses the same). Checked when a
 stream opens, so that a pymysql that renamed them fails with this module's name, not an
 AttributeError mid-stream."""
 _MAX_PACKET = 0xFF_FFFF
 """A packet of this size continues in the next one (a payload of 16 MiB or more)."""
+_RECV_BYTES = 256 * 1024
+
+
+class _Received:
+    """The replication socket's bytes, received in large pieces: after the dump command the
+    connection carries nothing but the log's packets, which the stream frames itself. (pymysql
+    builds an object a packet, a third of the stream's time (4 of 10 s profiled over 100,000
+    transactions); its buffered reader holds 8 KiB, so telling whether more of the log has
+    arrived took a `select` a transaction.)"""
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+        self._buffer = bytearray()
+        self._at = 0
+
+    def take(self, size: int) -> bytes:
+        buffer = self._buffer
+        while len(buffer) - self._at < size:
+            if self._at:
+                del buffer[: self._at]
+                self._at = 0
+            piece = self._sock.recv(max(_RECV_BYTES, size - len(buffer)))
+            if not piece:
+                raise OSError("the server closed the replication connection")
+            buffer += piece
+        start = self._at
+        self._at += size
+        return bytes(buffer[start : self._at])
+
+    def arriving(self) -> bool:
+        """Bytes are here or waiting on the socket."""
+        if len(self._buffer) > self._at:
+            return True
+        try:
+            return bool(select.select([self._sock], [], [], 0)[0])
+        except (OSError, ValueError):  # closed under us: the next read says why
+            return False
 
 
 class BinlogStream:
@@ -391,7 +428,9 @@ class BinlogStream:
                 self.close()
                 raise
         self._conn._sock.settimeout(STREAM_READ_TIMEOUT_S)
-        self._read = self._conn._rfile.read
+        # pymysql read the answers to the settings whole; the server sends the log only after
+        # the dump command: nothing of it waits in pymysql's own buffer.
+        self._received = _Received(self._conn._sock)
         self._decoder = BinlogDecoder(schemas, log_file or "", checksum)
 
     def _prepare(self, gtids: Sequence[Gtid]) -> bool:
@@ -436,38 +475,28 @@ class BinlogStream:
         return items
 
     def _packet(self) -> bytes:
-        """The next packet's payload, read straight from the socket's buffered reader: pymysql's
-        own packet reader builds an object a packet and was a third of the stream's time (4 of
-        10 s profiled over 100,000 transactions). (It also checks each packet's sequence
-        number; over one TCP stream they cannot skip, so this does not.)"""
-        read = self._read
+        """The next packet's payload. (pymysql also checks each packet's sequence number; over
+        one TCP stream they cannot skip, so this does not.)"""
+        take = self._received.take
         parts: list[bytes] = []
         while True:
-            header = read(4)
-            size = int.from_bytes(header[:3], "little")
-            data = read(size) if len(header) == 4 else b""
-            if len(data) < size or len(header) < 4 or not (data or parts):
-                raise OSError("the server closed the replication connection")
+            size = int.from_bytes(take(4)[:3], "little")
+            data = take(size)
             if size < _MAX_PACKET:
                 break
             parts.append(data)
         if parts:
             data = b"".join([*parts, data])
+        if not data:
+            raise OSError("the server sent an empty packet on the replication connection")
         if data[0] == 0xFF:
             pymysql.err.raise_mysql_exception(data)
         return data
 
     def arriving(self) -> bool:
-        """True when more of the log is on its way now: the socket has bytes waiting. (Bytes
-        pymysql's buffered reader already holds are not seen: a caller batching on it sends a
-        little early, never late.)"""
-        sock = getattr(self._conn, "_sock", None)
-        if sock is None:
-            return False
-        try:
-            return bool(select.select([sock], [], [], 0)[0])
-        except (OSError, ValueError):  # closed under us: the next read says why
-            return False
+        """True when more of the log is on its way now: received and not read yet, or waiting
+        on the socket."""
+        return self._received.arriving()
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
