@@ -375,6 +375,7 @@ def test_kill_9_of_the_mariadb_source_mid_stream_loses_and_duplicates_nothing(  
     kinds = {k: sum(1 for r in source if r[0] == k) for k in ("INSERT", "UPDATE", "DELETE")}
     assert all(kinds.values()), kinds
     assert target == source  # change for change, in order: none lost, none applied twice
+    print(f"3 kill -9s of the source: {len(source)} changes {kinds}, target equal")  # -rP
     start_stop(sdk, creds, task_id, "stop")
 
 
@@ -657,6 +658,7 @@ def test_kill_9_of_openfdi_following_mariadb_loses_and_duplicates_nothing(
         source, target = _trails(maria, mdb, ends)
         assert len(source) > 300
         assert target == source
+        print(f"3 kill -9s of openfdi: {len(source)} changes, target equal")  # shown by -rP
     finally:
         served.stop()
 
