@@ -379,8 +379,8 @@ class _Received:
 
 class BinlogStream:
     """One replication connection reading the binlog from a position, decoded by openfdi's
-    own decoder (my_binlog.py); pymysql makes the connection (its handshake and
-    authentication) and frames the packets."""
+    own decoder (my_binlog.py). pymysql makes the connection (its handshake, authentication
+    and the replica's settings); the stream then frames the log's packets itself."""
 
     def __init__(
         self,
