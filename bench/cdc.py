@@ -45,6 +45,7 @@ sys.path[0] = str(ROOT)
 import argparse  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
+import shutil  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
@@ -539,6 +540,7 @@ def main() -> None:
         rss = peak_rss_mb(served.proc.pid)
     finally:
         served.stop()
+        shutil.rmtree(work, ignore_errors=True)
         pg.stop()
         if maria is not None:
             maria.stop()
