@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from typing import Any
 
 from huaweicloudsdkroma.v2 import (
     BatchStartOrStopTasksRequest,
@@ -35,25 +36,18 @@ def _batch(sdk, creds, action: str, task: str) -> None:  # type: ignore[no-untyp
     assert reply.success_count == 1
 
 
-def _triggers(runtime, task: str) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
+def _runs(runtime, task: str, *columns: Any) -> list[tuple[Any, ...]]:  # type: ignore[no-untyped-def]
+    """`columns` of the task's runs, oldest first."""
     with runtime.db.read() as session:
         rows = session.execute(
-            select(RunRow.trigger, RunRow.state)
-            .where(RunRow.task_id == task)
-            .order_by(RunRow.created_at)
+            select(*columns).where(RunRow.task_id == task).order_by(RunRow.created_at)
         ).all()
-    return [(trigger, state) for trigger, state in rows]
+    return [tuple(row) for row in rows]
 
 
-def _spans(runtime, task: str) -> list[tuple[int, int | None]]:  # type: ignore[no-untyped-def]
-    """The task's runs, oldest first: (created_at, ended_at)."""
-    with runtime.db.read() as session:
-        rows = session.execute(
-            select(RunRow.created_at, RunRow.ended_at)
-            .where(RunRow.task_id == task)
-            .order_by(RunRow.created_at)
-        ).all()
-    return [(created, ended) for created, ended in rows]
+def _triggers(runtime, task: str) -> list[tuple[Any, ...]]:  # type: ignore[no-untyped-def]
+    """(trigger, state) of each run."""
+    return _runs(runtime, task, RunRow.trigger, RunRow.state)
 
 
 def test_a_manual_run_of_a_stopped_realtime_task_copies_what_is_there_and_ends(
@@ -146,7 +140,7 @@ def test_a_batch_start_starts_the_following_runs_before_it_answers(
         wait_for(lambda t=task: _finished(sdk, creds, t), timeout=15)  # no source table: failed
         # A later run may be the failed run's retry, 5 s after it ended (the loop reaches the
         # last tasks that late on a loaded machine); none may have started beside the first.
-        first, *later = _spans(runtime, task)
+        first, *later = _runs(runtime, task, RunRow.created_at, RunRow.ended_at)
         assert first[1] is not None
         assert all(created >= first[1] for created, _ in later), (first, later)
     sdk.batch_start_or_stop_tasks(
