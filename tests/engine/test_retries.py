@@ -8,6 +8,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -22,6 +23,7 @@ from openfdi.domain.states import RunState, RunTrigger
 from openfdi.engine.backoff import restart_delay_ms
 from openfdi.engine.outcomes import DirtyLimitExceeded, outcome_of
 from openfdi.engine.runner import EngineSettings
+from openfdi.services import control_loops
 from openfdi.services.control_loops import Supervisor
 from openfdi.services.runtime import Runtime
 from openfdi.store import runs
@@ -176,6 +178,43 @@ def test_a_failing_realtime_task_is_restarted_later_each_time(
                 .where(RunRow.task_id == task_id, RunRow.state == RunState.STARTING.value)
                 .values(state=RunState.FAILED.value, ended_at=clock[0])
             )
+
+
+@both_databases
+def test_a_start_judged_before_another_pass_started_a_run_that_failed_waits_for_the_backoff(
+    runtime: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two passes of the supervisor (the batch start's and the loop's) judge a task at once:
+    both read "no run yet". One starts a run, which fails at once; the other then starts
+    another at once, not after the failed run's backoff. Here the other pass's run is made
+    to start and fail between this pass's read and its start."""
+    source = direct.datasource(runtime, "SQLITE", {"database_name": str(tmp_path / "s.db")})
+    target = direct.datasource(runtime, "SQLITE", {"database_name": str(tmp_path / "d.db")})
+    detail = {
+        "sourceSelectedDatasource": {"table": "events", "incremental": {"column": "id"}},
+        "targetSelectedDatasource": {"table": "copy"},
+    }
+    task_id = direct.task(runtime, source, target, detail, "REALTIME")
+    with runtime.db.write() as session:
+        session.execute(update(TaskRow).where(TaskRow.id == task_id).values(status=1, updated_at=0))
+    runtime.settings.engine_enabled, runtime.settings.worker_processes = True, 1
+    now = 1_000_000
+    runtime.clock_ms = lambda: now
+    real_start = control_loops.runs_service.start_run
+
+    def other_pass_first(*args: Any, **kwargs: Any) -> str:
+        run_id = runs.create_run(runtime.db, task_id, RunTrigger.SUPERVISOR, now)
+        claim = runs.claim(runtime.db, run_id, "other", now, 10_000)
+        assert claim is not None
+        runs.finish(runtime.db, claim, RunState.FAILED, now, "source down", "RUNTIME_ERR")
+        monkeypatch.setattr(control_loops.runs_service, "start_run", real_start)
+        return real_start(*args, **kwargs)
+
+    monkeypatch.setattr(control_loops.runs_service, "start_run", other_pass_first)
+    control_loops.start_realtime_runs(runtime, now, [task_id])
+    with runtime.db.read() as session:
+        states = session.query(RunRow.state).filter(RunRow.task_id == task_id).all()
+    assert [s for (s,) in states] == [RunState.FAILED.value], "started again at once"
 
 
 def test_a_failed_realtime_run_says_when_it_is_tried_again_and_logs_why(

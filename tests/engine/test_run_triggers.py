@@ -138,11 +138,7 @@ def test_a_batch_start_starts_the_following_runs_before_it_answers(
     )
     for task in tasks:  # one run each: the supervisor's pass found them started
         wait_for(lambda t=task: _finished(sdk, creds, t), timeout=15)  # no source table: failed
-        # A later run may be the failed run's retry, 5 s after it ended (the loop reaches the
-        # last tasks that late on a loaded machine); none may have started beside the first.
-        first, *later = _runs(runtime, task, RunRow.created_at, RunRow.ended_at)
-        assert first[1] is not None
-        assert all(created >= first[1] for created, _ in later), (first, later)
+        assert len(_triggers(runtime, task)) == 1
     sdk.batch_start_or_stop_tasks(
         BatchStartOrStopTasksRequest(
             instance_id=creds.instance_id,

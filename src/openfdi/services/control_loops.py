@@ -193,7 +193,10 @@ def start_realtime_runs(rt: Runtime, now: int, task_ids: Sequence[str] | None = 
         if not due:
             continue
         try:
-            run_id = runs_service.start_run(rt, task_id, RunTrigger.SUPERVISOR)
+            # Only if no run of the supervisor's came since this read: the batch start's pass
+            # and the loop's may judge the same task at once, and a run the other started may
+            # already have failed, whose backoff this read did not see.
+            run_id = runs_service.start_run(rt, task_id, RunTrigger.SUPERVISOR, created)
             log.info("started realtime run %s of task %s", run_id, task_id)
         except runs.RunConflictError:
             pass  # someone else started it in the meantime

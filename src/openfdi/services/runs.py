@@ -101,10 +101,16 @@ def build_spec(rt: Runtime, run_id: str, task_id: str) -> RunSpec | CdcRunSpec:
     )
 
 
-def start_run(rt: Runtime, task_id: str, trigger: RunTrigger) -> str:
-    """Create and submit a run; RunConflictError if the task has an active run."""
+def start_run(
+    rt: Runtime,
+    task_id: str,
+    trigger: RunTrigger,
+    newest_seen: int | runs.NotChecked | None = runs.NOT_CHECKED,
+) -> str:
+    """Create and submit a run; RunConflictError if the task has an active run, or a run of
+    `trigger` newer than `newest_seen` (runs.create_run)."""
     _require_engine(rt)
-    run_id = runs.create_run(rt.db, task_id, trigger, rt.clock_ms())
+    run_id = runs.create_run(rt.db, task_id, trigger, rt.clock_ms(), newest_seen=newest_seen)
     submit_created(rt, run_id, task_id)
     return run_id
 

@@ -91,13 +91,39 @@ class Progress:
     run's remarks as they are. `finish` writes the final ones."""
 
 
+class NotChecked:
+    """`create_run`'s default: the newest run is not checked."""
+
+
+NOT_CHECKED = NotChecked()
+
+
 def create_run(
-    db: Database, task_id: str, trigger: RunTrigger, now_ms: int, fire_time: int | None = None
+    db: Database,
+    task_id: str,
+    trigger: RunTrigger,
+    now_ms: int,
+    fire_time: int | None = None,
+    *,
+    newest_seen: int | NotChecked | None = NOT_CHECKED,
 ) -> str:
-    """Insert a run in state `starting`; RunConflictError if one is active for the task."""
+    """Insert a run in state `starting`; RunConflictError if one is active for the task, or
+    when `newest_seen` is given (the created_at of the task's newest run of `trigger` when the
+    caller decided to start one, None for none) and a newer one exists: the decision was made
+    on what is no longer so (the supervisor read "no run yet", then another pass started a
+    run that failed at once; without the check it started another at once, not after its
+    backoff)."""
     run_id = new_hex_id()
     try:
         with db.write() as session:
+            if not isinstance(newest_seen, NotChecked):
+                newest = session.execute(
+                    select(func.max(RunRow.created_at)).where(
+                        RunRow.task_id == task_id, RunRow.trigger == RunTrigger(trigger).value
+                    )
+                ).scalar()
+                if newest != newest_seen:
+                    raise RunConflictError(task_id)
             session.add(
                 RunRow(
                     id=run_id,
